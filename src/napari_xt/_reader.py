@@ -1,0 +1,110 @@
+"""napari reader contribution: one multiscale layer per image, never an exception into the viewer.
+
+Unreadable files return ``None`` (so napari can try another reader) after a warning notification that says why; the
+lazy pyramid comes from :func:`napari_xt.io.open_image`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .io import ImageReadError, LargeImage, open_image
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = (
+    ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".dcm", ".zarr",
+)
+
+LayerData = tuple[Any, dict, str]
+
+
+def _looks_like_ours(path: str) -> bool:
+    p = Path(path)
+    if p.name.lower().endswith(_SUFFIXES):
+        return True
+    # DICOM WSI series come as folders of .dcm files
+    return p.is_dir() and any(f.suffix.lower() == ".dcm" for f in p.iterdir())
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 ``get_reader``: answer only for one path we can actually open."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = os.fspath(path)
+    if not _looks_like_ours(path):
+        return None
+    try:
+        image = open_image(path)
+    except ImageReadError as err:
+        _notify(f"napari-xt cannot open this file: {err}")
+        return None
+    except Exception as err:  # a bug of ours must not become a traceback in the viewer
+        log.exception("unexpected error opening %s", path)
+        _notify(f"napari-xt failed to open {path}: {err}")
+        return None
+
+    def read(_path: Any) -> list[LayerData]:
+        return layer_data_for(image)
+
+    return read
+
+
+def layer_data_for(image: LargeImage) -> list[LayerData]:
+    """Layer tuples for a :class:`LargeImage`: RGB and single-band as one layer, other bands split per channel."""
+    channels = image.levels[0].shape[-1]
+    rgb = channels in (3, 4) and image.kind in ("brightfield", "generic") and str(image.dtype) == "uint8"
+    name = Path(image.path.rstrip("/")).name
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "multiscale": len(image.levels) > 1,
+        "metadata": {
+            "napari_xt": {
+                "path": image.path,
+                "kind": image.kind,
+                "vendor": image.vendor,
+                "format": image.format,
+                "pixel_size": image.pixel_size,
+                "pixel_unit": image.pixel_unit,
+                "band_names": list(image.band_names),
+                "tile_size": image.tile_size,
+            },
+        },
+    }
+    if image.pixel_size is not None:
+        kwargs["scale"] = tuple(image.pixel_size)
+        if image.pixel_unit:
+            unit = "µm" if image.pixel_unit == "um" else image.pixel_unit
+            kwargs["units"] = (unit, unit)
+    levels = image.levels if kwargs["multiscale"] else image.levels[0]
+    if rgb:
+        kwargs["rgb"] = True
+        return [(levels, kwargs, "image")]
+    limits = image.contrast_limits()
+    if limits is not None:
+        kwargs["contrast_limits"] = tuple(float(v) for v in limits)
+    if channels == 1:
+        data = [lvl[..., 0] for lvl in image.levels] if kwargs["multiscale"] else image.levels[0][..., 0]
+        kwargs["rgb"] = False
+        kwargs["colormap"] = "gray"
+        return [(data, kwargs, "image")]
+    kwargs["channel_axis"] = 2
+    kwargs["name"] = [f"{name} [{b}]" for b in image.band_names] if image.band_names else None
+    kwargs["rgb"] = False
+    kwargs.pop("contrast_limits", None)
+    return [(levels, kwargs, "image")]
+
+
+def _notify(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+    except Exception:  # napari not importable (headless use): the log is enough
+        log.warning(message)

@@ -1,0 +1,1 @@
+"""xT model pieces: nested tokenization, region encoders, context encoders, heads, XTModel, checkpoints."""

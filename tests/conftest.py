@@ -1,0 +1,28 @@
+"""Shared fixtures: small synthetic samples written as real OME-TIFF pyramids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tissue_ome_tiff(tmp_path_factory) -> Path:
+    from napari_xt.synthetic import TissueSample
+    from napari_xt.synthetic.export import write_ome_tiff
+
+    path = tmp_path_factory.mktemp("samples") / "tissue.ome.tif"
+    return write_ome_tiff(TissueSample(1536, 2048, seed=1), path)
+
+
+@pytest.fixture(scope="session")
+def sar_ome_tiff(tmp_path_factory) -> Path:
+    from napari_xt.synthetic import SarSample
+    from napari_xt.synthetic.export import write_ome_tiff
+
+    path = tmp_path_factory.mktemp("samples") / "sar.ome.tif"
+    return write_ome_tiff(SarSample(1024, 1536, seed=2), path)
