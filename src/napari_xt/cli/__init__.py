@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _convert, _info, _sample
+from . import _convert, _info, _predict, _sample
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_COMMANDS = (_info, _sample, _convert)
+_COMMANDS = (_info, _predict, _sample, _convert)
 
 
 class CommandError(Exception):

@@ -1,0 +1,67 @@
+"""Foreground masks from a low-resolution level: which regions are worth running at all.
+
+Brightfield: tissue is darker or more saturated than glass. Fluorescence: signal above the background level.
+SAR: valid (non-NaN, non-nodata) pixels. Computed once per plan on a level of ~1-2k px, never at full resolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MASK_TARGET = 1024
+
+
+def _mask_level(image) -> int:
+    """The smallest level whose long side is still >= ~1024 px (or the smallest level there is)."""
+    best = len(image.levels) - 1
+    for i, lvl in enumerate(image.levels):
+        if max(lvl.shape[:2]) >= _MASK_TARGET:
+            best = i
+    return best
+
+
+def foreground_mask(image) -> tuple[np.ndarray, float]:
+    """(mask, level-0 px per mask px) for ``image``; all-True when the kind has no notion of background."""
+    lvl = _mask_level(image)
+    data = np.asarray(image.levels[lvl])
+    ds = float(image.downsamples[lvl])
+    kind = getattr(image, "kind", "generic")
+    if kind == "sar" or np.issubdtype(data.dtype, np.floating):
+        valid = np.isfinite(data).all(axis=-1)
+        nodata = getattr(image, "nodata", None)
+        if nodata is not None and np.isfinite(nodata):
+            valid &= ~(data == nodata).all(axis=-1)
+        return valid, ds
+    if kind == "brightfield" and data.shape[-1] >= 3:
+        # average 4x4 blocks first: per-pixel sensor noise on glass would otherwise pass the saturation test
+        rgb, ds = _block_mean(data[..., :3].astype(np.float32), 4), ds * 4
+        brightness = rgb.mean(axis=-1)
+        saturation = rgb.max(axis=-1) - rgb.min(axis=-1)
+        return (saturation > 20) | (brightness < 200), ds
+    if kind == "fluorescence":
+        signal = data.astype(np.float32).max(axis=-1)
+        lo, hi = np.percentile(signal, [5, 99.5])
+        return signal > lo + 0.1 * (hi - lo), ds
+    return np.ones(data.shape[:2], dtype=bool), ds
+
+
+def _block_mean(data: np.ndarray, k: int) -> np.ndarray:
+    h, w = (data.shape[0] // k) * k, (data.shape[1] // k) * k
+    if h == 0 or w == 0:
+        return data
+    return data[:h, :w].reshape(h // k, k, w // k, k, -1).mean(axis=(1, 3))
+
+
+def polygon_mask(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise a polygon [(y, x), ...] (even-odd rule, pixel centres) onto a boolean grid of ``shape``."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64) + 0.5
+    inside = np.zeros(shape, dtype=bool)
+    vy, vx = vertices[:, 0], vertices[:, 1]
+    j = len(vertices) - 1
+    for i in range(len(vertices)):
+        crosses = (vy[i] > yy) != (vy[j] > yy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = (vx[j] - vx[i]) * (yy - vy[i]) / (vy[j] - vy[i]) + vx[i]
+        inside ^= crosses & (xx < x_at)
+        j = i
+    return inside
