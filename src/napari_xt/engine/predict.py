@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .. import __version__
 from .plan import make_plan
-from .run import InferenceRun, RegionResult, RunOptions
+from .normalise import Normaliser
+from .run import InferenceRun, RegionResult, RunOptions, autocast_dtype, resolve_device
 from .store import ResultStore, StoreSpec, is_store
 
 
@@ -75,6 +76,9 @@ def prepare_run(request: PredictRequest, model=None, image=None) -> InferenceRun
     if model is None:
         model = load_model(request.model)
     cfg = model.config
+    # everything that can reject the request is checked before a store exists on disk
+    autocast_dtype(request.precision, resolve_device(request.device))
+    Normaliser.from_config(cfg, image)
     mpp = request.mpp if request.mpp is not None else (cfg.pixel_size if request.level is None else None)
     if mpp is not None and not image.pixel_size:
         mpp = None  # an image without a pixel size is analysed at the requested level (or 0)

@@ -168,20 +168,23 @@ class InferenceRun:
 
     def _run_batch(self, batch, memory):
         """Encode a batch; on out-of-memory halve the batch and retry the same regions (never skip them)."""
-        while True:
+        results: list[RegionResult] = []
+        i = 0
+        while i < len(batch):
+            chunk = batch[i : i + self.batch_size]
             try:
-                return self._forward_batch(batch, memory)
+                memory, done = self._forward_batch(chunk, memory)
             except RuntimeError as err:
-                if not _is_oom(err) or len(batch) == 1 and self.batch_size == 1:
+                if not _is_oom(err) or len(chunk) == 1:
                     raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                self.batch_size = max(1, min(self.batch_size, len(batch)) // 2)
-                log.warning("out of memory: retrying with batch size %d", self.batch_size)
-                if len(batch) > self.batch_size:
-                    memory, first = self._run_batch(batch[: self.batch_size], memory)
-                    memory, rest = self._run_batch(batch[self.batch_size :], memory)
-                    return memory, first + rest
+                self.batch_size = max(1, len(chunk) // 2)
+                log.warning("out of memory: retrying the same regions with batch size %d", self.batch_size)
+                continue
+            results += done
+            i += len(chunk)
+        return memory, results
 
     @torch.inference_mode()
     def _forward_batch(self, batch, memory):

@@ -1,0 +1,27 @@
+"""Helpers shared by the benchmarks: run a snippet in a fresh interpreter and read its peak RSS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+
+def run_isolated(code: str, timeout: float = 1800) -> dict:
+    """Run ``code`` in a new Python process; it must print one JSON line last. Adds ``peak_rss_mb``."""
+    wrapper = textwrap.dedent(
+        """
+        import json, resource, sys
+        _result = {}
+        """
+    ) + textwrap.dedent(code) + textwrap.dedent(
+        """
+        _result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(_result))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed:\n{res.stderr[-4000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])

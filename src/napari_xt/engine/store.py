@@ -1,0 +1,386 @@
+"""The result store: one zarr v3 folder that is the single source of truth of a run (viewer, resume, exporters).
+
+Layout::
+
+    STORE/zarr.json           root attrs["napari_xt"]: format, spec and the key fields of meta.json
+    STORE/meta.json           model config + checksum, image path/size/fingerprint, plan, times, version, summary
+    STORE/labels/0, 1, ...    label pyramid (uint8, uint16 past 255 classes), strided 2x levels, NGFF attrs on labels/
+    STORE/probabilities       (classes, y, x) uint8 0..255 at the analysis level (optional)
+    STORE/done                bool per region id: the region's results are all on disk
+    STORE/detections/table    (rows, 8) float64: y, x, h, w, cls, score, region_id, attempt (append-only)
+    STORE/detections/attempt  int64 per region id: the attempt whose rows count (rows of other attempts are stale)
+    STORE/window_scores       (rows, 1 + classes) float64: window_id, scores... (append-only, last row wins)
+    STORE/image_scores        (classes,) float32, attrs class_names
+
+``write_region`` writes pixels, then detections, then the attempt, and only then sets ``done``; a crash anywhere
+before that leaves the region not done, and a redone region's earlier rows are ignored on read (never duplicated).
+One writer process at a time; readers (the viewer) may read while it writes: zarr replaces whole chunk files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from ._pyramid_write import (DET_COLUMNS, META, build_store, detection_rows, jsonable, mirror, now_iso,
+                             select_detections, write_json_atomic, write_strided)
+
+log = logging.getLogger(__name__)
+
+_IDENTITY = (("model_checksum", "model", "model"), ("image_fingerprint", "image", "image"),
+             ("plan_checksum", "plan", "region plan"))
+
+
+class StoreError(ValueError):
+    """A result store cannot be made, opened or written as asked; the message names the store and says why."""
+
+
+@dataclass
+class StoreSpec:
+    shape: tuple[int, int]
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    class_colors: list[list[int]] = field(default_factory=list)
+    region_count: int = 0
+    chunk: int = 512
+    probabilities: bool = False
+    min_level_size: int = 256
+    downsample_to_level0: float = 1.0
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16 if self.num_classes > 255 else np.uint8)
+
+    def validate(self) -> None:
+        if len(self.shape) != 2 or min(int(v) for v in self.shape) < 1:
+            raise ValueError(f"shape must be two positive sizes (y, x), not {self.shape!r}")
+        if self.num_classes < 0 or self.num_classes > 65535:
+            raise ValueError(f"num_classes must be 0..65535, not {self.num_classes}")
+        if self.region_count < 0 or self.chunk < 1 or self.min_level_size < 1 or not self.downsample_to_level0 > 0:
+            raise ValueError("region_count >= 0, chunk >= 1, min_level_size >= 1 and downsample_to_level0 > 0 needed")
+
+
+def is_store(path) -> bool:
+    """True when ``path`` is a napari-xt result store (a zarr v3 group with napari-xt attributes and meta.json)."""
+    p = Path(path)
+    try:
+        attrs = json.loads((p / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and "napari_xt" in attrs and (p / META).is_file()
+
+
+class ResultStore:
+    """A result store on disk; make one with :meth:`create`, open one with :meth:`open` / :meth:`open_for_resume`."""
+
+    def __init__(self, path, mode: str = "r"):
+        if mode not in ("r", "r+"):
+            raise StoreError(f"store {path}: mode must be 'r' or 'r+', not {mode!r}")
+        self.path = Path(path)
+        if not is_store(self.path):
+            why = "does not exist" if not self.path.exists() else "is not a napari-xt result store"
+            raise StoreError(f"{self.path} {why} (no zarr.json with napari-xt attributes and meta.json).")
+        self.mode = mode
+        self._lock = threading.RLock()
+        try:
+            self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
+            self._root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+            info = dict(self._root.attrs)["napari_xt"]
+            spec = dict(info.get("spec") or self.meta["spec"])
+            spec["shape"] = tuple(spec["shape"])
+            self.spec = StoreSpec(**spec)
+            self.labels: list = []
+            if "labels" in self._root:
+                group = self._root["labels"]
+                n = len(group.attrs["ome"]["multiscales"][0]["datasets"])
+                self.labels = [group[str(i)] for i in range(n)]
+            self.probabilities = self._root["probabilities"] if "probabilities" in self._root else None
+            self._done_arr = self._root["done"]
+            self._det = self._root["detections/table"]
+            self._attempt = self._root["detections/attempt"]
+            self._done = self._done_arr[:] if self.writable else None
+            self._attempts = self._attempt[:] if self.writable else None
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(f"store {self.path} is damaged or from another version "
+                             f"({type(err).__name__}: {err}).") from err
+
+    # -- making and opening -----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, spec: StoreSpec, meta: dict, overwrite: bool = False) -> ResultStore:
+        """Make a new store at ``path``; an existing non-empty path is refused unless ``overwrite`` and it is a store.
+
+        The store is built in a hidden sibling folder and moved into place, so ``path`` holds either nothing new or
+        a complete empty store, never half of one.
+        """
+        path = Path(os.path.abspath(path))
+        try:
+            spec.validate()
+        except ValueError as err:
+            raise StoreError(f"cannot make store {path}: {err}") from None
+        old = None
+        if path.exists() and (path.is_file() or any(path.iterdir())):
+            if not overwrite:
+                what = "a result store" if is_store(path) else ("a file" if path.is_file() else "a non-empty folder")
+                raise StoreError(f"{path} already exists ({what}); use --resume to continue it, --overwrite to "
+                                 "replace it, or choose another --out.")
+            if not is_store(path):
+                raise StoreError(f"{path} exists and is not a napari-xt result store; refusing to delete it even "
+                                 "with --overwrite. Choose another --out.")
+            old = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
+        try:
+            build_store(tmp, spec, meta)
+            if old is not None:
+                trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.replaced")
+                os.replace(path, trash)
+                try:
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.replace(trash, path)
+                    raise
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                if path.is_dir():
+                    path.rmdir()  # empty: replaced by the new store
+                os.replace(tmp, path)
+        except OSError as err:
+            raise StoreError(f"cannot make store {path}: {err}") from err
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cls(path, mode="r+")
+
+    @classmethod
+    def open(cls, path, mode: str = "r") -> ResultStore:
+        return cls(path, mode=mode)
+
+    @classmethod
+    def open_for_resume(cls, path, expected: dict) -> ResultStore:
+        """Open for writing after checking the store was made by the same model, image and plan as ``expected``."""
+        store = cls(path, mode="r+")
+        problems = []
+        for key, name_key, what in _IDENTITY:
+            want, have = expected.get(key), store.meta.get(key)
+            if want is None or want == have:
+                continue
+            label = key.split("_")[-1]
+            had_name = store.meta.get(name_key) if what != "region plan" else None
+            want_name = expected.get(name_key) if what != "region plan" else None
+            had = f"{had_name} ({label} {have})" if had_name else f"{label} {have}"
+            now = f"{want_name} ({label} {want})" if want_name else f"{label} {want}"
+            problems.append(f"{what} {had}, not {now}")
+        if problems:
+            raise StoreError(f"store {store.path} was made with {' and with '.join(problems)}; "
+                             "use a new --out or drop --resume.")
+        store._update_meta(resumed=[*store.meta.get("resumed", []), now_iso()])
+        return store
+
+    # -- state ------------------------------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        return self.mode == "r+"
+
+    def _done_mask(self) -> np.ndarray:
+        return self._done if self._done is not None else self._done_arr[:]  # readers see the writer's progress
+
+    def is_done(self, region_id: int) -> bool:
+        region_id = int(region_id)
+        if not 0 <= region_id < self.spec.region_count:
+            return False
+        return bool(self._done[region_id]) if self._done is not None else bool(self._done_arr[region_id])
+
+    def done_ids(self) -> np.ndarray:
+        return np.flatnonzero(self._done_mask())
+
+    @property
+    def n_done(self) -> int:
+        return int(np.count_nonzero(self._done_mask()))
+
+    @property
+    def complete(self) -> bool:
+        if not self.writable:
+            self.refresh()
+        return bool(self.meta.get("complete", False))
+
+    def refresh(self) -> None:
+        """Re-read meta.json (a reader following a running writer)."""
+        try:
+            self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise StoreError(f"store {self.path}: meta.json cannot be read ({err}).") from err
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"store {self.path} is open read-only; open it with mode='r+' to write.")
+
+    def write_region(self, region_id: int, box, labels: np.ndarray | None, probabilities: np.ndarray | None = None,
+                     detections: dict[str, np.ndarray] | None = None, window_scores: dict | None = None) -> None:
+        """Store one region's results (``box`` = its core, analysis px) and then, last, mark it done."""
+        self._check_writable()
+        region_id = int(region_id)
+        y0, x0, y1, x1 = (int(v) for v in box)
+        h, w = self.spec.shape
+        if not 0 <= region_id < self.spec.region_count:
+            raise StoreError(f"store {self.path}: region id {region_id} is outside 0..{self.spec.region_count - 1}.")
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise StoreError(f"store {self.path}: region {region_id} core {tuple(box)} is empty or outside the "
+                             f"{h} x {w} label map.")
+        labels = self._check_labels(region_id, labels, (y1 - y0, x1 - x0))
+        probabilities = self._check_probabilities(region_id, probabilities, (y1 - y0, x1 - x0))
+        rows = self._detection_rows(region_id, detections)
+        with self._lock:
+            if self._done[region_id]:  # a rewrite: the region is not done again until everything is rewritten
+                self._set_done(region_id, False)
+            if labels is not None:
+                write_strided(self.labels, (y0, x0, y1, x1), labels)
+            if probabilities is not None:
+                self.probabilities[:, y0:y1, x0:x1] = probabilities
+            attempt = self._append_detections(rows)
+            for window_id, scores in (window_scores or {}).items():
+                self.set_window_scores(window_id, scores)
+            if self._attempts[region_id] != attempt:
+                self._attempt[region_id] = attempt
+                self._attempts[region_id] = attempt
+            self._mark_done(region_id)
+
+    def _check_labels(self, region_id, labels, shape):
+        if labels is None:
+            return None
+        if not self.labels:
+            raise StoreError(f"store {self.path} has no label map (made for 0 segmentation classes), but region "
+                             f"{region_id} came with labels.")
+        labels = np.asarray(labels)
+        if labels.shape != shape:
+            raise StoreError(f"store {self.path}: region {region_id} labels are {labels.shape}, its core is {shape}.")
+        dtype = self.spec.label_dtype
+        if labels.dtype != dtype:
+            if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(dtype).max):
+                raise StoreError(f"store {self.path}: region {region_id} labels span {labels.min()}..{labels.max()},"
+                                 f" which does not fit {dtype}.")
+            labels = labels.astype(dtype)
+        return labels
+
+    def _check_probabilities(self, region_id, probs, shape):
+        if probs is None:
+            return None
+        if self.probabilities is None:
+            log.debug("store %s keeps no probabilities; region %d's are dropped", self.path, region_id)
+            return None
+        probs = np.asarray(probs)
+        if probs.shape != (self.spec.num_classes, *shape):
+            raise StoreError(f"store {self.path}: region {region_id} probabilities are {probs.shape}, expected "
+                             f"{(self.spec.num_classes, *shape)} (classes, y, x).")
+        if np.issubdtype(probs.dtype, np.floating):
+            probs = np.rint(np.clip(probs, 0.0, 1.0) * 255)
+        return probs.astype(np.uint8, copy=False)
+
+    def _detection_rows(self, region_id, detections) -> np.ndarray | None:
+        try:
+            return detection_rows(region_id, detections)
+        except ValueError as err:
+            raise StoreError(f"store {self.path}: region {region_id} {err}") from None
+
+    def _append_detections(self, rows: np.ndarray | None) -> int:
+        """Append rows; returns their attempt number (1 + first row index; 0 for no rows: a fresh number each time)."""
+        if rows is None:
+            return 0
+        start = self._det.shape[0]
+        rows[:, 7] = start + 1
+        self._det.resize((start + len(rows), len(DET_COLUMNS)))  # a crash now leaves zero rows: attempt 0, ignored
+        self._det[start:] = rows
+        return start + 1
+
+    def _set_done(self, region_id: int, value: bool) -> None:
+        self._done_arr[region_id] = value
+        self._done[region_id] = value
+
+    def _mark_done(self, region_id: int) -> None:
+        self._set_done(region_id, True)
+
+    # -- reading tables ---------------------------------------------------------------------------------------
+    def detections(self) -> dict[str, np.ndarray]:
+        """Detections of done regions (image-level coordinates as written), sorted by region id."""
+        done = self._done_mask()  # read in the reverse of the write order: a running writer stays consistent
+        return select_detections(self._det[:], done, self._attempt[:])
+
+    def set_window_scores(self, window_id: int, scores) -> None:
+        """Record a context window's class scores (the latest call for a window wins)."""
+        self._check_writable()
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        with self._lock:
+            if "window_scores" not in self._root:
+                self._root.create_array("window_scores", shape=(0, 1 + len(scores)), chunks=(1024, 1 + len(scores)),
+                                        dtype=np.float64, fill_value=np.nan)
+            arr = self._root["window_scores"]
+            if arr.shape[1] != 1 + len(scores):
+                raise StoreError(f"store {self.path}: window {window_id} has {len(scores)} scores, earlier windows "
+                                 f"had {arr.shape[1] - 1}.")
+            n = arr.shape[0]
+            arr.resize((n + 1, arr.shape[1]))
+            arr[n] = np.concatenate([[float(window_id)], scores])
+
+    def window_scores(self) -> dict[int, np.ndarray]:
+        if "window_scores" not in self._root:
+            return {}
+        table = self._root["window_scores"][:]
+        out = {}
+        for row in table[~np.isnan(table[:, 0])]:
+            out[int(row[0])] = row[1:].astype(np.float32)
+        return out
+
+    def set_image_scores(self, scores, class_names=None) -> None:
+        self._check_writable()
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        with self._lock:
+            arr = self._root.create_array("image_scores", shape=scores.shape, chunks=(max(1, len(scores)),),
+                                          dtype=np.float32, fill_value=np.nan, overwrite=True)
+            arr[:] = scores
+            arr.attrs["class_names"] = [str(n) for n in (class_names or [])]
+
+    def image_scores(self) -> tuple[np.ndarray, list[str]] | None:
+        """``(scores, class_names)`` of the whole image, or None when none were set."""
+        if "image_scores" not in self._root:
+            return None
+        arr = self._root["image_scores"]
+        return arr[:], list(arr.attrs.get("class_names", []))
+
+    # -- meta -------------------------------------------------------------------------------------------------
+    def _update_meta(self, **fields) -> None:
+        self._check_writable()
+        with self._lock:
+            meta = {**self.meta, **fields}
+            write_json_atomic(self.path / META, meta)
+            self.meta = json.loads(json.dumps(meta, default=jsonable))
+            self._root.attrs["napari_xt"] = mirror(self.meta)
+
+    def finish(self, summary: dict) -> None:
+        """Record the end time and summary in meta.json and mark the store complete."""
+        self._update_meta(finished=now_iso(), summary=summary, complete=True)
+
+    def close(self) -> None:
+        """Nothing is buffered (every write is on disk when its call returns); drops the handles."""
+        self.labels, self.probabilities = [], None
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ResultStore({str(self.path)!r}, {self.spec.shape[0]} x {self.spec.shape[1]}, "
+                f"{self.n_done}/{self.spec.region_count} regions done{', complete' if self.complete else ''})")
+
