@@ -148,7 +148,10 @@ def test_detection_and_classification_heads_reach_the_store(sar_ome_tiff, tmp_pa
     save_model(model, path)
     run = prepare_run(request(sar_ome_tiff, path, tmp_path / "det.zarr", level=1, use_mask=True),)
     run.options.score_threshold = 0.0  # a random model: keep every peak so the table is non-empty
-    results = list(run)
+    results = []
+    summary = predict(None, on_region=results.append, run=run)
+    image_scores, _ = run.store.image_scores()
+    assert image_scores.shape == (3,) and summary["image_scores"] == pytest.approx(image_scores.tolist(), abs=1e-4)
     dets = run.store.detections()
     assert len(dets["y"]) > 0
     assert dets["y"].max() < 1024 and dets["x"].max() < 1536  # level-0 px

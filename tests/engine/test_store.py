@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_xt.engine import store as store_mod
+from napari_xt.engine import _pyramid_write as pyramid_write
 from napari_xt.engine.store import ResultStore, StoreError, StoreSpec, is_store
 
 IDENTITY = {"model_checksum": "m-aaaa", "image_fingerprint": "i-bbbb", "plan_checksum": "p-cccc"}
@@ -328,8 +328,7 @@ def test_meta_json_is_written_atomically(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_mod.os, "replace", boom)
-    monkeypatch.setattr("napari_xt.engine._pyramid_write.os.replace", boom)
+    monkeypatch.setattr(pyramid_write.os, "replace", boom)  # the rename that publishes meta.json fails
     with pytest.raises(OSError):
         store.finish({"x": 1})
     assert (store.path / "meta.json").read_text() == before

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from .plan import make_plan
 from .normalise import Normaliser
@@ -145,6 +147,12 @@ def predict(request: PredictRequest, on_start: Callable[[int, int], None] | None
         "device": str(run.device),
         "precision": run.options.precision,
     }
+    windows = run.store.window_scores()
+    if windows and not run.cancelled:
+        # image-level scores: the mean over context windows (global mode: the one window's scores)
+        image_scores = np.mean(np.stack(list(windows.values())), axis=0)
+        run.store.set_image_scores(image_scores, run.model.config.class_names.get("classification", []))
+        summary["image_scores"] = [round(float(v), 5) for v in image_scores]
     if not run.cancelled and run.n_done == run.n_total:
         run.store.finish(summary)
     return summary
