@@ -94,9 +94,11 @@ def throughput(args) -> None:
     from napari_xt.synthetic.export import write_ome_tiff
 
     tmp = Path(tempfile.mkdtemp())
-    slide = write_ome_tiff(TissueSample(args.tp_size, args.tp_size, seed=1), tmp / "slide.ome.tif")
-    print(f"3. throughput on a {args.tp_size} x {args.tp_size} JPEG OME-TIFF, level 0, no mask, batch 4")
-    for encoder, region, sub in (("tiny", 1024, 256), ("swinv2_tiny", 512, 256)):
+    print("3. throughput on JPEG OME-TIFFs (tiny: 4096 px, Swin-V2-T: 2048 px), level 0, no mask, batch 4, "
+          "transformer_xl context, segmentation head")
+    for encoder, region, sub, size in (("tiny", 1024, 256, args.tp_size), ("swinv2_tiny", 512, 256, 2048)):
+        slide = write_ome_tiff(TissueSample(size, size, seed=1), tmp / f"slide{size}.ome.tif") if not (
+            tmp / f"slide{size}.ome.tif").exists() else tmp / f"slide{size}.ome.tif"
         torch.manual_seed(0)
         model = build_model(XTConfig(region_encoder=encoder, region_size=region, sub_region_size=sub,
                                      context_encoder="transformer_xl", heads={"segmentation": {"num_classes": 4}}))
@@ -108,19 +110,30 @@ def throughput(args) -> None:
             norm = Normaliser.from_config(model.config, image)
             regions = [run.plan.regions[i] for w in run.plan.windows for i in w]
             pixels = [norm(read_region_pixels(image, run.plan, r)) for r in regions]
+            batches = [torch.from_numpy(np.stack(pixels[i : i + 4])).permute(0, 3, 1, 2).contiguous()
+                       for i in range(0, len(pixels), 4)]
             with torch.inference_mode():
-                model.encode_regions(torch.from_numpy(np.stack(pixels[:1])).permute(0, 3, 1, 2))  # warm-up
+                model.encode_regions(batches[0][:1])  # warm-up
                 t0 = time.perf_counter()
-                for i in range(0, len(pixels), 4):
-                    x = torch.from_numpy(np.stack(pixels[i : i + 4])).permute(0, 3, 1, 2).contiguous()
+                for x in batches:
                     model.encode_regions(x)
                 bare = len(pixels) / (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                for window in run.plan.windows:  # the whole model (encoder + context + heads), pixels in RAM
+                    memory = model.init_memory(1)
+                    regs = [run.plan.regions[i] for i in window]
+                    for i in range(0, len(regs), 4):
+                        idx = [regions.index(r) for r in regs[i : i + 4]]
+                        x = torch.from_numpy(np.stack([pixels[j] for j in idx])).permute(0, 3, 1, 2).contiguous()
+                        _, memory = model.stream_regions(x, [r.window_pos for r in regs[i : i + 4]], memory)
+                compute = len(pixels) / (time.perf_counter() - t0)
             t0 = time.perf_counter()
             summary = predict(req, run=run)
             e2e = summary["regions_done"] / (time.perf_counter() - t0)
-        ratio = e2e / bare
-        print(f"   {encoder:12s} {len(regions):3d} regions of {region} px: bare encoder {bare:6.2f} regions/s, "
-              f"end-to-end {e2e:6.2f} regions/s, ratio {ratio:.3f} (goal >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+        print(f"   {encoder:12s} {len(regions):3d} regions of {region} px: bare encoder {bare:6.2f}/s, whole model "
+              f"(in RAM) {compute:6.2f}/s, end-to-end {e2e:6.2f}/s")
+        print(f"      end-to-end / bare encoder = {e2e / bare:.3f} (goal >= 0.95: {'met' if e2e / bare >= 0.95 else 'NOT met'}); "
+              f"end-to-end / whole model = {e2e / compute:.3f} (I/O, normalising and store writes hidden when ~1)")
 
 
 def main() -> None:

@@ -1,0 +1,145 @@
+"""napari layers in, engine objects out: images, ROIs, view points and store locations (no Qt, no torch).
+
+Layers are read duck-typed (``data``, ``multiscale``, ``rgb``, ``scale``, ``translate``, ``metadata``), so this module
+does not import napari either; the widget hands its layers over and gets plain engine inputs back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..io import ImageReadError, LargeImage, open_image
+
+
+class _ArraySource:
+    """One level of a layer's data (numpy or dask, (y, x) or (y, x, c)) as a LargeImage source."""
+
+    def __init__(self, array):
+        self._array = array
+        if array.ndim == 2:
+            h, w = array.shape
+            c = 1
+        else:
+            h, w, c = array.shape
+        self.shape = (int(h), int(w), int(c))
+        self.dtype = np.dtype(array.dtype)
+        chunks = getattr(array, "chunksize", None)  # dask
+        self.tile = (int(chunks[0]), int(chunks[1])) if chunks else (512, 512)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        out = np.asarray(self._array[y0:y1, x0:x1])
+        return out[..., None] if out.ndim == 2 else out
+
+
+def layer_path(layer) -> str | None:
+    """The file our reader opened this layer from, if it still exists."""
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    path = meta.get("path")
+    return str(path) if path and os.path.exists(str(path)) else None
+
+
+def layer_pixel_size(layer) -> tuple[float, float] | None:
+    """Physical pixel size (y, x) of level 0: our metadata first, then a non-unit layer scale."""
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    if meta.get("pixel_size"):
+        y, x = meta["pixel_size"][-2:]
+        return float(y), float(x)
+    scale = tuple(float(v) for v in layer.scale[-2:])
+    return None if scale == (1.0, 1.0) else scale
+
+
+def layer_to_large_image(layer) -> LargeImage:
+    """The engine's image for a napari image layer.
+
+    A layer our reader opened is reopened from its file (all bands, e.g. both SAR polarisations, not just the one
+    channel this layer shows); any other layer wraps its own (multiscale) arrays, lazily.
+    """
+    path = layer_path(layer)
+    if path is not None:
+        return open_image(path)
+    data = list(layer.data) if getattr(layer, "multiscale", False) else [layer.data]
+    rgb = bool(getattr(layer, "rgb", False))
+    for level in data:
+        if level.ndim != (3 if rgb else 2):
+            raise ImageReadError(f"layer {layer.name!r} has {level.ndim} dimensions {tuple(level.shape)}; napari-xt "
+                                 "analyses 2D images (grey, multi-band split into layers, or RGB).")
+    sources = [_ArraySource(level) for level in data]
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    dtype = sources[0].dtype
+    kind = meta.get("kind") or ("brightfield" if rgb and dtype == np.uint8 else "generic")
+    units = getattr(layer, "units", None)
+    unit = str(units[-1]) if units is not None and len(units) else None
+    unit = {"µm": "um", "micrometer": "um", "pixel": None}.get(unit, unit)
+    return LargeImage(
+        f"layer:{layer.name}", sources, format="napari-layer", vendor="napari", pixel_size=layer_pixel_size(layer),
+        pixel_unit=unit, kind=kind, name_token=uuid.uuid4().hex[:12],
+        band_names=["R", "G", "B", "A"][: sources[0].shape[2]] if rgb else None,
+    )
+
+
+def world_to_level0(layer, point) -> tuple[float, float]:
+    """A world (y, x) point (e.g. the camera centre) in the layer's level-0 pixels."""
+    p = np.asarray(point, dtype=float)[-2:]
+    scale = np.asarray(layer.scale, dtype=float)[-2:]
+    translate = np.asarray(layer.translate, dtype=float)[-2:]
+    y, x = (p - translate) / scale
+    return float(y), float(x)
+
+
+def shapes_to_roi(shapes, image_layer) -> list[tuple[float, float]] | None:
+    """The first polygon or rectangle of a Shapes layer as (y, x) vertices in the image's level-0 pixels."""
+    for data, kind in zip(shapes.data, shapes.shape_type, strict=False):
+        if kind not in ("polygon", "rectangle") or len(data) < 3:
+            continue
+        verts = np.asarray(data, dtype=float)[:, -2:]
+        world = verts * np.asarray(shapes.scale, dtype=float)[-2:] + np.asarray(shapes.translate, dtype=float)[-2:]
+        return [world_to_level0(image_layer, v) for v in world]
+    return None
+
+
+def _stem(name: str) -> str:
+    low = name.lower()
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if low.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
+
+
+def user_cache_dir() -> Path:
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("napari-xt"))
+    except ImportError:
+        return Path.home() / ".cache" / "napari-xt"
+
+
+def default_store_path(layer) -> Path:
+    """``<image>.xt.zarr`` beside the image when that folder is writable, else in the user cache; never existing."""
+    path = layer_path(layer)
+    if path is not None and os.access(Path(path).resolve().parent, os.W_OK):
+        folder, stem = Path(path).resolve().parent, _stem(Path(path.rstrip("/")).name)
+    else:
+        folder = user_cache_dir()
+        stem = re.sub(r"[^\w.-]+", "_", str(getattr(layer, "name", "image"))).strip("_.") or "image"
+    return unique_store_path(folder / f"{stem}.xt.zarr")
+
+
+def unique_store_path(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else ``…-2.xt.zarr``, ``…-3.xt.zarr``: a store is never silently replaced."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    name = path.name
+    base = name[: -len(".xt.zarr")] if name.endswith(".xt.zarr") else Path(name).stem
+    suffix = ".xt.zarr" if name.endswith(".xt.zarr") else path.suffix
+    base = re.sub(r"-\d+$", "", base)
+    i = 2
+    while (candidate := path.with_name(f"{base}-{i}{suffix}")).exists():
+        i += 1
+    return candidate

@@ -1,0 +1,360 @@
+"""The "xT analysis" dock: pick an image and a model, Run / Cancel / Resume, watch regions appear.
+
+Thin by design: fields in, a :class:`~napari_xt.engine.predict.PredictRequest` out, handed to the :class:`Runner`;
+results are shown by :class:`Overlays`. Model lists come from the registry through ``engine.catalog``, loaded in a
+worker at start-up so ``import torch`` never blocks the viewer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import create_worker
+from napari.utils import notifications
+from superqt.utils import qdebounced
+
+from ..engine import catalog
+from ..engine.layers import (
+    default_store_path,
+    shapes_to_roi,
+    unique_store_path,
+    world_to_level0,
+)
+from ..engine.store import is_store
+from . import _fields as F
+from ._overlays import Overlays
+from ._runner import Runner
+
+
+def _warm_imports() -> None:
+    """Import, off the main thread, what napari imports lazily when the first Labels/Points layer is made (pandas,
+    scikit-image's colour module, scipy): ~0.5 s that would otherwise stall the viewer at the first overlay."""
+    import importlib
+
+    for name in ("pandas", "skimage.color", "scipy.linalg"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _load_catalog(folder: str):
+    _warm_imports()
+    cat = catalog.load_catalog()
+    files, problems = [], []
+    for path in catalog.find_checkpoints(folder):
+        try:
+            files.append(catalog.describe(path))
+        except ValueError as err:
+            problems.append(str(err))
+    return cat, files, problems
+
+
+class XTDock(Container):
+    """The napari-xt dock widget; ``XTDock(viewer)``."""
+
+    def __init__(self, napari_viewer, models_folder: str | None = None):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.runner = Runner()
+        self.overlays = Overlays(napari_viewer)
+        self.catalog: catalog.Catalog | None = None
+        self._infos: dict[str, catalog.ModelInfo] = {}
+        self._previous_model: str | None = None
+        self._out_auto, self._setting_out = True, False
+        self._run_layer = self._run_info = None
+        self._t_start, self._done_start = 0.0, 0
+        self._read_warned = False
+        self.models_folder = F.models_folder_setting() if models_folder is None else models_folder
+
+        self.image = ComboBox(label="Image", choices=lambda _w: F.image_layer_choices(self.viewer))
+        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.model_info = Label(value="<i>loading the model list…</i>")
+        def cat(field):
+            return lambda _w: getattr(self.catalog, field) if self.catalog else []
+
+        self.region_encoder = ComboBox(label="Region encoder", enabled=False, choices=cat("region_encoders"),
+                                       tooltip="Set by the checkpoint's config (the registry's encoders)")
+        self.context_encoder = ComboBox(label="Context encoder", enabled=False, choices=cat("context_encoders"),
+                                        tooltip="Set by the checkpoint's config (the registry's encoders)")
+        self.device = ComboBox(label="Device", choices=cat("devices"), tooltip="Devices detected on this machine")
+        self.precision = ComboBox(label="Precision", choices=self._precisions)
+        self.batch_size = SpinBox(label="Batch", value=2, min=1, max=64, tooltip="Regions encoded together")
+        self.resolution = ComboBox(label="Resolution", choices=self._resolution_choices,
+                                   tooltip="Analysis pixel size: the model's own, or a pyramid level")
+        self.region_size = SpinBox(label="Region size", value=1024, min=64, max=16384, step=32)
+        self.context = ComboBox(label="Context", choices=["window", "global"],
+                                tooltip="window: context over blocks of regions; global: the whole image")
+        self.window_size = SpinBox(label="Window", value=4, min=1, max=64, tooltip="Regions per window side")
+        self.use_mask = CheckBox(text="Foreground only (skip empty background)", value=True)
+        self.roi = ComboBox(label="Only inside", choices=lambda _w: F.roi_choices(self.viewer),
+                            tooltip="First polygon or rectangle of a Shapes layer")
+        self.out = FileEdit(mode="w", filter="*.xt.zarr")
+        self.out.label = "Results"
+        self.min_score = FloatSlider(label="Min score", value=0.3, min=0.0, max=1.0, step=0.05, visible=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel")
+        self.resume_button = PushButton(text="Resume")
+        buttons = Container(widgets=[self.run_button, self.cancel_button, self.resume_button], layout="horizontal",
+                            labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.status = Label(value="")
+        self.extend([self.image, self.model, self.model_info, self.region_encoder, self.context_encoder,
+                     self.device, self.precision, self.batch_size, self.resolution, self.region_size, self.context,
+                     self.window_size, self.use_mask, self.roi, self.out, self.min_score, buttons, self.status])
+        self.model_info.native.setWordWrap(True)
+        self.model_info.native.setMinimumWidth(260)
+
+        self.image.changed.connect(self._on_image_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.context.changed.connect(lambda v: setattr(self.window_size, "enabled", v == "window"))
+        self.out.changed.connect(self._on_out_edited)
+        self.min_score.changed.connect(self.overlays.set_min_score)
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.resume_button.changed.connect(self.resume)
+        self.runner.prepared.connect(self._on_prepared)
+        self.runner.region.connect(self._on_region)
+        self.runner.ended.connect(self._on_ended)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.state_changed.connect(self._update_buttons)
+        self._on_camera_moved = qdebounced(self._prioritise_view, timeout=300)
+        F.camera(self.viewer).events.center.connect(self._on_camera_moved)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._on_layers_changed)
+
+        self._on_image_changed(self.image.value)
+        self._update_buttons()
+        worker = create_worker(_load_catalog, self.models_folder, _ignore_errors=True)
+        worker.returned.connect(self._on_catalog)
+        worker.errored.connect(lambda e: self._notify_error(f"napari-xt cannot list its models: {e}"))
+        self._catalog_worker = worker
+        worker.start()
+
+    # -- choices ---------------------------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.catalog is not None
+
+    def _model_choices(self, _w=None):
+        out = [(info.label, key) for key, info in self._infos.items()]
+        return out + [("Browse…", F.BROWSE)]
+
+    def _precisions(self, _w=None):
+        cuda = self.catalog is not None and any(d.startswith("cuda") for d in self.catalog.devices)
+        return ["fp32", "bf16"] + (["fp16"] if cuda else [])
+
+    def _resolution_choices(self, _w=None):
+        return F.resolution_choices(self.image.value if hasattr(self, "image") else None)
+
+    def _on_catalog(self, result) -> None:
+        cat, files, problems = result
+        self.catalog = cat
+        for info in [*cat.presets, *files]:
+            self._infos[info.key] = info
+        for combo in (self.region_encoder, self.context_encoder, self.device, self.precision):
+            combo.reset_choices()
+        self._refresh_models()
+        default = [i.key for i in files] or [k for k in ("tiny-hyper-seg", "tiny-xl-seg") if k in self._infos]
+        if default:
+            self.model.value = default[0]
+        self._on_model_changed(self.model.value)
+        for problem in problems:
+            notifications.show_warning(f"Skipped a file in the models folder: {problem}")
+        self._update_buttons()
+
+    def _on_layers_changed(self, _event=None) -> None:
+        self.image.reset_choices()
+        self.roi.reset_choices()
+
+    def add_checkpoint(self, path) -> bool:
+        """Add a checkpoint file to the model list and select it; a notification says why when it cannot be used."""
+        try:
+            info = catalog.describe(path)
+        except ValueError as err:
+            self._notify_error(str(err))
+            self.model.value = self._previous_model if self._previous_model in self._infos else self.model.value
+            return False
+        self._infos[info.key] = info
+        self._refresh_models()
+        self.model.value = info.key
+        return True
+
+    def _refresh_models(self) -> None:
+        """Re-list the models, keeping "Browse…" last (magicgui appends new choices at the end)."""
+        with self.model.changed.blocked():
+            if F.BROWSE in self.model.choices:
+                self.model.del_choice("Browse…")
+            self.model.reset_choices()
+
+    def _on_model_changed(self, key) -> None:
+        if key == F.BROWSE:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getOpenFileName(self.native, "Choose an xT checkpoint", self.models_folder or "",
+                                                  "Checkpoints (*.safetensors *.ckpt *.pth)")
+            if (not path or not self.add_checkpoint(path)) and self._previous_model in self._infos:
+                self.model.value = self._previous_model
+            return
+        info = self._infos.get(key)
+        self._previous_model = key
+        self.model_info.value = F.describe_html(info)
+        if info is None:
+            return
+        self.region_size.value = info.region_size
+        for combo, name in ((self.region_encoder, info.region_encoder), (self.context_encoder, info.context_encoder)):
+            if name in combo.choices:  # a config naming an encoder this install lacks fails with a clear error at Run
+                combo.value = name
+        self.min_score.visible = "detection" in info.tasks
+
+    def _on_image_changed(self, layer) -> None:
+        self.resolution.reset_choices()
+        if layer is not None and self._out_auto:
+            self._set_out(default_store_path(layer))
+        self._update_buttons()
+
+    def _set_out(self, path) -> None:
+        self._setting_out = True
+        try:
+            self.out.value = Path(path)
+        finally:
+            self._setting_out = False
+
+    def _on_out_edited(self, _value) -> None:
+        if not self._setting_out:
+            self._out_auto = False
+        self._update_buttons()
+
+    # -- actions ---------------------------------------------------------------------------------------------------
+    def _notify_error(self, message: str) -> None:
+        notifications.show_error(message)
+        self._update_buttons()
+
+    def _request(self, resume: bool) -> tuple[dict, object] | None:
+        layer, info = self.image.value, self._infos.get(self.model.value)
+        if layer is None:
+            self._notify_error("There is no image to analyse: open an image (File > Open) or a sample first.")
+            return None
+        if info is None:
+            self._notify_error("Pick a model first (a preset, a checkpoint from the models folder, or Browse…).")
+            return None
+        roi = None
+        if self.roi.value is not None:
+            roi = shapes_to_roi(self.roi.value, layer)
+            if roi is None:
+                self._notify_error(f"The Shapes layer {self.roi.value.name!r} has no polygon or rectangle; draw one "
+                                   "or choose 'whole image'.")
+                return None
+        focus = world_to_level0(layer, F.camera_center(self.viewer))
+        from ..engine.layers import layer_path
+
+        level = self.resolution.value
+        # the fields of engine.predict.PredictRequest (made in the worker: that module imports torch)
+        request = {
+            "image": layer_path(layer) or f"layer:{layer.name}", "model": info.key, "out": str(self.out.value),
+            "device": self.device.value or "cpu", "precision": self.precision.value,
+            "batch_size": self.batch_size.value, "level": level, "region_size": self.region_size.value,
+            "context": self.context.value, "window_size": self.window_size.value, "roi": roi,
+            "use_mask": self.use_mask.value, "resume": resume, "focus": focus,
+        }
+        return request, layer
+
+    def start(self, _=None) -> None:
+        """Run: a new result store (an existing one is never replaced: a new name is picked)."""
+        if self.runner.busy or not self.ready:
+            return
+        out = Path(self.out.value) if str(self.out.value) not in ("", ".") else None
+        if out is None and self.image.value is not None:
+            self._set_out(default_store_path(self.image.value))
+        elif out is not None and out.exists():
+            new = unique_store_path(out)
+            notifications.show_info(f"{out.name} already exists (Resume continues it); writing to {new.name}.")
+            self._set_out(new)
+        self._launch(resume=False)
+
+    def resume(self, _=None) -> None:
+        """Continue the store named in Results: only the regions not yet done are computed."""
+        if not self.runner.busy and self.ready:
+            self._launch(resume=True)
+
+    def _launch(self, resume: bool) -> None:
+        built = self._request(resume)
+        if built is None:
+            return
+        request, layer = built
+        self._run_layer, self._run_info = layer, self._infos[request["model"]]
+        self._read_warned = False
+        self.status.value = "opening the image and loading the model…"
+        self.runner.start(request, layer)
+
+    def cancel(self, _=None) -> None:
+        self.runner.cancel()
+        self.status.value = "cancelling after the batch in flight…"
+
+    def _prioritise_view(self, _event=None) -> None:
+        if self.runner.state == "running" and self._run_layer is not None:
+            self.runner.prioritise(world_to_level0(self._run_layer, F.camera_center(self.viewer)))
+
+    # -- runner events (main thread) ----------------------------------------------------------------------------
+    def _on_prepared(self, run) -> None:
+        self.overlays.attach(run.store.path, self._run_layer, self._run_info, run.plan.downsample_to_level0)
+        if self.runner.request["resume"] and self.overlays.points is not None:
+            self.overlays.load_existing_detections(run.store.detections())
+        self._t_start, self._done_start = time.perf_counter(), run.n_done
+        self.status.value = F.format_status(run.n_done, run.n_total, None, "running")
+
+    def _on_region(self, payload) -> None:
+        self.overlays.add_region(payload)
+        if payload.error and not self._read_warned:
+            self._read_warned = True
+            notifications.show_warning(f"A region could not be read and was skipped: {payload.error}")
+        elapsed = time.perf_counter() - self._t_start
+        rate = (payload.n_done - self._done_start) / elapsed if elapsed > 0 else None
+        self.status.value = F.format_status(payload.n_done, payload.n_total, rate, "running")
+
+    def _on_ended(self, end) -> None:
+        self.overlays.flush()
+        s = end.summary
+        done, total = s.get("regions_done", 0), s.get("regions_total", 0)
+        store = Path(s.get("store", "")).name
+        self.status.value = F.format_status(done, total, s.get("regions_per_s"), end.status)
+        if end.status == "complete":
+            notifications.show_info(f"xT analysis finished: {done} regions in {store}.")
+        elif end.status == "cancelled":
+            notifications.show_info(f"Cancelled: {done} of {total} regions are kept in {store}; Resume continues.")
+        elif end.status == "failed":
+            notifications.show_error(f"{end.message} The {done} finished regions are kept in {store}; Resume "
+                                     "continues from there.")
+        elif end.message:
+            notifications.show_warning(end.message)
+        self._update_buttons()
+
+    def _on_failed(self, message: str) -> None:
+        self.status.value = "not started"
+        self._notify_error(message)
+
+    def _update_buttons(self, _state=None) -> None:
+        busy = self.runner.busy
+        self.run_button.enabled = self.ready and not busy and self.image.value is not None
+        self.cancel_button.enabled = self.runner.state in ("preparing", "running")
+        out = str(self.out.value)
+        resumable = False
+        if not busy and self.ready and out not in ("", ".") and is_store(out):
+            try:
+                import json
+
+                resumable = not json.loads((Path(out) / "meta.json").read_text()).get("complete", False)
+            except (OSError, ValueError):
+                resumable = False
+        self.resume_button.enabled = resumable

@@ -1,0 +1,112 @@
+"""The panel's fields: what each combo lists and how the chosen model is described (no Qt objects kept here)."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+BROWSE = "__browse__"
+NO_ROI = None
+
+
+def models_folder_setting() -> str:
+    """The "models folder" plugin setting (Preferences > napari-xt); "" when unset or unsupported."""
+    try:
+        from napari.settings import get_plugin_settings
+
+        return str(get_plugin_settings("napari-xt").models.folder or "")
+    except Exception:  # noqa: BLE001 - older napari, plugin not registered (e.g. in a bare test): no folder
+        return ""
+
+
+def image_layer_choices(viewer) -> list[tuple[str, object]]:
+    from napari.layers import Image
+
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def roi_choices(viewer) -> list[tuple[str, object]]:
+    from napari.layers import Shapes
+
+    return [("whole image", NO_ROI)] + [(f"shapes: {layer.name}", layer) for layer in viewer.layers
+                                        if isinstance(layer, Shapes)]
+
+
+def resolution_choices(layer) -> list[tuple[str, object]]:
+    """"model default" plus one entry per pyramid level of ``layer``, with its pixel size when known."""
+    out: list[tuple[str, object]] = [("model default", None)]
+    if layer is None:
+        return out
+    from ..engine.layers import layer_pixel_size
+
+    levels = list(layer.data) if getattr(layer, "multiscale", False) else [layer.data]
+    ps = layer_pixel_size(layer)
+    units = getattr(layer, "units", None)
+    unit = str(units[-1]) if units is not None and len(units) else ""
+    h0 = levels[0].shape[0]
+    for i, level in enumerate(levels):
+        ds = h0 / level.shape[0]
+        size = f"{level.shape[0]} x {level.shape[1]}"
+        if ps is not None and unit not in ("", "pixel"):
+            out.append((f"level {i}: {ps[0] * ds:.3g} {unit}/px ({size})", i))
+        else:
+            out.append((f"level {i}: 1/{ds:.3g} ({size})", i))
+    return out
+
+
+def describe_html(info, warn_random: bool = True) -> str:
+    """The chosen model in a few lines: tasks, geometry and coloured class names."""
+    from ._overlays import class_colors
+
+    if info is None:
+        return "<i>no model</i>"
+    lines = [f"<b>{html.escape(info.label)}</b>"]
+    geo = f"{', '.join(info.tasks) or 'no head'} · regions {info.region_size} px"
+    if info.pixel_size:
+        geo += f" at {info.pixel_size:.3g}/px"
+    geo += f" · {info.in_chans} channel(s)"
+    lines.append(geo)
+    if info.class_names:
+        rgba = class_colors(info.class_names, info.class_colors)
+        swatches = []
+        for i, (name, c) in enumerate(zip(info.class_names, rgba, strict=False)):
+            colour = "transparent" if i == 0 else "#" + "".join(f"{round(v * 255):02x}" for v in c[:3])
+            swatches.append(f"<span style='background:{colour}'>&nbsp;&nbsp;</span> {html.escape(name)}")
+        lines.append(" ".join(swatches))
+    if info.random_init and warn_random:
+        lines.append("<i>random weights: shows the mechanics, not meaningful results</i>")
+    return "<br>".join(lines)
+
+
+def format_status(n_done: int, n_total: int, rate: float | None, state: str = "") -> str:
+    """'7 / 12 regions · 1.9 regions/s · ETA 3 s'."""
+    text = f"{n_done} / {n_total} regions"
+    if rate and rate > 0 and math.isfinite(rate):
+        text += f" · {rate:.2g} regions/s"
+        left = max(0, n_total - n_done)
+        if left and state in ("running", ""):
+            text += f" · ETA {_duration(left / rate)}"
+    if state:
+        text += f" · {state}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def camera_center(viewer) -> np.ndarray:
+    return np.asarray(camera(viewer).center, dtype=float)[-2:]

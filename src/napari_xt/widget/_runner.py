@@ -1,0 +1,142 @@
+"""Worker wiring: prepare a run in one napari thread worker, stream it in another, report back on the main thread.
+
+Two workers because the progress bar in napari's Activity dock needs its total up front, and the total (regions
+still to do) is only known once the image is opened, the model loaded and the plan made, which must not happen on
+the main thread either. All signals here are emitted on the main thread (worker signals are queued to it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from napari.qt.threading import create_worker
+from psygnal import Signal
+
+from ..engine import session
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    """One run at a time: ``start`` → ``prepared`` → ``region``* → ``ended``; or ``failed`` instead of the rest."""
+
+    prepared = Signal(object)  # the InferenceRun, before the first region
+    region = Signal(object)  # RegionPayload
+    ended = Signal(object)  # RunEnd
+    failed = Signal(str)  # a sentence: nothing ran (bad input) or the workers broke
+    state_changed = Signal(str)
+
+    def __init__(self):
+        self.run = None
+        self.request = None
+        self.state = "idle"  # idle | preparing | running | cancelling
+        self._model_key = None
+        self._model = None  # kept so Resume of a random-init preset continues with the very same weights
+        self._prep_worker = None
+        self._worker = None
+        self._gen = None
+        self._cancel_requested = False
+
+    # -- control ---------------------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.state != "idle"
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    def start(self, request: dict, layer) -> None:
+        """Prepare and run ``request`` (the fields of a PredictRequest) on ``layer`` in napari thread workers."""
+        if self.busy:
+            raise RuntimeError("a run is already going; cancel it first")
+        self.request, self.run, self._cancel_requested = request, None, False
+        model = self._model if self._model_key == request["model"] else None
+        self._set_state("preparing")
+        worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True,
+                               _progress={"desc": "xT: opening image, loading model"})
+        worker.returned.connect(self._on_prepared)
+        worker.errored.connect(self._on_prepare_error)
+        self._prep_worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the batch in flight; finished regions stay in the store."""
+        if self.state == "preparing":
+            self._cancel_requested = True
+            self._set_state("cancelling")
+        elif self.state == "running" and self.run is not None:
+            self.run.cancel()
+            self._set_state("cancelling")
+
+    def prioritise(self, point) -> None:
+        if self.state == "running" and self.run is not None:
+            self.run.prioritise(point)
+
+    # -- worker callbacks (main thread) ------------------------------------------------------------------------
+    def _on_prepare_error(self, err: BaseException) -> None:
+        self._prep_worker = None
+        if not isinstance(err, ValueError):
+            log.error("preparing the run failed", exc_info=err)
+        self._set_state("idle")
+        self.failed.emit(session.friendly_error(err))
+
+    def _on_prepared(self, result) -> None:
+        self._prep_worker = None
+        run, model = result
+        self._model_key, self._model = self.request["model"], model
+        self.run = run
+        if self._cancel_requested:
+            self._set_state("idle")
+            self.ended.emit(session.RunEnd("cancelled", {"store": str(run.store.path), "regions_done": run.n_done,
+                                                          "regions_total": run.n_total}))
+            return
+        self.prepared.emit(run)
+        remaining = max(1, run.n_total - run.n_done)
+        self._gen = session.stream(run)
+        worker = create_worker(_relay, self._gen, _ignore_errors=True,
+                               _progress={"total": remaining, "desc": f"xT: {run.store.path.name}"})
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_stream_error)
+        worker.aborted.connect(self._on_aborted)
+        self._worker = worker
+        self._set_state("running")
+        worker.start()
+
+    def _on_yielded(self, item) -> None:
+        if isinstance(item, session.RunEnd):
+            self._finish(item)
+        else:
+            self.region.emit(item)
+
+    def _finish(self, end) -> None:
+        self._worker, self._gen = None, None
+        self._set_state("idle")
+        self.ended.emit(end)
+
+    def _on_stream_error(self, err: BaseException) -> None:  # stream() catches everything; this is a safety net
+        log.error("the run worker failed", exc_info=err)
+        self._finish(session.RunEnd("failed", {}, session.friendly_error(err)))
+
+    def _on_aborted(self) -> None:
+        """The worker was stopped from outside (napari's task status / Activity dock): end the run cleanly."""
+        run, gen = self.run, self._gen
+        if run is not None:
+            run.cancel()
+        if gen is not None:
+            try:
+                gen.close()  # closes the engine's iterator: its read-ahead threads stop
+            except Exception:
+                log.debug("closing the stream failed", exc_info=True)
+        summary = {"store": str(run.store.path), "regions_done": run.n_done, "regions_total": run.n_total} if run \
+            else {}
+        self._finish(session.RunEnd("cancelled", summary))
+
+    def wait_idle_workers(self) -> list:
+        """Workers still alive (tests and shutdown use it)."""
+        return [w for w in (self._prep_worker, self._worker) if w is not None]
+
+
+def _relay(gen):
+    """A generator function for ``create_worker`` around a generator object the runner keeps (to close it)."""
+    yield from gen
