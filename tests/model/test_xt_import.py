@@ -231,3 +231,27 @@ def test_convert_round_trip(ckpt, imported, tmp_path):
     a, b = loaded.state_dict(), imported.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert XTConfig.from_dict(loaded.config.to_dict()).region_size == 512
+
+
+def test_convert_xt_command_line(ckpt, imported, synth, tmp_path, capsys):
+    from napari_xt.cli import main
+    from napari_xt.model import load_model
+
+    out = tmp_path / "cli.safetensors"
+    assert main(["convert-xt", str(ckpt), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    reloaded = load_model(out)
+    x = synth.reference_input()
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(x)["classification"], imported(x)["classification"])
+
+
+def test_convert_xt_bad_file_is_one_line_error(tmp_path, capsys):
+    from napari_xt.cli import main
+
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"definitely not a torch file")
+    assert main(["convert-xt", str(bad), "--out", str(tmp_path / "x.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "broken.ckpt" in err and "\n" not in err
+    assert not (tmp_path / "x.safetensors").exists()
