@@ -3,21 +3,8 @@
 import json
 
 import pytest
-import torch
 
 from napari_xt.cli import main
-from napari_xt.model import XTConfig, build_model, save_model
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = XTConfig(region_encoder="tiny", region_size=256, sub_region_size=128, context_encoder="transformer_xl",
-                   context_encoder_kwargs={"hidden": 32, "layers": 1, "heads": 2},
-                   heads={"segmentation": {"num_classes": 4}})
-    path = tmp_path_factory.mktemp("m") / "seg.safetensors"
-    save_model(build_model(cfg), path)
-    return path
 
 
 def test_predict_json_summary(tissue_ome_tiff, model_path, tmp_path, capsys):

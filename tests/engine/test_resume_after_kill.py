@@ -9,24 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from napari_xt.cli import main
 from napari_xt.engine.store import ResultStore
-from napari_xt.model import XTConfig, build_model, save_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = XTConfig(region_encoder="tiny", region_size=256, sub_region_size=128, context_encoder="transformer_xl",
-                   context_encoder_kwargs={"hidden": 32, "layers": 1, "heads": 2},
-                   heads={"segmentation": {"num_classes": 4}})
-    path = tmp_path_factory.mktemp("m") / "seg.safetensors"
-    save_model(build_model(cfg), path)
-    return path
 
 
 def test_kill_then_resume_matches_uninterrupted(tissue_ome_tiff, model_path, tmp_path):
