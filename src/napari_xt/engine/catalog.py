@@ -21,7 +21,7 @@ class ModelInfo:
 
     key: str  # what ``load_model`` takes: a preset name or a file path
     label: str
-    source: str  # "preset" | "file"
+    source: str  # "demo" | "preset" | "file"
     region_encoder: str = ""
     context_encoder: str = ""
     region_size: int = 1024
@@ -80,9 +80,11 @@ def detect_devices() -> list[str]:
 
 
 def list_presets() -> list[str]:
+    """Shipped demo models first (trained weights), then the random-weight presets."""
+    from ..model.checkpoint import list_demo_models
     from ..model.checkpoint import list_presets as _list
 
-    return _list()
+    return list_demo_models() + _list()
 
 
 def list_region_encoders() -> list[str]:
@@ -100,9 +102,12 @@ def list_context_encoders() -> list[str]:
 def describe(key: str | os.PathLike) -> ModelInfo:
     """Describe a preset name or a checkpoint file from its config alone; raises ``ValueError`` saying why not."""
     from ..model import XTConfig
-    from ..model.checkpoint import PRESETS, CheckpointError, read_config
+    from ..model.checkpoint import PRESETS, CheckpointError, demo_model_path, read_config
 
     text = os.fspath(key)
+    demo = demo_model_path(text)
+    if demo is not None:
+        return _info_from_config(read_config(demo), text, f"{text} (DEMO model, synthetic data)", "demo")
     if text in PRESETS:
         cfg = XTConfig.from_dict(PRESETS[text])
         return _info_from_config(cfg, text, f"{text} (preset, random weights)", "preset")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._array import array_image
 from ._large_image import ImageReadError, LargeImage
 
-__all__ = ["open_image", "LargeImage", "ImageReadError", "SUPPORTED_SUFFIXES"]
+__all__ = ["open_image", "array_image", "LargeImage", "ImageReadError", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
     ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".dcm", ".zarr",

@@ -45,6 +45,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Demo checkpoints shipped inside the package (``src/napari_xt/data``), made by ``scripts/make_demo_models.sh``
+#: with napari-xt's own trainer on synthetic images. They show how the tool works; they are not clinical models.
+DEMO_MODELS: dict[str, str] = {"demo-tissue": "demo_tissue.safetensors", "demo-sar": "demo_sar.safetensors"}
+
+
+def demo_model_path(name: str) -> Path | None:
+    """The shipped file of a demo model, or None when ``name`` is not one (or the file is missing)."""
+    if name not in DEMO_MODELS:
+        return None
+    path = Path(__file__).resolve().parent.parent / "data" / DEMO_MODELS[name]
+    return path if path.is_file() else None
+
+
+def list_demo_models() -> list[str]:
+    return [name for name in DEMO_MODELS if demo_model_path(name) is not None]
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not match the model it describes; the message says how."""
 
@@ -126,10 +143,14 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 
 
 def load_model(path_or_name: str | Path, device: str | torch.device = "cpu") -> XTModel:
-    """Load a napari-xt ``.safetensors`` file, a released xT ``.ckpt``/``.pth`` (via the importer) or a preset name.
+    """Load a napari-xt ``.safetensors`` file, a released xT ``.ckpt``/``.pth`` (via the importer), a shipped demo
+    model (``demo-tissue``, ``demo-sar``) or a preset name (random weights).
 
     The model comes back in eval mode on ``device``. Nothing in the file is ever executed.
     """
+    demo = demo_model_path(str(path_or_name))
+    if demo is not None:
+        return _load_safetensors(demo, device)
     path = Path(path_or_name)
     if path.suffix in IMPORT_SUFFIXES:
         if not path.exists():

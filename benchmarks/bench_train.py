@@ -1,0 +1,70 @@
+"""Training benchmark (issue 6): peak memory per training step does not grow with the context window.
+
+Run: ``python benchmarks/bench_train.py [--region-size 512] [--encoder tiny] [--steps 2]``
+Trains a few steps, each step one context window, on a lazily rendered synthetic slide (nothing cached, so the
+image never sits in memory), once with 2 x 2-region windows and once with 8 x 8-region windows, each in a fresh
+process, and prints peak RSS (goal: the 64-region step within 10 % of the 4-region one), steps/s and regions/s.
+The context memory is ``--mem-len`` tokens (default: 4 regions' worth), so it is full in both runs; memory is
+bounded by ``mem_len`` and the chunk size, not by the window or the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_isolated
+
+TRAIN = """
+import resource, tempfile, time, torch
+from napari_xt.synthetic import TissueSample
+from napari_xt.synthetic.image import synthetic_image
+from napari_xt.train import Augment, SegmentationLabels, Trainer, TrainingImage, TrainOptions
+torch.manual_seed(0)
+side = {region} * 8
+sample = TissueSample(side, side, seed=1)
+image = synthetic_image(sample)
+labels = SegmentationLabels.from_array(sample.label_levels, (side, side), ignore=255)
+tmp = tempfile.mkdtemp()
+opts = TrainOptions(out=tmp + "/m.safetensors", region_encoder="{encoder}", region_size={region},
+                    window_size={window}, epochs=1, max_windows={steps}, val_fraction=0, use_mask=False,
+                    cache_mb=0, augment=Augment(geometric=False, colour=0), context_kwargs={{"mem_len": {mem_len}}})
+trainer = Trainer([TrainingImage(image, segmentation=labels)], opts)
+_result["baseline_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+steps = []
+trainer.fit(lambda e: steps.append(e) if e["kind"] == "step" else None)
+_result["seconds"] = time.perf_counter() - t0
+_result["steps"] = len(steps)
+_result["regions"] = len(steps) * {window} * {window}
+"""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--encoder", default="tiny")
+    p.add_argument("--region-size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--mem-len", type=int, default=None, help="context memory tokens (default: 4 regions)")
+    args = p.parse_args()
+    tokens_per_region = (args.region_size // 32) ** 2
+    mem_len = args.mem_len or 4 * tokens_per_region
+    results = {}
+    for window in (2, 8):
+        results[window] = run_isolated(TRAIN.format(region=args.region_size, encoder=args.encoder, window=window,
+                                                     steps=args.steps, mem_len=mem_len))
+    small, big = results[2], results[8]
+    print(f"training steps, one context window per step ({args.encoder}, {args.region_size} px regions, hyper "
+          f"context, mem_len {mem_len} tokens, chunk 1 region, gradient checkpointing):")
+    for window, r in results.items():
+        extra = r["peak_rss_mb"] - r["baseline_mb"]
+        print(f"  {window * window:3d}-region window: peak RSS {r['peak_rss_mb']:.0f} MB (+{extra:.0f} MB over the "
+              f"built model), {r['steps'] / r['seconds']:.3f} steps/s, {r['regions'] / r['seconds']:.2f} regions/s")
+    ratio = big["peak_rss_mb"] / small["peak_rss_mb"]
+    print(f"  ratio 64/4 = {ratio:.3f} (goal <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

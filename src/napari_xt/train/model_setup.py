@@ -1,0 +1,75 @@
+"""Which model to fine-tune: a base checkpoint (ours, a released xT one, a preset) or a fresh architecture, with
+heads sized for the user's classes.
+
+A base's region encoder and context encoder weights are kept; a head is kept only when its task and class count
+match the annotations, otherwise a fresh head replaces it (a 284-class classifier cannot be half-reused for 3
+classes). Heads for tasks the user did not annotate are dropped: a saved model must not claim outputs nobody trained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import XTConfig, build_model, load_model
+
+#: Colours for classes that come without any (class 0 first; napari shows class 0 transparent in Labels layers).
+PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
+           [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40]]
+
+
+def default_colors(n: int) -> list[list[int]]:
+    return [list(PALETTE[i % len(PALETTE)]) for i in range(n)]
+
+
+def data_statistics(image, channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of a coarse level (NaN/nodata ignored): normalisation for non-RGB data such as SAR dB."""
+    level = image.levels[-1]
+    step = max(1, int(max(level.shape[:2]) // 512))
+    sample = np.asarray(level[::step, ::step]).astype(np.float64)[..., :channels]
+    flat = sample.reshape(-1, sample.shape[-1])
+    flat = flat[np.all(np.isfinite(flat), axis=1)]
+    if flat.size == 0:
+        return [0.0] * channels, [1.0] * channels
+    if np.dtype(level.dtype) == np.uint8:
+        flat = flat / 255.0
+    elif np.dtype(level.dtype) == np.uint16:
+        flat = flat / 65535.0
+    std = np.maximum(flat.std(0), 1e-3)
+    return [float(v) for v in flat.mean(0)], [float(v) for v in std]
+
+
+def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_colors: dict[str, list[list[int]]],
+               *, base: str | None, region_encoder: str, context_encoder: str, region_size: int | None,
+               sub_region_size: int | None, first_image, pretrained: bool = False, context_kwargs: dict | None = None):
+    """Build the model to train and its config. ``tasks`` maps head name -> head options (with num_classes)."""
+    if base:
+        model = load_model(base)
+        cfg = model.config
+        heads = {}
+        for name, opts in tasks.items():
+            old = cfg.heads.get(name)
+            same = old is not None and old.get("type", name) == opts.get("type", name) and \
+                int(old.get("num_classes", -1)) == int(opts["num_classes"])
+            heads[name] = dict(old) if same else dict(opts)
+        new_cfg = cfg.replace(heads=heads, class_names=class_names, class_colors=class_colors)
+        if region_size:
+            new_cfg = new_cfg.replace(region_size=int(region_size))
+        new = build_model(new_cfg, pretrained=False)
+        state = model.state_dict()
+        target = new.state_dict()
+        keep = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+        new.load_state_dict(keep, strict=False)
+        return new
+    channels = int(first_image.levels[0].shape[-1])
+    if channels == 4 and np.dtype(first_image.levels[0].dtype) == np.uint8:
+        channels = 3  # RGBA slides: the model sees RGB, as the engine's normaliser does
+    mean = std = None
+    if np.dtype(first_image.levels[0].dtype).kind == "f" or channels not in (1, 3):
+        mean, std = data_statistics(first_image, channels)
+    region = int(region_size or 256)
+    sub = int(sub_region_size or (64 if region_encoder == "tiny" else min(256, region)))
+    cfg = XTConfig(region_encoder=region_encoder, region_size=region, sub_region_size=sub,
+                   context_encoder=context_encoder, context_encoder_kwargs=dict(context_kwargs or {}),
+                   heads={k: dict(v) for k, v in tasks.items()}, class_names=class_names, class_colors=class_colors,
+                   in_chans=channels, mean=mean, std=std, input_kind=getattr(first_image, "kind", "brightfield"))
+    return build_model(cfg, pretrained=pretrained)
