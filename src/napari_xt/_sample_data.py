@@ -17,8 +17,13 @@ def _label_colors(colors: list[list[int]]) -> dict:
     return out
 
 
+#: Render chunk of the samples: 512 px renders in ~0.25 s, so the first tiles (and a first analysed region) show
+#: quickly; 1024 px chunks took ~1 s each.
+CHUNK = 512
+
+
 def tissue_slide(size: int = 16384, seed: int = 0) -> list[tuple]:
-    sample = TissueSample(size, size, seed=seed)
+    sample = TissueSample(size, size, seed=seed, chunk=CHUNK)
     scale = (sample.pixel_size, sample.pixel_size)
     image = (
         sample.levels,
@@ -28,7 +33,8 @@ def tissue_slide(size: int = 16384, seed: int = 0) -> list[tuple]:
             "multiscale": True,
             "scale": scale,
             "units": ("µm", "µm"),
-            "metadata": {"napari_xt": {"kind": "brightfield", "pixel_size": scale, "synthetic": "tissue"}},
+            "metadata": {"napari_xt": {"kind": "brightfield", "pixel_size": scale, "synthetic": "tissue",
+                                       "sample": {"size": size, "seed": seed, "chunk": CHUNK}}},
         },
         "image",
     )
@@ -50,7 +56,7 @@ def tissue_slide(size: int = 16384, seed: int = 0) -> list[tuple]:
 
 
 def sar_scene(size: int = 16384, seed: int = 0) -> list[tuple]:
-    sample = SarSample(size, size, seed=seed)
+    sample = SarSample(size, size, seed=seed, chunk=CHUNK)
     scale = (sample.pixel_size, sample.pixel_size)
     low = sample.levels[-1].compute()
     lo, hi = (float(v) for v in np.nanpercentile(low[..., 0], [1, 99]))
@@ -63,7 +69,8 @@ def sar_scene(size: int = 16384, seed: int = 0) -> list[tuple]:
             "units": ("m", "m"),
             "contrast_limits": (lo, hi),
             "colormap": "gray",
-            "metadata": {"napari_xt": {"kind": "sar", "pixel_size": scale, "synthetic": "sar", "band": "VV"}},
+            "metadata": {"napari_xt": {"kind": "sar", "pixel_size": scale, "synthetic": "sar", "band": "VV",
+                                       "sample": {"size": size, "seed": seed, "chunk": CHUNK}}},
         },
         "image",
     )

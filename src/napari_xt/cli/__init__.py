@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _convert, _info, _predict, _sample
+from . import _convert, _demo, _export, _info, _predict, _sample, _train
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_COMMANDS = (_info, _predict, _sample, _convert)
+_COMMANDS = (_demo, _info, _predict, _train, _sample, _convert, _export)
 
 
 class CommandError(Exception):

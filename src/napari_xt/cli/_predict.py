@@ -1,4 +1,8 @@
-"""``napari-xt predict IMAGE --model MODEL --out STORE``: the streaming engine from the command line."""
+"""``napari-xt predict IMAGE --model MODEL --out STORE``: the streaming engine from the command line.
+
+Several images (paths, globs, ``@list.txt``) or ``--out-dir DIR`` make it a batch run on dask.distributed, one
+result store per image (see :mod:`._batch` and docs/batch.md).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ import resource
 import sys
 import time
 
+from . import _batch
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="run an xT model over an image region by region into a result store")
-    p.add_argument("image", help="slide, TIFF/OME-TIFF/GeoTIFF or OME-Zarr")
+    p.add_argument("image", nargs="+", metavar="IMAGE", help="slide, TIFF/OME-TIFF/GeoTIFF or OME-Zarr; several, globs or @list.txt "
+                   "(one path per line) make a batch run into --out-dir")
     p.add_argument("--model", required=True, help="checkpoint (.safetensors, released xT .ckpt) or a preset name")
-    p.add_argument("--out", required=True, help="result store folder (zarr v3)")
+    p.add_argument("--out", metavar="STORE", help="result store folder (zarr v3) of a single image")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=int, default=4, help="regions encoded together (default 4)")
@@ -28,10 +35,12 @@ def add_parser(sub) -> None:
     p.add_argument("--roi", help="region of interest in level-0 px: 'y0,x0,y1,x1' or 'y,x;y,x;y,x;...' (polygon)")
     p.add_argument("--no-mask", action="store_true", help="run every region (no foreground mask)")
     p.add_argument("--probabilities", action="store_true", help="also store per-class probability maps (uint8)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (a batch always resumes)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out (batch: replace stores made by "
+                   "another model or plan; finished matching ones are still skipped)")
     p.add_argument("--json", action="store_true", help="no progress bar; print one JSON summary at the end")
-    p.set_defaults(run=run)
+    _batch.add_arguments(p)
+    p.set_defaults(run=run, predict_parser=p)
 
 
 def parse_roi(text: str | None):
@@ -48,16 +57,26 @@ def parse_roi(text: str | None):
     return vals
 
 
+def request_fields(args: argparse.Namespace) -> dict:
+    """The PredictRequest fields shared by every image of a run (everything but image, out, resume, overwrite)."""
+    return {"model": args.model, "device": args.device, "precision": args.precision, "batch_size": args.batch_size,
+            "mpp": args.mpp, "level": args.level, "region_size": args.region_size, "overlap": args.overlap,
+            "context": args.context, "window_size": args.window_size, "order": args.order,
+            "roi": parse_roi(args.roi), "use_mask": not args.no_mask, "probabilities": args.probabilities}
+
+
 def run(args: argparse.Namespace) -> int:
+    image = _batch.single_image(args)
+    if image is None:
+        return _batch.run(args, request_fields(args))
+    return run_single(args, image)
+
+
+def run_single(args: argparse.Namespace, image: str) -> int:
     from ..engine.predict import PredictRequest, predict
 
-    request = PredictRequest(
-        image=args.image, model=args.model, out=args.out, device=args.device, precision=args.precision,
-        batch_size=args.batch_size, mpp=args.mpp, level=args.level, region_size=args.region_size,
-        overlap=args.overlap, context=args.context, window_size=args.window_size, order=args.order,
-        roi=parse_roi(args.roi), use_mask=not args.no_mask, probabilities=args.probabilities, resume=args.resume,
-        overwrite=args.overwrite,
-    )
+    request = PredictRequest(image=image, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                             **request_fields(args))
     t0 = time.perf_counter()
     progress = None if args.json else _Progress()
     summary = predict(request, on_start=progress.start if progress else None,
@@ -85,8 +104,14 @@ class _Progress:
     """A rich progress bar: regions, regions/s, ETA."""
 
     def start(self, total: int, already_done: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]} regions/s"), TimeElapsedColumn(), TimeRemainingColumn())

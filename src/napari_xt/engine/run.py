@@ -103,6 +103,9 @@ class InferenceRun:
         self.n_done = sum(1 for w in plan.windows for i in w if store.is_done(i))
         self.n_failed = 0
         self.started = time.perf_counter()
+        #: The first batch of a run holds one region, so the first result (the viewer's first overlay) arrives
+        #: after one region's work, not a whole batch's; causal context makes the outputs identical.
+        self._first_batch = True
 
     # -- control (any thread) --------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -150,7 +153,8 @@ class InferenceRun:
                     yield self._result(region, None, {}, 0.0, error=f"region {region.id} at {region.box}: {pixels}")
                     continue
                 batch.append((region, pixels))
-                if len(batch) >= self.batch_size:
+                if len(batch) >= (1 if self._first_batch else self.batch_size):
+                    self._first_batch = False
                     memory, results = self._run_batch(batch, memory)
                     batch = []
                     yield from results

@@ -1,0 +1,205 @@
+"""What runs on a dask worker: one image from path to finished result store, returned as a manifest record.
+
+A worker process keeps one model per (checkpoint, device) for its whole life (:func:`cached_model`), so a batch of
+hundreds of slides loads the model once per worker, not once per slide. Images are opened here from their path: a
+``LargeImage`` holds open files and lazy arrays bound to them, and must never travel through dask. A task never
+raises; every problem becomes a ``failed`` record with one readable sentence, so one bad slide cannot stop the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+from ._manifest import make_record, now_iso
+
+log = logging.getLogger(__name__)
+
+_IDENTITY = (("model_checksum", "model"), ("image_fingerprint", "image"),
+             ("plan_checksum", "region plan (level or pixel size, region size, overlap, context, ROI or mask)"))
+#: seed of preset (random-init) models, so every worker process builds the same weights and a re-run can skip
+PRESET_SEED = 0
+
+_models: dict[tuple, object] = {}
+_model_loads = 0
+_model_lock = threading.Lock()
+_torch_threads: int | None = None
+
+
+def cached_model(name: str, device: str):
+    """The model for ``(name, device)``, loaded the first time this process asks and reused for every later image.
+
+    A checkpoint's modification time is part of the key, so a long-lived cluster picks up a retrained file. Presets
+    are random-init: they are built under a fixed seed (without disturbing the caller's RNG), otherwise each worker
+    would hold different weights and no finished store would ever match on a re-run.
+    """
+    global _model_loads
+    from ..model import load_model
+
+    path = Path(name)
+    key = (os.path.abspath(name), path.stat().st_mtime_ns, device) if path.is_file() else (name, None, device)
+    with _model_lock:
+        if key not in _models:
+            import torch
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(PRESET_SEED)
+                _models[key] = load_model(name)
+            _model_loads += 1
+        return _models[key]
+
+
+def worker_device(device: str, worker_name, n_gpus: int) -> str:
+    """The device worker ``worker_name`` runs on: worker ``i`` of a LocalCluster gets ``cuda:i`` (modulo the GPUs).
+
+    Only for ``auto``/``cuda`` on clusters we started (``n_gpus > 0``): LocalCluster names its workers 0..N-1. On a
+    cluster started elsewhere the caller passes ``n_gpus=0`` and each worker keeps its own default GPU (its
+    ``CUDA_VISIBLE_DEVICES``), which is how dask-cuda and job schedulers pin GPUs. ``cuda:N`` and ``cpu`` are kept.
+    """
+    if n_gpus < 1 or device not in ("auto", "cuda"):
+        return device
+    try:
+        index = int(str(worker_name))
+    except ValueError:
+        return device
+    return f"cuda:{index % n_gpus}"
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def _set_torch_threads(n: int | None) -> None:
+    global _torch_threads
+    if n and n != _torch_threads:
+        import torch
+
+        torch.set_num_threads(int(n))
+        _torch_threads = int(n)
+
+
+def _reads_here(worker: str):
+    """Make the image's lazy reads run in this process, on threads; returns a context for the task to run in.
+
+    Inside a worker (or next to a Client) dask would send them to the cluster, and fail: a ``LargeImage``'s arrays
+    hold open files. On a worker the setting is process-wide on purpose (tasks on several threads share it, and a
+    context exiting in one thread must not undo it for another). tifffile logs an error per bad tag of a corrupt
+    file, which would flood the terminal from every worker; the manifest already says which file failed and why.
+    """
+    import dask
+
+    if worker == "local":
+        return dask.config.set(scheduler="threads")
+    dask.config.set(scheduler="threads")
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    return contextlib.nullcontext()
+
+
+def warm_up() -> int:
+    """Import torch and the engine on a worker before the first image, so its time is not charged to that image."""
+    from . import predict  # noqa: F401 - the import is the point
+
+    return os.getpid()
+
+
+def process_image(image: str, store: str, request_fields: dict, overwrite: bool = False, n_gpus: int = 0,
+                  torch_threads: int | None = None) -> dict:
+    """Run one image into ``store`` and return its manifest record (plus ``pid``/``model_loads`` diagnostics)."""
+    t0, started, worker = time.perf_counter(), now_iso(), _worker_name()
+    try:
+        _set_torch_threads(torch_threads)
+        device = worker_device(str(request_fields.get("device", "auto")), worker, n_gpus)
+        request = _request(image, store, {**request_fields, "device": device})
+        with _reads_here(worker):
+            status, summary = _run_one(request, overwrite)
+        failed = int(summary.get("regions_failed", 0))
+        error = ""
+        if failed:
+            status, error = "failed", f"{failed} region(s) could not be read; re-run to retry them"
+        elif summary.get("cancelled"):
+            status = "cancelled"
+        record = make_record(image, store, status, regions_total=int(summary.get("regions_total", 0)),
+                             regions_done=int(summary.get("regions_done", 0)), regions_failed=failed,
+                             regions_per_s=float(summary.get("regions_per_s", 0.0)), error=error)
+    except Exception as err:  # one bad image must never stop the batch
+        log.debug("image %s failed", image, exc_info=True)
+        record = make_record(image, store, "failed", error=describe(err))
+    record.update(seconds=round(time.perf_counter() - t0, 3), worker=worker, started=started, finished=now_iso(),
+                  pid=os.getpid(), model_loads=_model_loads)
+    return record
+
+
+def _request(image: str, store: str, request_fields: dict):
+    from .predict import PredictRequest
+
+    known = {f.name for f in fields(PredictRequest)} - {"image", "out", "resume", "overwrite"}
+    unknown = set(request_fields) - known
+    if unknown:
+        raise ValueError(f"unknown request fields {sorted(unknown)}")
+    return PredictRequest(image=image, out=store, **request_fields)
+
+
+def _run_one(request, overwrite: bool) -> tuple[str, dict]:
+    """Decide done / skipped / resumed for one image and run it; returns (status, predict summary)."""
+    from .predict import predict, prepare_run
+    from .store import StoreError, is_store
+
+    model = cached_model(request.model, request.device)
+    out = Path(request.out)
+    if not is_store(out):
+        return "done", predict(request, run=prepare_run(request, model=model))
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StoreError(f"store {out}: meta.json cannot be read ({err}); pass --overwrite to replace it.") from err
+    identity, image = _identity(request, model)
+    problems = [f"another {what}: checksum {meta.get(key)} there, {identity[key]} now"
+                for key, what in _IDENTITY if meta.get(key) != identity[key]]
+    if problems and not overwrite:
+        raise StoreError(f"store {out} was made with {'; and with '.join(problems)}. Pass --overwrite to "
+                         "replace it, or choose another --out-dir.")
+    if problems:
+        run = prepare_run(replace(request, overwrite=True), model=model, image=image)
+        return "done", predict(request, run=run)
+    if meta.get("complete"):  # counts of the run that made it; nothing was computed now, so no rate
+        earlier = meta.get("summary") or {}
+        return "skipped", {k: earlier.get(k, 0) for k in ("regions_total", "regions_done", "regions_failed")}
+    run = prepare_run(replace(request, resume=True), model=model, image=image)
+    return "resumed", predict(request, run=run)
+
+
+def _identity(request, model) -> tuple[dict, object]:
+    """The (model, image, plan) checksums ``prepare_run`` would give this request, without touching its store.
+
+    ``prepare_run`` is the one place that turns a request into a plan; it is run against a throw-away store beside
+    the real one (metadata only, removed at once) rather than repeating its rules here, where they could drift and
+    make finished images look foreign. Returns the opened image too, so the real run does not open it again.
+    """
+    from .predict import prepare_run
+
+    parent = Path(request.out).parent
+    with tempfile.TemporaryDirectory(prefix=".xt-probe-", dir=parent) as tmp:
+        probe = replace(request, out=str(Path(tmp) / "probe.zarr"), resume=False, overwrite=False)
+        run = prepare_run(probe, model=model)
+        identity = {key: run.store.meta.get(key) for key, _ in _IDENTITY}
+        run.store.close()
+    return identity, run.image
+
+
+def describe(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if not text or type(err).__name__ in ("KeyError", "KilledWorker", "CancelledError", "TimeoutError"):
+        return f"{type(err).__name__}: {text}".rstrip(": ")
+    return text
