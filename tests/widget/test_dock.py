@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import ast
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from napari.utils.notifications import NotificationSeverity, notification_manager
-from qtpy.QtCore import QTimer
+from dockhelpers import COLORS, GapMeter, configure, make_dock
 
 from napari_xt.engine.layers import (
     default_store_path,
@@ -19,93 +16,19 @@ from napari_xt.engine.layers import (
     unique_store_path,
 )
 from napari_xt.engine.store import ResultStore
-from napari_xt.model import (
-    XTConfig,
-    build_model,
-    list_context_encoders,
-    list_presets,
-    list_region_encoders,
-    save_model,
-)
-from napari_xt.model.checkpoint import PRESETS
-from napari_xt.widget import XTDock
+from napari_xt.model import list_context_encoders, list_presets, list_region_encoders
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "napari_xt"
-CLASSES = ["background", "stroma", "nucleus"]
-COLORS = [[0, 0, 0], [200, 120, 200], [60, 40, 160]]
-
-
-@pytest.fixture(scope="module")
-def seg_checkpoint(tmp_path_factory) -> Path:
-    """A tiny XL model whose classifier favours class 2: a finished region is never all background (0 = not done)."""
-    torch.manual_seed(0)
-    cfg = XTConfig.from_dict({**PRESETS["tiny-xl-seg"], "name": "test-seg",
-                              "class_names": {"segmentation": CLASSES}, "class_colors": {"segmentation": COLORS}})
-    model = build_model(cfg, pretrained=False)
-    with torch.no_grad():
-        model.heads["segmentation"].classifier.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))
-    return save_model(model, tmp_path_factory.mktemp("models") / "seg.safetensors")
-
-
-@pytest.fixture
-def notes():
-    """Notifications shown during the test (the real napari notification path)."""
-    start = len(notification_manager.records)
-    yield lambda: notification_manager.records[start:]
-
-
-def _errors(notes) -> list[str]:
-    return [str(n.message) for n in notes() if n.severity == NotificationSeverity.ERROR]
-
-
-def _dock(make_napari_viewer, qtbot, **kw):
-    viewer = make_napari_viewer()
-    dock = XTDock(viewer, models_folder=kw.pop("models_folder", ""))
-    viewer.window.add_dock_widget(dock, name="xT analysis")
-    qtbot.waitUntil(lambda: dock.ready, timeout=90_000)
-    return viewer, dock
-
-
-def _setup(dock, model, level=1, region_size=256, window=2):
-    dock.model.value = model
-    dock.resolution.value = level
-    dock.region_size.value = region_size
-    dock.batch_size.value = 1
-    dock.window_size.value = window
-    dock.use_mask.value = False
-
-
-class GapMeter:
-    """Longest interval between ticks of a 5 ms QTimer: how long the Qt event loop was kept from running."""
-
-    def __init__(self):
-        self.max_gap, self._last = 0.0, None
-        self.timer = QTimer()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self._tick)
-
-    def _tick(self):
-        now = time.perf_counter()
-        if self._last is not None:
-            self.max_gap = max(self.max_gap, now - self._last)
-        self._last = now
-
-    def start(self):
-        self._last = None
-        self.timer.start()
-
-    def stop(self):
-        self.timer.stop()
 
 
 def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_viewer, qtbot, tissue_ome_tiff,
                                                                   seg_checkpoint, notes):
-    viewer, dock = _dock(make_napari_viewer, qtbot)
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
     [image] = viewer.open(str(tissue_ome_tiff), plugin="napari-xt")
     assert dock.image.value is image
     assert dock.add_checkpoint(seg_checkpoint)
     assert "nucleus" in dock.model_info.value
-    _setup(dock, str(seg_checkpoint))
+    configure(dock, str(seg_checkpoint))
     out = Path(dock.out.value)
     assert out.name == "tissue.xt.zarr" and out.parent == tissue_ome_tiff.parent
 
@@ -168,18 +91,18 @@ def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_view
         y0, x0, y1, x1 = next(r.core for r in dock.runner.run.plan.regions if r.id == rid)
         np.testing.assert_array_equal(after[y0:y1, x0:x1], before[y0:y1, x0:x1])
     assert np.count_nonzero(np.asarray(dock.overlays.labels.data[0])) == 768 * 1024
-    assert not _errors(notes)
+    assert not notes.errors()
     assert dock.run_button.enabled and not dock.resume_button.enabled and not dock.cancel_button.enabled
     # generous bounds (a shared 2-core CI under Xvfb); docs/widget.md reports the measured values
     assert meter.max_gap < 2.0 and streaming.max_gap < 0.5
 
 
 def test_user_mistakes_become_notifications(make_napari_viewer, qtbot, sar_ome_tiff, tmp_path, notes):
-    viewer, dock = _dock(make_napari_viewer, qtbot)
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
     # no image layer
     assert not dock.run_button.enabled
     dock.start()
-    assert any("no image to analyse" in m for m in _errors(notes))
+    assert any("no image to analyse" in m for m in notes.errors())
     assert not dock.runner.busy and not dock.cancel_button.enabled
 
     # a file that is not a checkpoint
@@ -187,7 +110,7 @@ def test_user_mistakes_become_notifications(make_napari_viewer, qtbot, sar_ome_t
     bad.write_bytes(b"\x00garbage" * 10)
     chosen = dock.model.value
     assert not dock.add_checkpoint(bad)
-    assert any("broken.safetensors" in m and "Cannot use this checkpoint" in m for m in _errors(notes))
+    assert any("broken.safetensors" in m and "Cannot use this checkpoint" in m for m in notes.errors())
     assert dock.model.value == chosen and str(bad) not in dock.model.choices
 
     # a 2-band SAR scene with a 3-channel model: refused before any store is made
@@ -198,8 +121,9 @@ def test_user_mistakes_become_notifications(make_napari_viewer, qtbot, sar_ome_t
     out = Path(dock.out.value)
     dock.run_button.native.click()
     qtbot.waitUntil(lambda: not dock.runner.busy, timeout=60_000)
-    assert any("expects 3 channel(s) but the image has 2" in m for m in _errors(notes)), _errors(notes)
+    assert any("expects 3 channel(s) but the image has 2" in m for m in notes.errors()), notes.errors()
     assert not out.exists()
+    assert not [layer for layer in viewer.layers if layer.name.startswith("xT")]  # the layer made at Run is gone
     assert dock.run_button.enabled and not dock.cancel_button.enabled and not dock.resume_button.enabled
 
 
@@ -207,7 +131,7 @@ def test_combos_come_from_registry_and_models_folder(make_napari_viewer, qtbot, 
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "mine.safetensors").write_bytes(seg_checkpoint.read_bytes())
-    _viewer, dock = _dock(make_napari_viewer, qtbot, models_folder=str(folder))
+    _viewer, dock = make_dock(make_napari_viewer, qtbot, models_folder=str(folder))
     choices = list(dock.model.choices)
     assert choices[-1] == "__browse__" and str(folder / "mine.safetensors") in choices
     assert set(list_presets()) <= set(choices)
@@ -225,13 +149,13 @@ def test_combos_come_from_registry_and_models_folder(make_napari_viewer, qtbot, 
 
 def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, notes, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the store of a file-less layer goes there
-    viewer, dock = _dock(make_napari_viewer, qtbot)
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
     rng = np.random.default_rng(0)
     layer = viewer.add_image(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8), rgb=True, name="pasted",
                              scale=(0.25, 0.25))
     image = layer_to_large_image(layer)
     assert image.levels[0].shape == (512, 512, 3) and image.pixel_size == (0.25, 0.25)
-    _setup(dock, "tiny-hyper-det", level=0)
+    configure(dock, "tiny-hyper-det", level=0)
     assert Path(dock.out.value) == tmp_path / "cache" / "napari-xt" / "pasted.xt.zarr"
     ends = []
     dock.runner.ended.connect(ends.append)
@@ -245,7 +169,7 @@ def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, no
         assert set(points.features.columns) >= {"class", "score"}
         dock.min_score.value = 1.0
         assert not points.shown.any()
-    assert not _errors(notes)
+    assert not notes.errors()
 
 
 def test_layer_adapter_and_store_names(tmp_path):

@@ -8,6 +8,7 @@ can run them in a worker thread and the viewer never waits for ``import torch``.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,21 @@ def _info_from_config(cfg, key: str, label: str, source: str) -> ModelInfo:
     )
 
 
+def keep_triton_out_without_cuda() -> None:
+    """Make ``import triton`` fail in a process without CUDA, before torchvision/timm get imported.
+
+    In napari on Mesa's software OpenGL (llvmpipe: virtual machines, Xvfb, remote desktops), loading triton's LLVM
+    after Mesa's crashes the process (segfault, reproduced here) when timm imports torchvision. Triton only compiles
+    CUDA kernels, so without CUDA torch loses nothing by treating it as absent. Called on every path the dock uses.
+    """
+    if "triton" in sys.modules:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
+
+
 def detect_devices() -> list[str]:
     """Devices torch can use here, best first; always ends with ``cpu``."""
     import torch
@@ -101,8 +117,14 @@ def list_context_encoders() -> list[str]:
 
 def describe(key: str | os.PathLike) -> ModelInfo:
     """Describe a preset name or a checkpoint file from its config alone; raises ``ValueError`` saying why not."""
+    keep_triton_out_without_cuda()
     from ..model import XTConfig
-    from ..model.checkpoint import PRESETS, CheckpointError, demo_model_path, read_config
+    from ..model.checkpoint import (
+        PRESETS,
+        CheckpointError,
+        demo_model_path,
+        read_config,
+    )
 
     text = os.fspath(key)
     demo = demo_model_path(text)
@@ -147,6 +169,7 @@ def find_checkpoints(folder: str | os.PathLike | None) -> list[Path]:
 
 def load_catalog() -> Catalog:
     """Everything the panel's combos list; slow the first time (imports torch): call it off the main thread."""
+    keep_triton_out_without_cuda()
     from .. import model
 
     presets = [describe(name) for name in list_presets()]
@@ -157,6 +180,7 @@ def load_catalog() -> Catalog:
 
 def load_model(key: str):
     """The model for a preset name or checkpoint path (torch imported here, in the caller's thread)."""
+    keep_triton_out_without_cuda()
     from ..model import load_model as _load
 
     return _load(key)

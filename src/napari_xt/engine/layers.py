@@ -53,6 +53,19 @@ def layer_pixel_size(layer) -> tuple[float, float] | None:
     return None if scale == (1.0, 1.0) else scale
 
 
+def synthetic_sample(layer):
+    """The synthetic sample behind a layer from our sample data (all its bands: the SAR layer shows only VV)."""
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    params = meta.get("sample")
+    if meta.get("synthetic") not in ("tissue", "sar") or not isinstance(params, dict):
+        return None
+    from ..synthetic import SarSample, TissueSample
+
+    cls = TissueSample if meta["synthetic"] == "tissue" else SarSample
+    size = int(params["size"])
+    return cls(size, size, seed=int(params.get("seed", 0)), chunk=int(params.get("chunk", 1024)))
+
+
 def layer_to_large_image(layer) -> LargeImage:
     """The engine's image for a napari image layer.
 
@@ -62,6 +75,11 @@ def layer_to_large_image(layer) -> LargeImage:
     path = layer_path(layer)
     if path is not None:
         return open_image(path)
+    sample = synthetic_sample(layer)
+    if sample is not None:
+        from ..synthetic.image import synthetic_image
+
+        return synthetic_image(sample)
     data = list(layer.data) if getattr(layer, "multiscale", False) else [layer.data]
     rgb = bool(getattr(layer, "rgb", False))
     for level in data:

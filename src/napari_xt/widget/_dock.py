@@ -1,71 +1,48 @@
 """The "xT analysis" dock: pick an image and a model, Run / Cancel / Resume, watch regions appear.
 
-Thin by design: fields in, a :class:`~napari_xt.engine.predict.PredictRequest` out, handed to the :class:`Runner`;
-results are shown by :class:`Overlays`. Model lists come from the registry through ``engine.catalog``, loaded in a
-worker at start-up so ``import torch`` never blocks the viewer.
+Thin by design: the :class:`~napari_xt.widget._panel.RunPanel`'s fields in, the fields of a
+:class:`~napari_xt.engine.predict.PredictRequest` out, handed to the :class:`Runner`; results are shown by
+:class:`Overlays`. Model lists come from the registry through ``engine.catalog``, loaded in a worker at start-up so
+``import torch`` never blocks the viewer.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSlider,
-    Label,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import Container
 from napari.qt.threading import create_worker
 from napari.utils import notifications
+from qtpy.QtWidgets import QTabWidget
 from superqt.utils import qdebounced
 
 from ..engine import catalog
 from ..engine.layers import (
     default_store_path,
+    layer_path,
     shapes_to_roi,
     unique_store_path,
     world_to_level0,
 )
 from ..engine.store import is_store
 from . import _fields as F
+from ._finetune import FinetuneTab
 from ._overlays import Overlays
+from ._panel import FIELDS, RunPanel
 from ._runner import Runner
 
-
-def _warm_imports() -> None:
-    """Import, off the main thread, what napari imports lazily when the first Labels/Points layer is made (pandas,
-    scikit-image's colour module, scipy): ~0.5 s that would otherwise stall the viewer at the first overlay."""
-    import importlib
-
-    for name in ("pandas", "skimage.color", "scipy.linalg"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
-def _load_catalog(folder: str):
-    _warm_imports()
-    cat = catalog.load_catalog()
-    files, problems = [], []
-    for path in catalog.find_checkpoints(folder):
-        try:
-            files.append(catalog.describe(path))
-        except ValueError as err:
-            problems.append(str(err))
-    return cat, files, problems
+#: the model selected at start when the models folder has none: the shipped demo, else a random-weight preset
+DEFAULT_MODELS = ("demo-tissue", "tiny-hyper-seg", "tiny-xl-seg")
 
 
 class XTDock(Container):
-    """The napari-xt dock widget; ``XTDock(viewer)``."""
+    """The napari-xt dock widget; ``XTDock(viewer)``. Its Run panel is ``dock.panel``; the panel's widgets are also
+    reachable as attributes of the dock (``dock.model``, ``dock.run_button``…)."""
 
     def __init__(self, napari_viewer, models_folder: str | None = None):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = napari_viewer
         self.runner = Runner()
         self.overlays = Overlays(napari_viewer)
@@ -76,56 +53,30 @@ class XTDock(Container):
         self._run_layer = self._run_info = None
         self._t_start, self._done_start = 0.0, 0
         self._read_warned = False
+        self._browse_worker = None
         self.models_folder = F.models_folder_setting() if models_folder is None else models_folder
 
-        self.image = ComboBox(label="Image", choices=lambda _w: F.image_layer_choices(self.viewer))
-        self.model = ComboBox(label="Model", choices=self._model_choices)
-        self.model_info = Label(value="<i>loading the model list…</i>")
-        def cat(field):
-            return lambda _w: getattr(self.catalog, field) if self.catalog else []
-
-        self.region_encoder = ComboBox(label="Region encoder", enabled=False, choices=cat("region_encoders"),
-                                       tooltip="Set by the checkpoint's config (the registry's encoders)")
-        self.context_encoder = ComboBox(label="Context encoder", enabled=False, choices=cat("context_encoders"),
-                                        tooltip="Set by the checkpoint's config (the registry's encoders)")
-        self.device = ComboBox(label="Device", choices=cat("devices"), tooltip="Devices detected on this machine")
-        self.precision = ComboBox(label="Precision", choices=self._precisions)
-        self.batch_size = SpinBox(label="Batch", value=2, min=1, max=64, tooltip="Regions encoded together")
-        self.resolution = ComboBox(label="Resolution", choices=self._resolution_choices,
-                                   tooltip="Analysis pixel size: the model's own, or a pyramid level")
-        self.region_size = SpinBox(label="Region size", value=1024, min=64, max=16384, step=32)
-        self.context = ComboBox(label="Context", choices=["window", "global"],
-                                tooltip="window: context over blocks of regions; global: the whole image")
-        self.window_size = SpinBox(label="Window", value=4, min=1, max=64, tooltip="Regions per window side")
-        self.use_mask = CheckBox(text="Foreground only (skip empty background)", value=True)
-        self.roi = ComboBox(label="Only inside", choices=lambda _w: F.roi_choices(self.viewer),
-                            tooltip="First polygon or rectangle of a Shapes layer")
-        self.out = FileEdit(mode="w", filter="*.xt.zarr")
-        self.out.label = "Results"
-        self.min_score = FloatSlider(label="Min score", value=0.3, min=0.0, max=1.0, step=0.05, visible=False)
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel")
-        self.resume_button = PushButton(text="Resume")
-        buttons = Container(widgets=[self.run_button, self.cancel_button, self.resume_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        self.status = Label(value="")
-        self.extend([self.image, self.model, self.model_info, self.region_encoder, self.context_encoder,
-                     self.device, self.precision, self.batch_size, self.resolution, self.region_size, self.context,
-                     self.window_size, self.use_mask, self.roi, self.out, self.min_score, buttons, self.status])
-        self.model_info.native.setWordWrap(True)
-        self.model_info.native.setMinimumWidth(260)
+        self.panel = RunPanel(self)
+        for name in FIELDS:
+            setattr(self, name, getattr(self.panel, name))
+        self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.panel.native, "Run")
+        self.tabs.addTab(self.finetune.native, "Fine-tune")
+        self.native.layout().addWidget(self.tabs)
+        self.margins = (0, 0, 0, 0)
 
         self.image.changed.connect(self._on_image_changed)
         self.model.changed.connect(self._on_model_changed)
-        self.context.changed.connect(lambda v: setattr(self.window_size, "enabled", v == "window"))
         self.out.changed.connect(self._on_out_edited)
         self.min_score.changed.connect(self.overlays.set_min_score)
+        self.score_class.changed.connect(self._on_score_class)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.resume_button.changed.connect(self.resume)
         self.runner.prepared.connect(self._on_prepared)
         self.runner.region.connect(self._on_region)
+        self.runner.window.connect(self._on_window)
         self.runner.ended.connect(self._on_ended)
         self.runner.failed.connect(self._on_failed)
         self.runner.state_changed.connect(self._update_buttons)
@@ -136,27 +87,33 @@ class XTDock(Container):
 
         self._on_image_changed(self.image.value)
         self._update_buttons()
-        worker = create_worker(_load_catalog, self.models_folder, _ignore_errors=True)
+        worker = create_worker(F.load_catalog, self.models_folder, _ignore_errors=True)
         worker.returned.connect(self._on_catalog)
         worker.errored.connect(lambda e: self._notify_error(f"napari-xt cannot list its models: {e}"))
         self._catalog_worker = worker
         worker.start()
 
-    # -- choices ---------------------------------------------------------------------------------------------------
+    # -- what the combos list (the panel asks) -------------------------------------------------------------------
     @property
     def ready(self) -> bool:
         return self.catalog is not None
 
-    def _model_choices(self, _w=None):
-        out = [(info.label, key) for key, info in self._infos.items()]
-        return out + [("Browse…", F.BROWSE)]
+    def catalog_list(self, name: str) -> list:
+        return getattr(self.catalog, name) if self.catalog else []
 
-    def _precisions(self, _w=None):
-        cuda = self.catalog is not None and any(d.startswith("cuda") for d in self.catalog.devices)
+    def model_choices(self, _w=None):
+        return [(info.label, key) for key, info in self._infos.items()] + [("Browse…", F.BROWSE)]
+
+    def precisions(self, _w=None):
+        cuda = any(d.startswith("cuda") for d in self.catalog_list("devices"))
         return ["fp32", "bf16"] + (["fp16"] if cuda else [])
 
-    def _resolution_choices(self, _w=None):
+    def resolution_choices(self, _w=None):
         return F.resolution_choices(self.image.value if hasattr(self, "image") else None)
+
+    def score_class_choices(self, _w=None):
+        layout = self.overlays.scores.layout
+        return [("top class", None)] + ([(n, i) for i, n in enumerate(layout.class_names)] if layout else [])
 
     def _on_catalog(self, result) -> None:
         cat, files, problems = result
@@ -166,30 +123,63 @@ class XTDock(Container):
         for combo in (self.region_encoder, self.context_encoder, self.device, self.precision):
             combo.reset_choices()
         self._refresh_models()
-        default = [i.key for i in files] or [k for k in ("tiny-hyper-seg", "tiny-xl-seg") if k in self._infos]
+        preferred = ("demo-sar", *DEFAULT_MODELS) if F.layer_kind(self.image.value) == "sar" else DEFAULT_MODELS
+        default = [i.key for i in files] or [k for k in preferred if k in self._infos]
         if default:
             self.model.value = default[0]
         self._on_model_changed(self.model.value)
         for problem in problems:
             notifications.show_warning(f"Skipped a file in the models folder: {problem}")
+        self.finetune.refresh_models()
         self._update_buttons()
+
+    def _on_trained(self, path: str) -> None:
+        """A model the Fine-tune tab just saved: list it, select it, show the Run tab."""
+        if self.add_checkpoint(path):
+            self.finetune.refresh_models()
+            self.tabs.setCurrentIndex(0)
 
     def _on_layers_changed(self, _event=None) -> None:
         self.image.reset_choices()
         self.roi.reset_choices()
 
+    # -- the model ---------------------------------------------------------------------------------------------------
     def add_checkpoint(self, path) -> bool:
         """Add a checkpoint file to the model list and select it; a notification says why when it cannot be used."""
         try:
             info = catalog.describe(path)
         except ValueError as err:
-            self._notify_error(str(err))
-            self.model.value = self._previous_model if self._previous_model in self._infos else self.model.value
+            self._not_a_checkpoint(err)
             return False
+        self._add_info(info)
+        return True
+
+    def _add_info(self, info) -> None:
         self._infos[info.key] = info
         self._refresh_models()
         self.model.value = info.key
-        return True
+
+    def _not_a_checkpoint(self, err) -> None:
+        self._notify_error(str(err))
+        self.model.value = self._previous_model if self._previous_model in self._infos else self.model.value
+
+    def _browse(self) -> None:
+        """Ask for a checkpoint file and read its config in a worker (a released .ckpt is hundreds of MB)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Choose an xT checkpoint", self.models_folder or "",
+                                              "Checkpoints (*.safetensors *.ckpt *.pth)")
+        if self._previous_model in self._infos:
+            self.model.value = self._previous_model  # until the file is read
+        if not path:
+            return
+        self.model_info.value = f"<i>reading {Path(path).name}…</i>"
+        worker = create_worker(catalog.describe, path, _ignore_errors=True)
+        worker.returned.connect(self._add_info)
+        worker.errored.connect(self._not_a_checkpoint)
+        worker.finished.connect(lambda: setattr(self, "_browse_worker", None))
+        self._browse_worker = worker
+        worker.start()
 
     def _refresh_models(self) -> None:
         """Re-list the models, keeping "Browse…" last (magicgui appends new choices at the end)."""
@@ -200,12 +190,7 @@ class XTDock(Container):
 
     def _on_model_changed(self, key) -> None:
         if key == F.BROWSE:
-            from qtpy.QtWidgets import QFileDialog
-
-            path, _ = QFileDialog.getOpenFileName(self.native, "Choose an xT checkpoint", self.models_folder or "",
-                                                  "Checkpoints (*.safetensors *.ckpt *.pth)")
-            if (not path or not self.add_checkpoint(path)) and self._previous_model in self._infos:
-                self.model.value = self._previous_model
+            self._browse()
             return
         info = self._infos.get(key)
         self._previous_model = key
@@ -217,6 +202,7 @@ class XTDock(Container):
             if name in combo.choices:  # a config naming an encoder this install lacks fails with a clear error at Run
                 combo.value = name
         self.min_score.visible = "detection" in info.tasks
+        self.score_class.visible = self.top_classes.visible = "classification" in info.tasks
 
     def _on_image_changed(self, layer) -> None:
         self.resolution.reset_choices()
@@ -235,6 +221,10 @@ class XTDock(Container):
         if not self._setting_out:
             self._out_auto = False
         self._update_buttons()
+
+    def _on_score_class(self, index) -> None:
+        self.overlays.scores.choose(index)
+        self._show_scores()
 
     # -- actions ---------------------------------------------------------------------------------------------------
     def _notify_error(self, message: str) -> None:
@@ -256,17 +246,14 @@ class XTDock(Container):
                 self._notify_error(f"The Shapes layer {self.roi.value.name!r} has no polygon or rectangle; draw one "
                                    "or choose 'whole image'.")
                 return None
-        focus = world_to_level0(layer, F.camera_center(self.viewer))
-        from ..engine.layers import layer_path
-
-        level = self.resolution.value
         # the fields of engine.predict.PredictRequest (made in the worker: that module imports torch)
         request = {
             "image": layer_path(layer) or f"layer:{layer.name}", "model": info.key, "out": str(self.out.value),
             "device": self.device.value or "cpu", "precision": self.precision.value,
-            "batch_size": self.batch_size.value, "level": level, "region_size": self.region_size.value,
-            "context": self.context.value, "window_size": self.window_size.value, "roi": roi,
-            "use_mask": self.use_mask.value, "resume": resume, "focus": focus,
+            "batch_size": self.batch_size.value, "level": self.resolution.value,
+            "region_size": self.region_size.value, "context": self.context.value,
+            "window_size": self.window_size.value, "roi": roi, "use_mask": self.use_mask.value, "resume": resume,
+            "focus": world_to_level0(layer, F.camera_center(self.viewer)),
         }
         return request, layer
 
@@ -297,6 +284,7 @@ class XTDock(Container):
         self._read_warned = False
         self.status.value = "opening the image and loading the model…"
         self.runner.start(request, layer)
+        self.overlays.reserve(request["out"], layer, self._run_info)  # while the worker prepares
 
     def cancel(self, _=None) -> None:
         self.runner.cancel()
@@ -308,7 +296,14 @@ class XTDock(Container):
 
     # -- runner events (main thread) ----------------------------------------------------------------------------
     def _on_prepared(self, run) -> None:
-        self.overlays.attach(run.store.path, self._run_layer, self._run_info, run.plan.downsample_to_level0)
+        layout = self.runner.layout
+        self.overlays.attach(run.store.path, self._run_layer, self._run_info, run.plan.downsample_to_level0, layout)
+        if layout is not None:
+            with self.score_class.changed.blocked():
+                chosen = self.score_class.value
+                self.score_class.reset_choices()
+                self.score_class.value = chosen if chosen in self.score_class.choices else None
+            self._show_scores()
         if self.runner.request["resume"] and self.overlays.points is not None:
             self.overlays.load_existing_detections(run.store.detections())
         self._t_start, self._done_start = time.perf_counter(), run.n_done
@@ -323,8 +318,20 @@ class XTDock(Container):
         rate = (payload.n_done - self._done_start) / elapsed if elapsed > 0 else None
         self.status.value = F.format_status(payload.n_done, payload.n_total, rate, "running")
 
+    def _on_window(self, payload) -> None:
+        self.overlays.add_window(payload)
+        self._show_scores()
+
+    def _show_scores(self) -> None:
+        self.top_classes.value = self.overlays.scores.top_html()
+
     def _on_ended(self, end) -> None:
-        self.overlays.flush()
+        self.overlays.release()  # cancelled before the run started: its layer never got a store
+        if self.runner.layout is not None:
+            self.overlays.scores.set_final(end.image_scores)
+        self.overlays.flush(full=True)  # also the layer thumbnail, which partial updates leave as it was
+        if self.runner.layout is not None:
+            self._show_scores()
         s = end.summary
         done, total = s.get("regions_done", 0), s.get("regions_total", 0)
         store = Path(s.get("store", "")).name
@@ -341,6 +348,7 @@ class XTDock(Container):
         self._update_buttons()
 
     def _on_failed(self, message: str) -> None:
+        self.overlays.release()
         self.status.value = "not started"
         self._notify_error(message)
 
@@ -352,8 +360,6 @@ class XTDock(Container):
         resumable = False
         if not busy and self.ready and out not in ("", ".") and is_store(out):
             try:
-                import json
-
                 resumable = not json.loads((Path(out) / "meta.json").read_text()).get("complete", False)
             except (OSError, ValueError):
                 resumable = False

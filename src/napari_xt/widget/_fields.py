@@ -1,4 +1,5 @@
-"""The panel's fields: what each combo lists and how the chosen model is described (no Qt objects kept here)."""
+"""The panel's fields: what each combo lists, the model catalogue behind them, how the chosen model is described and
+the status line (no Qt objects kept here)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,33 @@ import numpy as np
 
 BROWSE = "__browse__"
 NO_ROI = None
+
+
+def warm_imports() -> None:
+    """Import, off the main thread, what napari imports lazily when the first Labels/Points layer is made (pandas,
+    scikit-image's colour module, scipy): ~0.5 s that would otherwise stall the viewer at the first overlay."""
+    import importlib
+
+    for name in ("pandas", "skimage.color", "scipy.linalg"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def load_catalog(folder: str):
+    """(catalog, infos of the models folder's checkpoints, sentences about the files skipped); for a worker."""
+    from ..engine import catalog
+
+    warm_imports()
+    cat = catalog.load_catalog()
+    files, problems = [], []
+    for path in catalog.find_checkpoints(folder):
+        try:
+            files.append(catalog.describe(path))
+        except ValueError as err:
+            problems.append(str(err))
+    return cat, files, problems
 
 
 def models_folder_setting() -> str:
@@ -56,9 +84,15 @@ def resolution_choices(layer) -> list[tuple[str, object]]:
     return out
 
 
+def layer_kind(layer) -> str:
+    """The image kind our reader/sample data recorded on a layer ("brightfield", "sar", ...), else ""."""
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    return str(meta.get("kind") or "")
+
+
 def describe_html(info, warn_random: bool = True) -> str:
     """The chosen model in a few lines: tasks, geometry and coloured class names."""
-    from ._overlays import class_colors
+    from ._colors import class_colors
 
     if info is None:
         return "<i>no model</i>"
@@ -75,6 +109,10 @@ def describe_html(info, warn_random: bool = True) -> str:
             colour = "transparent" if i == 0 else "#" + "".join(f"{round(v * 255):02x}" for v in c[:3])
             swatches.append(f"<span style='background:{colour}'>&nbsp;&nbsp;</span> {html.escape(name)}")
         lines.append(" ".join(swatches))
+    if info.description:
+        lines.append(f"<i>{html.escape(info.description)}</i>")
+    if info.source == "demo":
+        lines.append("<b>DEMO model</b>: trained on synthetic images; not for clinical or operational use")
     if info.random_init and warn_random:
         lines.append("<i>random weights: shows the mechanics, not meaningful results</i>")
     return "<br>".join(lines)

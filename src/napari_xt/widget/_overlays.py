@@ -1,9 +1,11 @@
-"""The layers a run draws into: a Labels layer that *views* the result store, and a Points layer of detections.
+"""The layers a run draws into: a Labels layer that *views* the result store, a Points layer of detections, and the
+window-score heat map of classification heads (``_scores.py``).
 
 The Labels layer's data are the store's zarr pyramid levels, opened read-only: the engine writes a region's pixels
-into the store (every level) before the widget hears of it, so showing a region is only a ``refresh()`` (never
-``data_setitem``, which would record undo history). Refreshes and detection appends are batched through one
-throttle (at most 10 per second), whatever the rate regions finish at.
+into the store (every level) before the widget hears of it, so showing a region is only re-reading its box into the
+displayed tile (``_partial.py``; never ``data_setitem``, which would record undo history). Those updates and
+detection appends are batched through one throttle (at most 10 per second), whatever the rate regions finish at; so
+are heat-map repaints.
 """
 
 from __future__ import annotations
@@ -15,22 +17,11 @@ import zarr
 from psygnal import Signal
 from superqt.utils import qthrottled
 
-#: used when a checkpoint brings no colours (tab10-like, class 0 is background and stays transparent)
-DEFAULT_PALETTE = [
-    [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
-    [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-]
+from ._colors import class_colors
+from ._partial import show_regions
+from ._scores import ScoreMap
+
 REFRESH_MS = 100  # <= 10 refreshes per second
-
-
-def class_colors(names: list[str], colors: list[list[int]]) -> list[list[float]]:
-    """RGBA 0..1 per class: the checkpoint's colours, else the default palette (cycled)."""
-    out = []
-    for i in range(max(len(names), len(colors), 1)):
-        c = colors[i] if i < len(colors) else DEFAULT_PALETTE[i % len(DEFAULT_PALETTE)]
-        rgba = [v / 255 for v in c[:3]] + [c[3] / 255 if len(c) > 3 else 1.0]
-        out.append(rgba)
-    return out
 
 
 def open_label_levels(store_path: str | Path) -> list:
@@ -42,6 +33,15 @@ def open_label_levels(store_path: str | Path) -> list:
     return levels
 
 
+def _view_whole_level(layer) -> None:
+    """After a data swap, slice the whole current level, as a new layer would (napari keeps the old view's corner
+    pixels until the canvas next draws, which a hidden viewer never does)."""
+    corners = np.zeros((2, layer.ndim), dtype=int)
+    corners[1] = np.asarray(layer.level_shapes[layer.data_level]) - 1
+    layer.corner_pixels = corners
+    layer.refresh()
+
+
 class Overlays:
     """Creates, feeds and refreshes the overlay layers of one run in ``viewer``."""
 
@@ -51,26 +51,58 @@ class Overlays:
         self.viewer = viewer
         self.labels = None
         self.points = None
+        self._reserved = None  # a Labels layer made at Run, not attached to its store yet
         self.n_shown = 0
         self.n_refreshes = 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._n_pending = 0
+        self._cores: list[tuple[int, int, int, int]] = []  # regions finished since the last flush (store px)
+        self.n_full_refreshes = 0
         self._det = {k: np.zeros(0, np.float32) for k in ("y", "x", "h", "w", "score")}
         self._det["cls"] = np.zeros(0, np.int32)
         self._det_colors: list[list[float]] = []
         self._det_names: list[str] = []
         self.min_score = 0.0
+        self.scores = ScoreMap(viewer)
         self.flush_throttled = qthrottled(self.flush, timeout=REFRESH_MS, leading=True)
 
     # -- making the layers ---------------------------------------------------------------------------------------
-    def attach(self, store_path, image_layer, info, downsample: float) -> None:
-        """Show the store at ``store_path`` over ``image_layer`` (level-0 px per analysis px = ``downsample``)."""
+    def reserve(self, store_path, image_layer, info) -> None:
+        """Make the run's Labels layer now, at Run, while the worker opens the image and loads the model.
+
+        napari spends ~0.3-0.5 s of main thread building a Labels layer's visuals and drawing it the first time
+        (measured in ``benchmarks/bench_widget.py``). Paid here it overlaps the worker's preparation instead of
+        delaying the first region; ``attach`` then only swaps in the store's pyramid.
+        """
+        if "segmentation" not in info.tasks or self._find("labels", store_path) is not None:
+            return
+        self.release()
+        tiny = [np.zeros((2, 2), np.uint8), np.zeros((1, 1), np.uint8)]  # multiscale needs two levels
+        self.labels = self._reserved = self.viewer.add_labels(
+            tiny, multiscale=True, name=f"xT labels [{Path(store_path).name}]", opacity=0.5,
+            scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
+            units=tuple(image_layer.units)[-2:], metadata={"napari_xt": {"store": str(store_path)}},
+        )
+        self.viewer.layers.selection.active = image_layer
+
+    def release(self) -> None:
+        """Remove the layer reserved for a run that never started (bad input, cancelled while preparing)."""
+        layer, self._reserved = self._reserved, None
+        if layer is not None:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+            if self.labels is layer:
+                self.labels = None
+
+    def attach(self, store_path, image_layer, info, downsample: float, layout=None) -> None:
+        """Show the store at ``store_path`` over ``image_layer`` (level-0 px per analysis px = ``downsample``);
+        ``layout`` (a ScoreLayout) adds the window-score heat map of a classification head."""
         name = Path(store_path).name
         scale = np.asarray(image_layer.scale, dtype=float)[-2:]
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         units = tuple(image_layer.units)[-2:]
         self.n_shown = 0
-        self._pending, self._n_pending = [], 0
+        self._pending, self._n_pending, self._cores = [], 0, []
         levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
         if levels:
             names = info.class_names or [f"class {i}" for i in range(2)]
@@ -84,20 +116,28 @@ class Overlays:
                 "colormap": colormap, "features": {"class": names},
                 "metadata": {"napari_xt": {"store": str(store_path)}},
             }
-            data = levels if len(levels) > 1 else levels[0]
-            if self._same_store(self.labels, store_path):
-                # Resume: reuse the layer (making a Labels layer's visuals costs ~0.3 s of main thread)
-                self.labels.data = data
+            multiscale = len(levels) > 1
+            data = levels if multiscale else levels[0]
+            layer = self._find("labels", store_path)
+            if layer is not None and layer.multiscale == multiscale:
+                # reserved at Run, or Resume: reuse the layer (building a Labels layer's visuals is the slow part)
+                layer.data = data
                 for key, value in kwargs.items():
-                    setattr(self.labels, key, value)
-                self.labels.name = f"xT labels [{name}]"
+                    setattr(layer, key, value)
+                layer.name = f"xT labels [{name}]"
+                _view_whole_level(layer)
+                self.labels = layer
             else:
-                self.labels = self.viewer.add_labels(data, multiscale=len(levels) > 1, name=f"xT labels [{name}]",
+                if layer is not None:  # a one-level store does not fit the two-level reserved layer
+                    self.viewer.layers.remove(layer)
+                self.labels = self.viewer.add_labels(data, multiscale=multiscale, name=f"xT labels [{name}]",
                                                      opacity=0.5, units=units, **kwargs)
+        self._reserved = None
         if "detection" in info.tasks:
             self._det_names = info.detection_names or ["object"]
             self._det_colors = class_colors(["bg", *self._det_names], [])[1:]
-            if not self._same_store(self.points, store_path):
+            self.points = self._find("points", store_path)
+            if self.points is None:
                 self.points = self.viewer.add_points(
                     np.zeros((0, 2)), name=f"xT detections [{name}]", scale=tuple(scale), translate=tuple(translate),
                     units=units, border_color="white", border_width=0.05, opacity=0.8,
@@ -105,11 +145,17 @@ class Overlays:
                     metadata={"napari_xt": {"store": str(store_path)}},
                 )
             self._det = {k: v[:0] for k, v in self._det.items()}
+        if layout is not None:
+            self.scores.attach(layout, image_layer, store_path)
         self.viewer.layers.selection.active = image_layer
 
-    def _same_store(self, layer, store_path) -> bool:
-        return (layer is not None and layer in self.viewer.layers
-                and layer.metadata.get("napari_xt", {}).get("store") == str(store_path))
+    def _find(self, kind: str, store_path):
+        """The viewer's overlay layer of ``kind`` ("labels" | "points") showing ``store_path``, if any."""
+        for layer in self.viewer.layers:
+            if (type(layer).__name__.lower() == kind
+                    and layer.metadata.get("napari_xt", {}).get("store") == str(store_path)):
+                return layer
+        return None
 
     def load_existing_detections(self, table: dict[str, np.ndarray]) -> None:
         """Detections already in a store being resumed (its finished regions are not re-sent by the engine)."""
@@ -121,16 +167,27 @@ class Overlays:
     def add_region(self, payload) -> None:
         """Note one finished region (main thread); the layers catch up on the next throttled flush."""
         self._n_pending += 1
+        self._cores.append(payload.core)
         if payload.detections and len(payload.detections.get("y", ())):
             self._pending.append(payload.detections)
         self.flush_throttled()
 
-    def flush(self) -> None:
-        """Refresh the labels and append pending detections now."""
-        if self.labels is not None and self._n_pending:
-            self.labels.refresh()
+    def add_window(self, payload) -> None:
+        """Note one scored context window (main thread); the heat map catches up on the next throttled flush."""
+        self.scores.add(payload)
+        self.flush_throttled()
+
+    def flush(self, full: bool = False) -> None:
+        """Show the labels of the regions finished since the last flush (only their boxes are re-read and uploaded,
+        unless ``full``), append pending detections and repaint the heat map now."""
+        cores, self._cores = self._cores, []
+        labels = self.labels
+        if labels is not None and (self._n_pending or full) and (full or not show_regions(labels, cores)):
+            labels.refresh()
+            self.n_full_refreshes += 1
         if self.points is not None and self._pending:
             self._append_detections()
+        self.scores.flush()
         self.n_shown += self._n_pending
         self._n_pending = 0
         self.n_refreshes += 1

@@ -18,24 +18,28 @@ log = logging.getLogger(__name__)
 
 
 class Runner:
-    """One run at a time: ``start`` → ``prepared`` → ``region``* → ``ended``; or ``failed`` instead of the rest."""
+    """One run at a time: ``start`` → ``prepared`` → (``region`` | ``window``)* → ``ended``; or ``failed`` alone."""
 
-    prepared = Signal(object)  # the InferenceRun, before the first region
+    prepared = Signal(object)  # the InferenceRun, before the first region (``layout``: its heat-map layout)
     region = Signal(object)  # RegionPayload
+    window = Signal(object)  # WindowPayload (classification heads)
     ended = Signal(object)  # RunEnd
     failed = Signal(str)  # a sentence: nothing ran (bad input) or the workers broke
     state_changed = Signal(str)
 
     def __init__(self):
         self.run = None
+        self.layout: session.ScoreLayout | None = None
         self.request = None
         self.state = "idle"  # idle | preparing | running | cancelling
+        self.progress = None  # napari progress bar of the stream (Activity dock)
         self._model_key = None
         self._model = None  # kept so Resume of a random-init preset continues with the very same weights
         self._prep_worker = None
         self._worker = None
         self._gen = None
         self._cancel_requested = False
+        self._done_start = 0
 
     # -- control ---------------------------------------------------------------------------------------------------
     @property
@@ -50,7 +54,7 @@ class Runner:
         """Prepare and run ``request`` (the fields of a PredictRequest) on ``layer`` in napari thread workers."""
         if self.busy:
             raise RuntimeError("a run is already going; cancel it first")
-        self.request, self.run, self._cancel_requested = request, None, False
+        self.request, self.run, self.layout, self._cancel_requested = request, None, None, False
         model = self._model if self._model_key == request["model"] else None
         self._set_state("preparing")
         worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True,
@@ -81,11 +85,11 @@ class Runner:
         self._set_state("idle")
         self.failed.emit(session.friendly_error(err))
 
-    def _on_prepared(self, result) -> None:
+    def _on_prepared(self, prepared: session.Prepared) -> None:
         self._prep_worker = None
-        run, model = result
-        self._model_key, self._model = self.request["model"], model
-        self.run = run
+        run = prepared.run
+        self._model_key, self._model = self.request["model"], prepared.model
+        self.run, self.layout = run, prepared.scores
         if self._cancel_requested:
             self._set_state("idle")
             self.ended.emit(session.RunEnd("cancelled", {"store": str(run.store.path), "regions_done": run.n_done,
@@ -93,9 +97,14 @@ class Runner:
             return
         self.prepared.emit(run)
         remaining = max(1, run.n_total - run.n_done)
-        self._gen = session.stream(run)
+        self._gen = session.stream(run, prepared.scores)
         worker = create_worker(_relay, self._gen, _ignore_errors=True,
                                _progress={"total": remaining, "desc": f"xT: {run.store.path.name}"})
+        # napari counts every yield; ours include window scores, re-encoded context regions and the end: count
+        # finished regions instead, so the bar reaches its total exactly when the last region is stored
+        self.progress, self._done_start = getattr(worker, "pbar", None), run.n_done
+        if self.progress is not None:
+            worker.yielded.disconnect(self.progress.increment_with_overflow)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_stream_error)
         worker.aborted.connect(self._on_aborted)
@@ -106,8 +115,16 @@ class Runner:
     def _on_yielded(self, item) -> None:
         if isinstance(item, session.RunEnd):
             self._finish(item)
+        elif isinstance(item, session.WindowPayload):
+            self.window.emit(item)
         else:
             self.region.emit(item)
+            # last: napari's progress bar runs a nested event loop on update, which may deliver the next items
+            bar = self.progress
+            if bar is not None:
+                step = min(item.n_done - self._done_start, bar.total) - bar.n
+                if step > 0:
+                    bar.update(step)
 
     def _finish(self, end) -> None:
         self._worker, self._gen = None, None
