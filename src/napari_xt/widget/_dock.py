@@ -28,6 +28,7 @@ from ..engine.layers import (
 )
 from ..engine.store import is_store
 from . import _fields as F
+from ._export import ExportButton
 from ._finetune import FinetuneTab
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
@@ -59,6 +60,8 @@ class XTDock(Container):
         self.panel = RunPanel(self)
         for name in FIELDS:
             setattr(self, name, getattr(self.panel, name))
+        self.export_button = ExportButton(self._store_for_export, self)
+        self.panel.append(self.export_button)
         self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.panel.native, "Run")
@@ -364,3 +367,9 @@ class XTDock(Container):
             except (OSError, ValueError):
                 resumable = False
         self.resume_button.enabled = resumable
+        self.export_button.enabled = (not busy and self.export_button.worker is None and out not in ("", ".")
+                                      and is_store(out))
+
+    def _store_for_export(self) -> str | None:
+        out = str(self.out.value)
+        return out if out not in ("", ".") and is_store(out) else None
