@@ -11,7 +11,7 @@ mkdir -p "$work" && cd "$work"
 # tissue: 4-class segmentation (background, stroma, nucleus, gland) at 1 µm/px, on a slide the demo never shows
 $XT sample tissue tissue_train.ome.tif --size 6144 --seed 1 --labels tissue_train_labels.ome.tif --overwrite
 $XT train --image tissue_train.ome.tif --labels tissue_train_labels.ome.tif --ignore-label 255 \
-  --class-names background,stroma,nucleus,gland --class-colors '0,0,0;236,164,200;72,40,140;250,220,120' \
+  --class-names background,stroma,nucleus,gland --class-colors '0,0,0;60,180,75;0,130,200;255,200,0' \
   --mpp 1.0 --region-size 256 --window-size 2 --context-options '{"hidden": 128}' \
   --epochs 30 --patience 8 --seed 0 --name demo-tissue \
   --description "DEMO model trained on synthetic tissue (napari-xt sample tissue); not for clinical use" \

@@ -99,7 +99,8 @@ def describe_html(info, warn_random: bool = True) -> str:
     lines = [f"<b>{html.escape(info.label)}</b>"]
     geo = f"{', '.join(info.tasks) or 'no head'} · regions {info.region_size} px"
     if info.pixel_size:
-        geo += f" at {info.pixel_size:.3g}/px"
+        unit = "m" if info.input_kind == "sar" else "µm"
+        geo += f" at {info.pixel_size:.3g} {unit}/px"
     geo += f" · {info.in_chans} channel(s)"
     lines.append(geo)
     if info.class_names:
@@ -111,7 +112,7 @@ def describe_html(info, warn_random: bool = True) -> str:
         lines.append(" ".join(swatches))
     if info.description:
         lines.append(f"<i>{html.escape(info.description)}</i>")
-    if info.source == "demo":
+    if info.source == "demo" and "DEMO" not in (info.description or ""):
         lines.append("<b>DEMO model</b>: trained on synthetic images; not for clinical or operational use")
     if info.random_init and warn_random:
         lines.append("<i>random weights: shows the mechanics, not meaningful results</i>")
