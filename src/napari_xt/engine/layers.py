@@ -14,26 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageReadError, LargeImage, open_image
-
-
-class _ArraySource:
-    """One level of a layer's data (numpy or dask, (y, x) or (y, x, c)) as a LargeImage source."""
-
-    def __init__(self, array):
-        self._array = array
-        if array.ndim == 2:
-            h, w = array.shape
-            c = 1
-        else:
-            h, w, c = array.shape
-        self.shape = (int(h), int(w), int(c))
-        self.dtype = np.dtype(array.dtype)
-        chunks = getattr(array, "chunksize", None)  # dask
-        self.tile = (int(chunks[0]), int(chunks[1])) if chunks else (512, 512)
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        out = np.asarray(self._array[y0:y1, x0:x1])
-        return out[..., None] if out.ndim == 2 else out
+from ..io._array import ArraySource
 
 
 def layer_path(layer) -> str | None:
@@ -86,7 +67,7 @@ def layer_to_large_image(layer) -> LargeImage:
         if level.ndim != (3 if rgb else 2):
             raise ImageReadError(f"layer {layer.name!r} has {level.ndim} dimensions {tuple(level.shape)}; napari-xt "
                                  "analyses 2D images (grey, multi-band split into layers, or RGB).")
-    sources = [_ArraySource(level) for level in data]
+    sources = [ArraySource(level) for level in data]
     meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
     dtype = sources[0].dtype
     kind = meta.get("kind") or ("brightfield" if rgb and dtype == np.uint8 else "generic")
