@@ -65,10 +65,14 @@ def test_windows_and_nearest_order(tissue):
     plan = make_plan(tissue, region_size=512, context="window", window_size=2, use_mask=False)
     assert all(len(w) <= 4 for w in plan.windows)
     assert sorted(i for w in plan.windows for i in w) == list(range(len(plan.regions)))
+    ids_before = [r.window for r in plan.regions]
     plan.prioritise((4000.0, 5900.0))  # bottom-right corner first
     first = [plan.regions[i] for i in plan.windows[0]]
     assert max(r.core[2] for r in first) == 4096 and max(r.core[3] for r in first) == 6000
-    assert all(plan.regions[i].window == 0 for i in plan.windows[0])
+    # only the run order changed: window ids are stable, and windows_by_id() undoes the reordering
+    assert [r.window for r in plan.regions] == ids_before
+    assert len({plan.regions[i].window for i in plan.windows[0]}) == 1 and first[0].window != 0
+    assert all(plan.regions[i].window == w for w, ids in enumerate(plan.windows_by_id()) for i in ids)
     checksum = plan.checksum()
     plan.prioritise((0.0, 0.0))
     assert plan.checksum() == checksum  # run order is not part of the work's identity

@@ -85,7 +85,11 @@ class Plan:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def prioritise(self, point: tuple[float, float]) -> None:
-        """Reorder windows so those nearest ``point`` (level-0 (y, x)) run first (window mode)."""
+        """Reorder windows so those nearest ``point`` (level-0 (y, x)) run first (window mode).
+
+        Only the run order changes: each region keeps its window id (``Region.window``, fixed by ``make_plan``), so
+        window scores in the store mean the same window however often the view moved.
+        """
         if self.context != "window" or not self.windows:
             return
         by_id = {r.id: r for r in self.regions}
@@ -98,10 +102,11 @@ class Plan:
             return math.hypot(cy - point[0], cx - point[1])
 
         self.windows.sort(key=distance)
-        window_of = {i: w for w, ids in enumerate(self.windows) for i in ids}
-        self.regions = [
-            Region(r.id, r.row, r.col, r.box, r.core, window_of.get(r.id, -1), r.window_pos) for r in self.regions
-        ]
+
+    def windows_by_id(self) -> list[list[int]]:
+        """The windows indexed by their id (``Region.window``), whatever the run order."""
+        by_id = {r.id: r for r in self.regions}
+        return sorted(self.windows, key=lambda ids: by_id[ids[0]].window)
 
 
 def choose_level(downsamples: list[float], base_pixel_size: float | None, target_pixel_size: float | None,

@@ -114,7 +114,7 @@ def prepare_run(request: PredictRequest, model=None, image=None) -> InferenceRun
             "image_shape": list(image.levels[0].shape),
             "image_pixel_size": list(image.pixel_size) if image.pixel_size else None,  # level 0, (y, x)
             "image_pixel_unit": image.pixel_unit if image.pixel_size else None,
-            "plan": {k: v for k, v in asdict(plan).items() if k != "regions"},
+            "plan": {**{k: v for k, v in asdict(plan).items() if k != "regions"}, "windows": plan.windows_by_id()},
             "started": _dt.datetime.now(_dt.UTC).isoformat(),
             "software": f"napari-xt {__version__}",
         }
