@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_xt.engine.predict import PredictRequest, prepare_run, predict
+from napari_xt.engine.predict import PredictRequest, predict, prepare_run
 
 
 def test_window_scores_keep_their_ids_when_the_view_moves(tissue_ome_tiff, tmp_path):
