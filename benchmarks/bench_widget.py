@@ -67,45 +67,6 @@ def _pick_model(wanted: str | None) -> tuple[str, str]:
         return "tiny-hyper-seg", "(the catalog has no demo-tissue model: fell back to the random-weight preset)"
 
 
-class GapMeter:
-    """Longest interval between ticks of a 5 ms QTimer: how long the Qt event loop was kept from running."""
-
-    def __init__(self):
-        from qtpy.QtCore import QTimer
-
-        self.max_gap, self.last, self.ticks = 0.0, None, 0
-        self.long: list[tuple[float, float]] = []  # (when the gap ended, its length) for gaps over the goal
-        self.timer = QTimer()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self.tick)
-
-    def tick(self):
-        now = time.perf_counter()
-        if self.last is not None:
-            self.max_gap = max(self.max_gap, now - self.last)
-            if now - self.last > STALL_GOAL_S:
-                self.long.append((now, now - self.last))
-        self.last = now
-        self.ticks += 1
-
-    def start(self):
-        self.max_gap, self.last, self.ticks, self.long = 0.0, None, 0, []
-        self.timer.start()
-
-    def stop(self) -> float:
-        self.timer.stop()
-        return self.max_gap
-
-
-def spin_until(app, condition, timeout=600.0) -> None:
-    t0 = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("the widget did not get there in time")
-        app.processEvents()
-        time.sleep(0.001)
-
-
 def _sample(size: int) -> Path:
     """The synthetic tissue slide as a tiled OME-TIFF pyramid, written once into the user cache (it takes ~30 s)."""
     from napari_xt.engine.layers import user_cache_dir
@@ -132,6 +93,7 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_xt.widget import XTDock
+    from napari_xt.widget._stall import GapMeter, spin_until
 
     model, note = _pick_model(args.model)
     viewer = napari.Viewer(title="napari-xt bench")
@@ -155,7 +117,7 @@ def main(argv=None) -> int:
     viewer.reset_view()
     spin_until(app, lambda: getattr(image, "loaded", True))
 
-    idle = GapMeter()
+    idle = GapMeter(STALL_GOAL_S)
     idle.start()
     t0 = time.perf_counter()
     spin_until(app, lambda: time.perf_counter() - t0 > 2)
@@ -166,7 +128,7 @@ def main(argv=None) -> int:
     redraw = QTimer()  # the same viewer, redrawn 10 times a second as during a run: what a redraw costs here
     redraw.setInterval(100)
     redraw.timeout.connect(canvas.update)
-    redrawn = GapMeter()
+    redrawn = GapMeter(STALL_GOAL_S)
     redrawn.start()
     redraw.start()
     t0 = time.perf_counter()
@@ -192,7 +154,7 @@ def main(argv=None) -> int:
             marks["attach_s"] = time.perf_counter() - t
 
     dock.overlays.attach = timed_attach
-    overall, creation, streaming = GapMeter(), GapMeter(), GapMeter()
+    overall, creation, streaming = GapMeter(STALL_GOAL_S), GapMeter(STALL_GOAL_S), GapMeter(STALL_GOAL_S)
 
     def on_prepared(_run):
         marks["prepared"] = time.perf_counter()

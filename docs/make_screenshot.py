@@ -17,40 +17,13 @@ import time
 from pathlib import Path
 
 import napari
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
 from napari_xt.widget import XTDock
+from napari_xt.widget._stall import GapMeter, spin_until
 
 OUT = Path(__file__).resolve().parent / "images" / "dock.png"
 REGIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 12
-
-
-def spin_until(app, condition, timeout=300.0):
-    t0 = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("the widget did not get there in time")
-        app.processEvents()
-        time.sleep(0.002)
-
-
-class GapMeter:
-    def __init__(self):
-        self.max_gap, self.last = 0.0, None
-        self.timer = QTimer()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self.tick)
-
-    def tick(self):
-        now = time.perf_counter()
-        if self.last is not None:
-            self.max_gap = max(self.max_gap, now - self.last)
-        self.last = now
-
-    def start(self):
-        self.max_gap, self.last = 0.0, None
-        self.timer.start()
 
 
 def main() -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from qtpy.QtCore import QTimer
-
 from napari_xt.widget import XTDock
+from napari_xt.widget._stall import GapMeter  # noqa: F401  (re-exported for the tests)
 
 CLASSES = ["background", "stroma", "nucleus"]
 COLORS = [[0, 0, 0], [200, 120, 200], [60, 40, 160]]
@@ -34,26 +31,3 @@ def configure(dock, model, level=1, region_size=256, window=2, batch=1):
 def buttons(dock) -> tuple[bool, bool, bool]:
     """(Run, Cancel, Resume) enabled."""
     return dock.run_button.enabled, dock.cancel_button.enabled, dock.resume_button.enabled
-
-
-class GapMeter:
-    """Longest interval between ticks of a 5 ms QTimer: how long the Qt event loop was kept from running."""
-
-    def __init__(self):
-        self.max_gap, self._last = 0.0, None
-        self.timer = QTimer()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self._tick)
-
-    def _tick(self):
-        now = time.perf_counter()
-        if self._last is not None:
-            self.max_gap = max(self.max_gap, now - self._last)
-        self._last = now
-
-    def start(self):
-        self._last = None
-        self.timer.start()
-
-    def stop(self):
-        self.timer.stop()
