@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -158,6 +159,22 @@ def jsonable(obj):
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)
     return str(obj)  # Path, dtype, enum, ...
+
+
+def replace_path(src: Path, dst: Path) -> None:
+    """Move ``src`` onto ``dst``; an old ``dst`` folder is moved aside first and removed only after the move, so
+    ``dst`` is at every moment either the old result or the new one (stores and exports both rely on it)."""
+    if dst.is_dir() and not dst.is_symlink():
+        trash = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.replaced")
+        os.replace(dst, trash)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            os.replace(trash, dst)
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import zarr
 
 from ._pyramid_write import (DET_COLUMNS, META, build_store, detection_rows, jsonable, mirror, now_iso,
-                             select_detections, write_json_atomic, write_strided)
+                             replace_path, select_detections, write_json_atomic, write_strided)
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +142,9 @@ class ResultStore:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
         try:
             build_store(tmp, spec, meta)
-            if old is not None:
-                trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.replaced")
-                os.replace(path, trash)
-                try:
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.replace(trash, path)
-                    raise
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                if path.is_dir():
-                    path.rmdir()  # empty: replaced by the new store
-                os.replace(tmp, path)
+            if old is None and path.is_dir():
+                path.rmdir()  # empty: replaced by the new store
+            replace_path(tmp, path)
         except OSError as err:
             raise StoreError(f"cannot make store {path}: {err}") from err
         finally:

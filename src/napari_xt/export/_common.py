@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import __version__
+from ..engine._pyramid_write import replace_path
 
 #: used when a model brings no colours (tab10-like; the same order as the dock's overlay, class 0 is background)
 PALETTE = [
@@ -92,24 +93,9 @@ def written_aside(out: Path, folder: bool = False) -> Iterator[Path]:
         if folder:
             tmp.mkdir()
         yield tmp
-        replace(tmp, out)
+        replace_path(tmp, out)
     finally:
         remove(tmp)
-
-
-def replace(src: Path, dst: Path) -> None:
-    """Move ``src`` onto ``dst``; an old ``dst`` folder is moved aside first and removed only after the move."""
-    if dst.is_dir() and not dst.is_symlink():
-        trash = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.replaced")
-        os.replace(dst, trash)
-        try:
-            os.replace(src, dst)
-        except BaseException:
-            os.replace(trash, dst)
-            raise
-        remove(trash)
-    else:
-        os.replace(src, dst)
 
 
 def remove(path: Path) -> None:
