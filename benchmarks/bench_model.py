@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_isolated  # noqa: E402
+from _common import run_isolated
 
 STREAM = """
 import time, torch

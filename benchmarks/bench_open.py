@@ -94,7 +94,9 @@ for y in range(0, H, th):
 arr = da.concatenate(rows, axis=0)
 t_build = time.perf_counter() - t0
 t0 = time.perf_counter(); arr[8192:10240, 8192:10240].compute(); t_tiles = time.perf_counter() - t0
-t0 = time.perf_counter(); img.levels[int(sys.argv[2])][8192:10240, 8192:10240].compute(); t_chunks = time.perf_counter() - t0
+t0 = time.perf_counter()
+img.levels[int(sys.argv[2])][8192:10240, 8192:10240].compute()
+t_chunks = time.perf_counter() - t0
 print(json.dumps(dict(level=int(sys.argv[2]), level_shape=[H, W], tiles=len(rows) * len(row), delayed_build_s=t_build,
                       delayed_2048_region_s=t_tiles, chunked_2048_region_s=t_chunks)))
 """

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_isolated  # noqa: E402
+from _common import run_isolated
 
 MODEL = """
 import torch
@@ -31,15 +31,16 @@ model = build_model(XTConfig(region_encoder="{encoder}", region_size={region}, s
 
 FLAT = MODEL + """
 import tempfile, time
-from napari_xt.engine.predict import PredictRequest, predict, prepare_run
+from napari_xt.app.driver import predict, prepare
+from napari_xt.app.request import make_request
 from napari_xt.synthetic import TissueSample
 from napari_xt.synthetic.image import synthetic_image
 image = synthetic_image(TissueSample({size}, {size}))
 out = tempfile.mkdtemp() + "/store.zarr"
-req = PredictRequest(image=image.path, model="bench", out=out, device="cpu", context="global", batch_size=4)
+req = make_request(image.path, "bench", out, device="cpu", context="global", batch_size=4)
 t0 = time.perf_counter()
-summary = predict(req, run=prepare_run(req, model=model, image=image))
-_result.update(summary, wall=time.perf_counter() - t0)
+summary = predict(req, prepared=prepare(req, model=model, image=image))
+_result.update(summary.to_dict(), wall=time.perf_counter() - t0)
 """
 
 NAIVE = MODEL + """
@@ -59,7 +60,7 @@ def flat_memory(args) -> None:
     big = run_isolated(FLAT.format(size=args.big, **kw))
     ratio = big["peak_rss_mb"] / small["peak_rss_mb"]
     print("1. memory over image size (tiny + transformer_xl mem_len 256, global context, 4 um/px, 256 px regions)")
-    for name, r, s in (("small", small, args.small), ("big", big, args.big)):
+    for r, s in ((small, args.small), (big, args.big)):
         print(f"   {s:>6} x {s:<6} {r['regions_done']:5d} regions  {r['wall']:7.1f} s  "
               f"{r['regions_per_s']:6.2f} regions/s  peak RSS {r['peak_rss_mb']:7.0f} MB")
     print(f"   ratio big/small = {ratio:.3f} (goal <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
@@ -85,8 +86,9 @@ def throughput(args) -> None:
     import numpy as np
     import torch
 
+    from napari_xt.app.driver import predict, prepare
+    from napari_xt.app.request import make_request
     from napari_xt.engine.normalise import Normaliser
-    from napari_xt.engine.predict import PredictRequest, predict, prepare_run
     from napari_xt.engine.reader import read_region_pixels
     from napari_xt.io import open_image
     from napari_xt.model import XTConfig, build_model
@@ -104,11 +106,12 @@ def throughput(args) -> None:
                                      context_encoder="transformer_xl", heads={"segmentation": {"num_classes": 4}}))
         model.eval()
         with open_image(slide) as image:
-            req = PredictRequest(image=str(slide), model=encoder, out=str(tmp / f"{encoder}.zarr"), device="cpu",
-                                 use_mask=False, batch_size=4)
-            run = prepare_run(req, model=model, image=image)
+            req = make_request(str(slide), encoder, str(tmp / f"{encoder}.zarr"), device="cpu", use_mask=False,
+                               batch_size=4)
+            prepared = prepare(req, model=model, image=image)
+            run = prepared.run
             norm = Normaliser.from_config(model.config, image)
-            regions = [run.plan.regions[i] for w in run.plan.windows for i in w]
+            regions = [run.plan.regions[i] for w in run.plan.run_order for i in run.plan.windows[w]]
             pixels = [norm(read_region_pixels(image, run.plan, r)) for r in regions]
             batches = [torch.from_numpy(np.stack(pixels[i : i + 4])).permute(0, 3, 1, 2).contiguous()
                        for i in range(0, len(pixels), 4)]
@@ -119,20 +122,21 @@ def throughput(args) -> None:
                     model.encode_regions(x)
                 bare = len(pixels) / (time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                for window in run.plan.windows:  # the whole model (encoder + context + heads), pixels in RAM
+                for window in run.plan.run_order:  # the whole model (encoder + context + heads), pixels in RAM
                     memory = model.init_memory(1)
-                    regs = [run.plan.regions[i] for i in window]
+                    regs = [run.plan.regions[i] for i in run.plan.windows[window]]
                     for i in range(0, len(regs), 4):
                         idx = [regions.index(r) for r in regs[i : i + 4]]
                         x = torch.from_numpy(np.stack([pixels[j] for j in idx])).permute(0, 3, 1, 2).contiguous()
                         _, memory = model.stream_regions(x, [r.window_pos for r in regs[i : i + 4]], memory)
                 compute = len(pixels) / (time.perf_counter() - t0)
             t0 = time.perf_counter()
-            summary = predict(req, run=run)
-            e2e = summary["regions_done"] / (time.perf_counter() - t0)
+            summary = predict(req, prepared=prepared)
+            e2e = summary.regions_done / (time.perf_counter() - t0)
         print(f"   {encoder:12s} {len(regions):3d} regions of {region} px: bare encoder {bare:6.2f}/s, whole model "
               f"(in RAM) {compute:6.2f}/s, end-to-end {e2e:6.2f}/s")
-        print(f"      end-to-end / bare encoder = {e2e / bare:.3f} (goal >= 0.95: {'met' if e2e / bare >= 0.95 else 'NOT met'}); "
+        met = "met" if e2e / bare >= 0.95 else "NOT met"
+        print(f"      end-to-end / bare encoder = {e2e / bare:.3f} (goal >= 0.95: {met}); "
               f"end-to-end / whole model = {e2e / compute:.3f} (I/O, normalising and store writes hidden when ~1)")
 
 

@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_widget.py [--model KEY] [--image PATH] [--size 4096] [--regions N]``
 
 A real napari viewer (under ``xvfb-run -a`` when there is no display: the script re-executes itself) opens a
-synthetic tissue OME-TIFF (written like ``napari-xt sample tissue``, once, into the user cache), docks "xT analysis", selects the model and
+synthetic tissue OME-TIFF (written like ``napari-xt sample tissue``, once, into the user cache), docks "xT analysis",
+selects the model and
 presses Run. Measured:
 
 1. Run → first overlay: from the click to the first canvas draw after the overlay showed a finished region
@@ -56,7 +57,7 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 def _pick_model(wanted: str | None) -> tuple[str, str]:
-    from napari_xt.engine import catalog
+    from napari_xt.app import catalog
 
     if wanted:
         return wanted, ""
@@ -69,7 +70,7 @@ def _pick_model(wanted: str | None) -> tuple[str, str]:
 
 def _sample(size: int) -> Path:
     """The synthetic tissue slide as a tiled OME-TIFF pyramid, written once into the user cache (it takes ~30 s)."""
-    from napari_xt.engine.layers import user_cache_dir
+    from napari_xt.app.layers import user_cache_dir
     from napari_xt.synthetic import TissueSample
     from napari_xt.synthetic.export import write_ome_tiff
 
@@ -88,10 +89,10 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="napari-xt-bench-widget-"))
     image_path = Path(args.image) if args.image else _sample(args.size)
 
-    import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
+    import napari
     from napari_xt.widget import XTDock
     from napari_xt.widget._stall import GapMeter, spin_until
 
@@ -209,8 +210,10 @@ def main(argv=None) -> int:
           f"ratio {overall.max_gap / STALL_GOAL_S:.2f})")
     print(f"  overlay layer creation: attach() {marks.get('attach_s', 0) * 1000:.0f} ms; longest gap until the first "
           f"region {creation.max_gap * 1000:.0f} ms (ratio {creation.max_gap / STALL_GOAL_S:.2f})")
-    print(f"  while regions streamed in: {streaming.max_gap * 1000:.0f} ms (ratio {streaming.max_gap / STALL_GOAL_S:.2f})"
-          f" over {dock.overlays.n_shown} regions, {dock.overlays.n_refreshes} refreshes ({getattr(dock.overlays, 'n_full_refreshes', '?')} full)")
+    full = getattr(dock.overlays, "n_full_refreshes", "?")
+    ratio = streaming.max_gap / STALL_GOAL_S
+    print(f"  while regions streamed in: {streaming.max_gap * 1000:.0f} ms (ratio {ratio:.2f})"
+          f" over {dock.overlays.n_shown} regions, {dock.overlays.n_refreshes} refreshes ({full} full)")
     phases = [("prepare", "run"), ("layer creation", "prepared"), ("streaming", "first_region"), ("end", "ended")]
 
     def phase(t):

@@ -30,7 +30,7 @@ def test_cli_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("info", "sample", "convert-xt"):
+    for command in ("info", "sample", "convert-xt", "predict"):
         assert command in out
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._compat import keep_triton_out_without_cuda
 from .io import ImageReadError, LargeImage, open_image
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def _looks_like_ours(path: str) -> bool:
 
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """npe2 ``get_reader``: answer only for one path we can actually open."""
+    keep_triton_out_without_cuda()  # a store opened here may lead to model code inside napari's GL process
     if isinstance(path, list):
         if len(path) != 1:
             return None

@@ -12,14 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_xt.engine._inputs import InputItem, expand_inputs
-from napari_xt.engine._manifest import COLUMNS, read_manifest
-from napari_xt.engine.batch import process_image, run_batch
-from napari_xt.engine.predict import PredictRequest, predict, prepare_run
+from napari_xt.app._inputs import InputItem, expand_inputs
+from napari_xt.app._manifest import COLUMNS, read_manifest
+from napari_xt.app.batch import process_image, run_batch
+from napari_xt.app.driver import predict, prepare
+from napari_xt.app.request import PredictRequest, make_request
+from napari_xt.cli._errors import describe as cli_describe
 from napari_xt.engine.store import ResultStore
 
 N_GOOD = 4
-FIELDS = {"device": "cpu", "batch_size": 2}
+OPTIONS = {"device": "cpu", "batch_size": 2}
+
+
+def cli_words(err: BaseException) -> str:
+    return cli_describe(err, out_flag="--out-dir")
+
+
+def template(model) -> PredictRequest:
+    """The batch's request: every image shares it (a worker sets its image and store)."""
+    return make_request("", str(model), "", **OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +64,7 @@ def batch_items(images):
 @pytest.fixture(scope="module")
 def first_run(batch_items, model_path, cluster_address, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch_out")
-    fields = {**FIELDS, "model": str(model_path)}
-    result = run_batch(batch_items, out, fields, scheduler=cluster_address)
+    result = run_batch(batch_items, out, template(model_path), scheduler=cluster_address)
     return result, out, read_manifest(out), (out / "manifest.csv").read_text()
 
 
@@ -75,7 +85,7 @@ def reference_labels(model_path, tmp_path_factory):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                predict(PredictRequest(image=str(image), model=str(model_path), out=str(out), **FIELDS))
+                predict(make_request(str(image), str(model_path), str(out), **OPTIONS))
             finally:
                 torch.set_num_threads(threads)
             cache[image] = [lvl[:] for lvl in ResultStore.open(out).labels]
@@ -145,14 +155,14 @@ def test_rerun_skips_finished_and_resumes_partial(first_run, batch_items, images
     last = images["good"][-1]
     store_path = records[str(last)]["store"]
     shutil.rmtree(store_path)
-    run = prepare_run(PredictRequest(image=str(last), model=str(model_path), out=store_path, **FIELDS))
+    run = prepare(make_request(str(last), str(model_path), store_path, **OPTIONS)).run
     stream = iter(run)
     next(stream)
     stream.close()
     partial = ResultStore.open(store_path)
     assert 0 < partial.n_done < partial.spec.region_count and not partial.complete
 
-    again = run_batch(batch_items, out, {**FIELDS, "model": str(model_path)}, scheduler=cluster_address)
+    again = run_batch(batch_items, out, template(model_path), scheduler=cluster_address)
     statuses = {r["image"]: r["status"] for r in again.records}
     assert [statuses[str(i)] for i in finished] == ["skipped"] * len(finished)
     assert statuses[str(last)] == "resumed"
@@ -175,8 +185,7 @@ def test_interrupt_records_unfinished_images_as_cancelled(images, model_path, cl
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(items, tmp_path, {**FIELDS, "model": str(model_path)}, scheduler=cluster_address,
-                  on_record=interrupt)
+        run_batch(items, tmp_path, template(model_path), scheduler=cluster_address, on_record=interrupt)
     statuses = sorted(r["status"] for r in read_manifest(tmp_path))
     assert statuses == ["cancelled", "done"]
     cancelled = next(r for r in read_manifest(tmp_path) if r["status"] == "cancelled")
@@ -186,17 +195,19 @@ def test_interrupt_records_unfinished_images_as_cancelled(images, model_path, cl
 def test_store_of_another_model_fails_unless_overwrite(images, model_path, tmp_path):
     """Worker logic run in this process: same code path as on a worker, without the cluster's start-up."""
     image, store = str(images["small"]), str(tmp_path / "one.xt.zarr")
-    assert process_image(image, store, {**FIELDS, "model": str(model_path)})["status"] == "done"
+    assert process_image(image, store, template(model_path))["status"] == "done"
     checksum = json.loads((tmp_path / "one.xt.zarr" / "meta.json").read_text())["model_checksum"]
 
-    replanned = process_image(image, store, {**FIELDS, "model": str(model_path), "region_size": 128})
+    replanned = process_image(image, store, template(model_path).with_plan(region_size=128))
     assert replanned["status"] == "failed" and "another region plan" in replanned["error"]
     assert "another model" not in replanned["error"]
 
-    other = {**FIELDS, "model": "tiny-none-seg"}
+    other = template(model_path).with_(model="tiny-none-seg")
     refused = process_image(image, store, other)
     assert refused["status"] == "failed"
-    assert "made with another model" in refused["error"] and "--overwrite" in refused["error"]
+    assert "made with another model" in refused["error"] and "--overwrite" not in refused["error"]  # neutral words
+    worded = process_image(image, store, other, describe=cli_words)  # the CLI's words add the flag advice
+    assert "made with another model" in worded["error"] and "--overwrite" in worded["error"]
     assert json.loads((tmp_path / "one.xt.zarr" / "meta.json").read_text())["model_checksum"] == checksum
 
     replaced = process_image(image, store, other, overwrite=True)
@@ -208,8 +219,8 @@ def test_store_of_another_model_fails_unless_overwrite(images, model_path, tmp_p
 
 def test_preset_models_get_the_same_weights_in_every_process():
     """Each worker builds a preset itself; unseeded random init would make every re-run see a foreign model."""
-    from napari_xt.engine import _batch_task
-    from napari_xt.engine.predict import model_checksum
+    from napari_xt.app import _batch_task
+    from napari_xt.engine.identity import model_checksum
 
     first = model_checksum(_batch_task.cached_model("tiny-none-seg", "cpu"))
     _batch_task._models.pop(("tiny-none-seg", None, "cpu"))  # as a fresh worker process would

@@ -5,14 +5,14 @@ import os
 
 import pytest
 
-from napari_xt.engine._inputs import expand_inputs, image_stem, store_paths
-from napari_xt.engine._manifest import (
+from napari_xt.app._inputs import expand_inputs, image_stem, store_paths
+from napari_xt.app._manifest import (
     COLUMNS,
     make_record,
     read_manifest,
     write_manifest,
 )
-from napari_xt.engine.batch import default_workers, worker_device
+from napari_xt.app.batch import default_workers, worker_device
 
 
 @pytest.fixture

@@ -65,17 +65,33 @@ def test_windows_and_nearest_order(tissue):
     plan = make_plan(tissue, region_size=512, context="window", window_size=2, use_mask=False)
     assert all(len(w) <= 4 for w in plan.windows)
     assert sorted(i for w in plan.windows for i in w) == list(range(len(plan.regions)))
-    ids_before = [r.window for r in plan.regions]
-    plan.prioritise((4000.0, 5900.0))  # bottom-right corner first
-    first = [plan.regions[i] for i in plan.windows[0]]
+    assert plan.run_order == tuple(range(len(plan.windows)))  # row-major, no focus: window ids in order
+    assert all(plan.regions[i].window == w for w, ids in enumerate(plan.windows) for i in ids)  # keyed by id
+    windows, checksum = plan.windows, plan.checksum()
+    order = plan.order_near((4000.0, 5900.0))  # bottom-right corner first
+    assert sorted(order) == list(plan.run_order)
+    first = [plan.regions[i] for i in plan.windows[order[0]]]
     assert max(r.core[2] for r in first) == 4096 and max(r.core[3] for r in first) == 6000
-    # only the run order changed: window ids are stable, and windows_by_id() undoes the reordering
-    assert [r.window for r in plan.regions] == ids_before
-    assert len({plan.regions[i].window for i in plan.windows[0]}) == 1 and first[0].window != 0
+    assert {r.window for r in first} == {order[0]} and order[0] != 0
+    # pure: the plan is frozen and unchanged, only the returned order differs
+    assert plan.windows == windows and plan.run_order == tuple(range(len(windows))) and plan.checksum() == checksum
+    with pytest.raises(AttributeError):
+        plan.windows = ()  # type: ignore[misc]
     assert all(plan.regions[i].window == w for w, ids in enumerate(plan.windows_by_id()) for i in ids)
-    checksum = plan.checksum()
-    plan.prioritise((0.0, 0.0))
-    assert plan.checksum() == checksum  # run order is not part of the work's identity
+    # a subset keeps only its own ids
+    subset = order[1:5]
+    assert sorted(plan.order_near((0.0, 0.0), subset)) == sorted(subset)
+    assert plan.order_near((0.0, 0.0))[0] == 0
+
+
+def test_focus_and_nearest_set_the_run_order_not_the_work(tissue):
+    plain = make_plan(tissue, region_size=512, window_size=2, use_mask=False)
+    focused = make_plan(tissue, region_size=512, window_size=2, use_mask=False, focus=(4000.0, 5900.0))
+    nearest = make_plan(tissue, region_size=512, window_size=2, use_mask=False, order="nearest")
+    assert focused.windows == plain.windows and focused.checksum() == plain.checksum()
+    assert list(focused.run_order) == plain.order_near((4000.0, 5900.0))
+    assert list(nearest.run_order) == plain.order_near((4096 / 2, 6000 / 2))
+    assert focused.run_order[0] != 0
 
 
 def test_global_serpentine_order(tissue):
@@ -88,7 +104,8 @@ def test_global_serpentine_order(tissue):
 
 def test_roi_rectangle_and_polygon(tissue):
     rect = make_plan(tissue, region_size=512, use_mask=False, roi=(0, 0, 600, 600))
-    assert {tuple(rect.regions[i].core[:2]) for w in rect.windows for i in w} == {(0, 0), (0, 512), (512, 0), (512, 512)}
+    corners = {tuple(rect.regions[i].core[:2]) for w in rect.windows for i in w}
+    assert corners == {(0, 0), (0, 512), (512, 0), (512, 512)}
     tri = make_plan(tissue, region_size=512, use_mask=False, roi=[(0, 0), (0, 6000), (4096, 6000)])
     kept = {i for w in tri.windows for i in w}
     bottom_left = [r.id for r in tri.regions if r.core[0] >= 3584 and r.core[3] <= 512]

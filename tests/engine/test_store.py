@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_xt.engine import _pyramid_write as pyramid_write
-from napari_xt.engine.store import ResultStore, StoreError, StoreSpec, is_store
+from napari_xt import _atomic
+from napari_xt.engine.store import ResultStore, StoreSpec, is_store
+from napari_xt.errors import NotAStore, StoreError, StoreExists, StoreMismatch
 
 IDENTITY = {"model_checksum": "m-aaaa", "image_fingerprint": "i-bbbb", "plan_checksum": "p-cccc"}
 META = {**IDENTITY, "model": "seg.safetensors", "model_config": {"region_size": 256, "heads": {"seg": 4}},
@@ -78,8 +79,9 @@ def test_existing_paths_are_never_silently_overwritten(tmp_path):
     out = tmp_path / "s.zarr"
     first = ResultStore.create(out, spec(), META)
     first.write_region(0, (0, 0, 10, 10), np.ones((10, 10), np.uint8))
-    with pytest.raises(StoreError, match=r"s\.zarr already exists.*--resume.*--overwrite"):
+    with pytest.raises(StoreExists, match=r"s\.zarr already exists \(a result store\)") as err:
         ResultStore.create(out, spec(), META)
+    assert err.value.is_store and err.value.path == out and "--" not in str(err.value)  # the CLI adds flag advice
     assert ResultStore.open(out).n_done == 1  # untouched
 
     second = ResultStore.create(out, spec(regions=3), {**META, "model": "other"}, overwrite=True)
@@ -91,8 +93,9 @@ def test_existing_paths_are_never_silently_overwritten(tmp_path):
     folder.mkdir()
     (folder / "thesis.txt").write_text("precious")
     for overwrite in (False, True):  # not a store: refused even with overwrite
-        with pytest.raises(StoreError, match="mine"):
+        with pytest.raises(StoreExists, match="mine") as err:
             ResultStore.create(folder, spec(), META, overwrite=overwrite)
+        assert not err.value.is_store and isinstance(err.value, NotAStore) == overwrite
     assert (folder / "thesis.txt").read_text() == "precious"
     (tmp_path / "file.zarr").write_text("x")
     with pytest.raises(StoreError, match="a file"):
@@ -266,11 +269,11 @@ def test_detection_only_store_and_scores(tmp_path):
 def test_resume_refuses_another_model_image_or_plan(tmp_path, key, what):
     out = tmp_path / "s.zarr"
     ResultStore.create(out, spec(), META)
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(StoreMismatch) as err:
         ResultStore.open_for_resume(out, {**IDENTITY, key: "other-1234"})
     msg = str(err.value)
     assert str(out) in msg and f"made with {what}" in msg and IDENTITY[key] in msg and "other-1234" in msg
-    assert msg.endswith("use a new --out or drop --resume.")
+    assert err.value.path == out and len(err.value.problems) == 1 and "--" not in msg  # the CLI words the advice
     if key == "model_checksum":
         assert "seg.safetensors" in msg
     store = ResultStore.open_for_resume(out, IDENTITY)
@@ -328,7 +331,7 @@ def test_meta_json_is_written_atomically(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pyramid_write.os, "replace", boom)  # the rename that publishes meta.json fails
+    monkeypatch.setattr(_atomic.os, "replace", boom)  # the rename that publishes meta.json fails
     with pytest.raises(OSError):
         store.finish({"x": 1})
     assert (store.path / "meta.json").read_text() == before

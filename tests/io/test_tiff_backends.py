@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from iohelpers import TILE, write_page_pyramid
 
 from napari_xt.io import ImageReadError, LargeImage, open_image
-
-from iohelpers import TILE, write_page_pyramid
 
 
 @pytest.mark.parametrize("backend", [None, "tifffile", "openslide"])

@@ -10,9 +10,10 @@ import math
 import pytest
 import torch
 
-import napari_xt.model.context.longformer  # noqa: F401  (registers "longformer")
-import napari_xt.model.context.mamba  # noqa: F401  (registers "mamba", "mamba_bidirectional")
+import napari_xt.model.context.longformer
+import napari_xt.model.context.mamba
 import napari_xt.model.context.xl  # noqa: F401  (registers "transformer_xl")
+from napari_xt.model.context._common import sinusoid_1d
 from napari_xt.model.context.base import ContextEncoder
 from napari_xt.model.context.longformer import LongformerContextEncoder, prefix_global_attention
 from napari_xt.model.context.mamba import (
@@ -22,7 +23,6 @@ from napari_xt.model.context.mamba import (
     selective_scan_sequential,
 )
 from napari_xt.model.context.xl import RelPartialLearnableAttention
-from napari_xt.model.context._common import sinusoid_1d
 from napari_xt.model.registry import get_context_encoder_builder, list_context_encoders
 
 IN_DIM = 24

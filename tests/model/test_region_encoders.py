@@ -17,7 +17,8 @@ BIG = sorted(TIMM_ENCODERS)
 
 def test_registered_names():
     expected = {"tiny", *[f"swinv2_{s}" for s in ("tiny", "small", "base", "large")],
-                *[f"convnext_{s}" for s in ("tiny", "small", "base")], *[f"hiera_{s}" for s in ("tiny", "small", "base")]}
+                *[f"convnext_{s}" for s in ("tiny", "small", "base")],
+                *[f"hiera_{s}" for s in ("tiny", "small", "base")]}
     assert expected <= set(list_region_encoders())
 
 

@@ -125,7 +125,7 @@ def _released_shapes(encoder: str, num_classes: int = 284, hidden: int = 768, la
         swin = timm.create_model(TIMM_ENCODERS[encoder][0], features_only=True, pretrained=False)
     state = {f"encoder.model.{k}": v for k, v in swin.state_dict().items()}
     c_out = swin.feature_info.channels()[-1]
-    meta = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    meta = lambda *s: torch.empty(*s, device="meta")
     state.update({"decoder.cls_token": meta(1, 1, hidden), "decoder.input_proj.weight": meta(hidden, c_out),
                   "decoder.input_proj.bias": meta(hidden), "decoder.cls.0.weight": meta(hidden),
                   "decoder.cls.0.bias": meta(hidden), "decoder.cls.1.weight": meta(num_classes, hidden),

@@ -124,7 +124,7 @@ def test_streaming_matches_whole_image(context):
     """The engine's region-by-region path gives the whole-image outputs (causal encoders)."""
     model = make(context, {"segmentation": {"num_classes": 3}, "classification": {"num_classes": 2}})
     x = torch.randn(1, 3, H, W)
-    grid = RegionGrid((H, W), 128, 0)
+    grid = model.region_grid((H, W))
     with torch.no_grad():
         whole = model(x)
         regions = cut_regions(x, grid, "reflect")[0]

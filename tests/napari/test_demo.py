@@ -1,4 +1,4 @@
-"""``napari-xt demo`` in a real process and window: sample, dock, demo model, run, first overlay; shipped demo models."""
+"""``napari-xt demo`` in a real process and window: sample, dock, demo model, run, first overlay; the demo models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from napari_xt.engine import catalog
+from napari_xt.app import catalog
 from napari_xt.model import load_model
 from napari_xt.model.checkpoint import DEMO_MODELS, demo_model_path
 

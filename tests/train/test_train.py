@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_xt.errors import OutputError
 from napari_xt.io import array_image
 from napari_xt.model import load_model
 from napari_xt.synthetic import TissueSample
@@ -167,7 +168,7 @@ def test_stop_keeps_a_whole_checkpoint(tmp_path):
 def test_out_must_not_be_overwritten_silently(tmp_path):
     out = tmp_path / "m.safetensors"
     out.write_bytes(b"keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputError):
         Trainer([tissue_item(512)], TrainOptions(out=str(out)))
     assert out.read_bytes() == b"keep me"
 

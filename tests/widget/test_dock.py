@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 from dockhelpers import COLORS, GapMeter, configure, make_dock
 
-from napari_xt.engine.layers import (
+from napari_xt.app.layers import (
     default_store_path,
     layer_to_large_image,
     unique_store_path,
@@ -83,7 +85,7 @@ def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_view
     dock.resume_button.native.click()
     qtbot.waitUntil(lambda: bool(ends), timeout=90_000)
     assert ends[0].status == "complete", ends[0]
-    assert ends[0].summary["regions_new"] == 12 - len(done_before)  # nothing done before was done again
+    assert ends[0].summary.regions_new == 12 - len(done_before)  # nothing done before was done again
     store = ResultStore.open(out)
     assert store.complete and store.n_done == 12
     after = np.asarray(store.labels[0][:])
@@ -161,7 +163,7 @@ def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, no
     dock.runner.ended.connect(ends.append)
     dock.start()
     qtbot.waitUntil(lambda: bool(ends), timeout=60_000)
-    assert ends[0].status == "complete" and ends[0].summary["regions_done"] == 4
+    assert ends[0].status == "complete" and ends[0].summary.regions_done == 4
     points = dock.overlays.points
     assert points is not None and len(points.data) == dock.overlays.n_detections
     assert tuple(points.scale) == pytest.approx((0.25, 0.25))
@@ -170,6 +172,40 @@ def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, no
         dock.min_score.value = 1.0
         assert not points.shown.any()
     assert not notes.errors()
+
+
+def test_request_carries_every_panel_field(make_napari_viewer, qtbot, tmp_path):
+    """The dock hands the runner a typed request: every option of the panel (Advanced included) reaches it."""
+    from napari_xt.app.request import PlanOptions, PredictRequest, RunOptions
+
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
+    layer = viewer.add_image(np.zeros((512, 512, 3), dtype=np.uint8), rgb=True, name="plain")
+    configure(dock, "tiny-hyper-det", level=None, region_size=128, window=3, batch=2)
+    dock.device.value = "cpu"
+    dock.precision.value = "bf16"
+    dock.context.value = "window"
+    dock.out.value = tmp_path / "r.xt.zarr"
+    dock.min_score.value = 0.55
+    dock.mpp.value = 0.75
+    dock.overlap.value = 32
+    dock.order.value = "serpentine"
+    dock.probabilities.value = True
+    dock.max_detections.value = 17
+    dock.prefetch.value = 6
+    dock.read_workers.value = 3
+    request, got_layer = dock._request(resume=True)
+    assert isinstance(request, PredictRequest) and got_layer is layer
+    assert request.model == "tiny-hyper-det" and request.out == str(tmp_path / "r.xt.zarr") and request.resume
+    focus = request.plan.focus
+    assert focus is not None and len(focus) == 2
+    assert request.plan == PlanOptions(mpp=0.75, level=None, region_size=128, overlap=32, context="window",
+                                       window_size=3, order="serpentine", roi=None, use_mask=False, focus=focus)
+    assert request.run == RunOptions(device="cpu", precision="bf16", batch_size=2, prefetch=6, read_workers=3,
+                                     score_threshold=pytest.approx(0.55), max_detections_per_region=17,
+                                     probabilities=True)
+    dock.resolution.value = 0  # a pyramid level excludes the pixel size
+    request, _ = dock._request(resume=False)
+    assert request.plan.level == 0 and request.plan.mpp is None and not request.resume
 
 
 def test_layer_adapter_and_store_names(tmp_path):
@@ -206,8 +242,18 @@ def test_widget_modules_import_no_torch():
     assert files
     for path in files:
         assert not _imports(path) & {"torch", "timm", "torchvision"}, path
-    for name in ("catalog", "layers", "session"):  # the torch-free facade: torch only inside functions
-        tree = ast.parse((SRC / "engine" / f"{name}.py").read_text())
+    app = sorted((SRC / "app").glob("*.py"))
+    assert {p.stem for p in app} >= {"catalog", "layers", "session", "driver", "request", "events"}
+    for path in app:  # the torch-free middle: torch (and the torch runtime) only inside functions
+        tree = ast.parse(path.read_text())
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        assert not any(isinstance(n, ast.Import) and n.names[0].name == "torch" for n in top)
-        assert not any(isinstance(n, ast.ImportFrom) and n.module in ("predict", "run", "torch") for n in top)
+        assert not any(isinstance(n, ast.Import) and n.names[0].name.split(".")[0] in ("torch", "timm")
+                       for n in top), path
+        assert not any(isinstance(n, ast.ImportFrom) and n.module in ("torch", "engine.run", "engine.store", "model")
+                       for n in top), path
+    # and for real: the dock's modules load without torch
+    code = ("import sys, napari_xt.app.driver, napari_xt.app.session, napari_xt.app.batch, napari_xt.app.catalog, "
+            "napari_xt.app.request, napari_xt.app.events, napari_xt.widget._messages; "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr[-2000:]

@@ -53,7 +53,8 @@ def _released_ckpt(path: Path, num_classes: int = 7) -> Path:
         state.update({p + "attn.qkv.weight": fake(3 * hidden, hidden), p + "attn.qkv.bias": fake(3 * hidden),
                       p + "attn.proj.weight": fake(hidden, hidden), p + "attn.proj.bias": fake(hidden),
                       p + "input_layernorm.weight": fake(hidden), p + "post_attention_layernorm.weight": fake(hidden),
-                      p + "mlp.gate_proj.weight": fake(4 * hidden, hidden), p + "mlp.up_proj.weight": fake(4 * hidden, hidden),
+                      p + "mlp.gate_proj.weight": fake(4 * hidden, hidden),
+                      p + "mlp.up_proj.weight": fake(4 * hidden, hidden),
                       p + "mlp.down_proj.weight": fake(hidden, 4 * hidden)})
     torch.save({"state_dict": state, "epoch": 1}, path)
     return path

@@ -16,8 +16,8 @@ from napari_xt.engine.store import ResultStore
 from napari_xt.widget import _fields as F
 
 
-def _window_centre(plan, ids) -> tuple[float, float]:
-    cores = np.array([next(r.core for r in plan.regions if r.id == i) for i in ids], dtype=float)
+def _window_centre(plan, window: int) -> tuple[float, float]:
+    cores = np.array([plan.regions[i].core for i in plan.windows[window]], dtype=float)
     f = plan.downsample_to_level0
     return (cores[:, 0].min() + cores[:, 2].max()) / 2 * f, (cores[:, 1].min() + cores[:, 3].max()) / 2 * f
 
@@ -32,7 +32,7 @@ def test_panning_while_running_runs_the_windows_nearest_the_view_next(make_napar
     camera = F.camera(viewer)
     camera.center = (0.0, 0.0)  # Run starts at the top-left corner
 
-    popped: list[list[int]] = []  # windows in the order the engine took them
+    popped: list[int] = []  # window ids in the order the engine took them
     asked_second, go_on, prioritised = threading.Event(), threading.Event(), threading.Event()
     received = []
 
@@ -61,7 +61,7 @@ def test_panning_while_running_runs_the_windows_nearest_the_view_next(make_napar
     qtbot.waitUntil(asked_second.is_set, timeout=60_000)
     plan = dock.runner.run.plan
     corner = {r.id for r in plan.regions if r.row < 2 and r.col < 2}
-    assert set(popped[0]) == corner  # the focus at Run
+    assert set(plan.windows[popped[0]]) == corner  # the focus at Run
 
     camera.center = (1000.0, 1000.0)  # pan to the bottom-right corner; the dock re-orders after a 300 ms debounce
     qtbot.waitUntil(prioritised.is_set, timeout=10_000)
@@ -71,7 +71,7 @@ def test_panning_while_running_runs_the_windows_nearest_the_view_next(make_napar
     qtbot.waitUntil(lambda: not dock.runner.busy, timeout=60_000)
 
     far = {r.id for r in plan.regions if r.row >= 6 and r.col >= 6}
-    assert set(popped[1]) == far  # the window under the new view is next
+    assert set(plan.windows[popped[1]]) == far  # the window under the new view is next
     distances = [math.dist(_window_centre(plan, w), (1000.0, 1000.0)) for w in popped[1:]]
     assert distances == sorted(distances)  # and then outwards from it
     after_first = [i for i in received if i not in corner]
@@ -127,14 +127,15 @@ def test_failure_half_way_keeps_regions_buttons_and_activity_progress_right(make
     dock.model.value = "tiny-xl-seg"
     dock.resume_button.native.click()
     qtbot.waitUntil(lambda: not dock.runner.busy, timeout=60_000)
-    assert any("was made with" in m and "name another Results store" in m for m in notes.errors())
+    assert any("was made with" in m and "Name another Results store" in m for m in notes.errors()), notes.errors()
     assert buttons(dock) == (True, False, True) and ResultStore.open(out).n_done == 3
-    assert [layer.name for layer in viewer.layers if layer.name.startswith("xT labels")] == ["xT labels [flaky.xt.zarr]"]
+    labels = [layer.name for layer in viewer.layers if layer.name.startswith("xT labels")]
+    assert labels == ["xT labels [flaky.xt.zarr]"]
 
     dock.model.value = str(seg_checkpoint)
     dock.resume_button.native.click()
     qtbot.waitUntil(lambda: len(ends) == 2, timeout=90_000)
-    assert ends[-1].status == "complete" and ends[-1].summary["regions_new"] == 9
+    assert ends[-1].status == "complete" and ends[-1].summary.regions_new == 9
     bar, total, seen = bars[-1]
     # regions done before are re-encoded for their window's context: they arrive again but do not count
     assert bar in listed and total == 9 and len(seen) >= 9 and seen[-1] == 8

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _convert, _demo, _export, _info, _predict, _sample, _train
+from .._compat import keep_triton_out_without_cuda
+from . import _convert, _demo, _export, _info, _models, _predict, _sample, _train
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_COMMANDS = (_demo, _info, _predict, _train, _sample, _convert, _export)
+_COMMANDS = (_demo, _info, _models, _predict, _train, _sample, _convert, _export)
 
 
 class CommandError(Exception):
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_triton_out_without_cuda()  # before any command imports timm (napari-xt demo opens a viewer first)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
@@ -53,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    from ._errors import describe
+
+    return describe(err)
 
 

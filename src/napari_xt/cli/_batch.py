@@ -1,4 +1,4 @@
-"""``napari-xt predict A B C... --out-dir DIR``: the batch form of predict (engine: :mod:`napari_xt.engine.batch`).
+"""``napari-xt predict A B C... --out-dir DIR``: the batch form of predict (driver: :mod:`napari_xt.app.batch`).
 
 Only argument handling and display live here: which form the user meant, the dashboard link, a progress bar of
 images, one line per finished image and the exit code. Exit 0 when every image is done, skipped or resumed; 1 when
@@ -12,15 +12,22 @@ import importlib.util
 import json
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app.request import PredictRequest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("batch (several images, globs, @list.txt, or --out-dir)")
-    g.add_argument("--out-dir", metavar="DIR", help="folder for one <image>.xt.zarr store per image plus manifest.json/.csv; "
+    g.add_argument("--out-dir", metavar="DIR",
+                   help="folder for one <image>.xt.zarr store per image plus manifest.json/.csv; "
                    "re-running skips finished images and resumes partial ones")
-    g.add_argument("--scheduler", default="local", metavar="local|ADDRESS", help="'local' (default: a dask LocalCluster on this machine) or "
+    g.add_argument("--scheduler", default="local", metavar="local|ADDRESS",
+                   help="'local' (default: a dask LocalCluster on this machine) or "
                    "the address of a running dask scheduler, e.g. tcp://head-node:8786")
-    g.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: one per CUDA GPU when "
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="LocalCluster worker processes (default: one per CUDA GPU when "
                    "running on GPUs, else min(2, cores/2))")
     g.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
                    help="threads per LocalCluster worker, also torch's thread count there (default 1)")
@@ -28,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def single_image(args: argparse.Namespace) -> str | None:
     """The one image of the classic ``--out STORE`` form, or None for a batch; usage errors exit 2 here."""
-    from ..engine._inputs import expand_inputs, is_glob, is_list_file
+    from ..app._inputs import expand_inputs, is_glob, is_list_file
 
     parser = args.predict_parser
     if args.out and args.out_dir:
@@ -50,9 +57,9 @@ def single_image(args: argparse.Namespace) -> str | None:
     return images[0]
 
 
-def run(args: argparse.Namespace, request_fields: dict) -> int:
-    from ..engine._inputs import expand_inputs
-    from ..engine.batch import run_batch
+def run(args: argparse.Namespace, template: PredictRequest) -> int:
+    from ..app._inputs import expand_inputs
+    from ..app.batch import run_batch
 
     if args.workers is not None and args.workers < 1:
         args.predict_parser.error("--workers must be at least 1")
@@ -63,9 +70,10 @@ def run(args: argparse.Namespace, request_fields: dict) -> int:
         raise ValueError(f"no images in {' '.join(args.image)} (empty list file?)")
     show = _Display(quiet=args.json, local=args.scheduler == "local")
     try:
-        result = run_batch(items, args.out_dir, request_fields, scheduler=args.scheduler, workers=args.workers,
+        result = run_batch(items, args.out_dir, template, scheduler=args.scheduler, workers=args.workers,
                            threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
-                           on_start=show.start, on_record=show.record)
+                           on_start=show.start, on_record=show.record,
+                           describe=_manifest_words)
     finally:
         show.stop()
     summary = result.summary()
@@ -85,11 +93,19 @@ def run(args: argparse.Namespace, request_fields: dict) -> int:
     return 0
 
 
+def _manifest_words(err: BaseException) -> str:
+    """Errors worded for the manifest of a batch (its flags: --out-dir, --overwrite)."""
+    from ._errors import describe
+
+    return describe(err, out_flag="--out-dir")
+
+
 class _Display:
     """Dashboard link, a rich bar of images (done / total, ETA) and one line per finished image; silent for --json."""
 
     def __init__(self, quiet: bool, local: bool):
-        self.quiet, self.local, self.bar = quiet, local, None
+        self.quiet, self.local = quiet, local
+        self.bar: Any = None
 
     def start(self, client, total: int) -> None:
         if self.quiet:

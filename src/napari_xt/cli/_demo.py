@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
+
+from .._compat import keep_triton_out_without_cuda
 
 DEMO_NOTE = "DEMO model trained on synthetic images by scripts/make_demo_models.sh: it shows how napari-xt works; " \
             "it is not a clinical or operational model."
@@ -29,10 +32,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_triton_out_without_cuda()  # the viewer's GL context comes before the model's timm import here
     if not 512 <= args.size <= 200_000:
         raise ValueError(f"--size must be between 512 and 200000, got {args.size}")
-    import napari
     from qtpy.QtCore import QTimer
+
+    import napari
 
     from .._sample_data import sar_scene, tissue_slide
     from ..model.checkpoint import demo_model_path
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     viewer.layers.selection.active = viewer.layers[0]
     _, dock = viewer.window.add_plugin_dock_widget("napari-xt", "xT analysis")
     print(f"napari-xt demo: {DEMO_NOTE}", file=sys.stderr)
-    state = {"t_run": None, "first": None, "code": 0}
+    state: dict[str, Any] = {"t_run": None, "first": None, "code": 0}
 
     def quit_(code: int) -> None:
         state["code"] = code

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
+from typing import Any
 
 FORMATS = {
     "ome-zarr": "OME-Zarr label pyramid (NGFF 0.5); with --into, labels/<name> of an existing OME-Zarr image",
@@ -81,8 +83,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _levels_written(path) -> int:
+def _levels_written(path: str | Path) -> int:
     import zarr
 
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    attrs: dict[str, Any] = dict(zarr.open_group(str(path), mode="r").attrs)
     return len((attrs.get("ome", attrs).get("multiscales") or [{}])[0].get("datasets", []))

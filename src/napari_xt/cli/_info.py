@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..io import LargeImage
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("info", help="describe an image: levels, shapes, dtype, pixel size, vendor, tile size, kind")
     p.add_argument("image", help="slide, TIFF/OME-TIFF/GeoTIFF or OME-Zarr folder")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(run=run)
 
 
-def describe(image) -> dict:
+def describe(image: LargeImage) -> dict[str, Any]:
     return {
         "path": image.path,
         "format": image.format,

@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from . import _models
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -20,9 +22,11 @@ def add_parser(sub) -> None:
                      "or GeoJSON (QuPath points/polygons), level-0 px")
     ann.add_argument("--classes", metavar="CSV", help="image-level classes: CSV rows 'image,class'")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors); the best epoch is kept")
-    p.add_argument("--base", help="start from this checkpoint (.safetensors, released xT .ckpt) or preset; default: "
-                   "a fresh model (--region-encoder/--context-encoder)")
-    p.add_argument("--region-encoder", default="tiny", help="fresh model's region encoder (default tiny)")
+    p.add_argument("--base", help=_models.zoo_help(
+        "start from this checkpoint (.safetensors, released xT .ckpt/.pth) or model ({names}); default: a fresh "
+        "model (--region-encoder/--context-encoder)", "demo", "preset", "imported"))
+    p.add_argument("--region-encoder", default="tiny", help=_models.zoo_help(
+        "fresh model's region encoder (default tiny): {names}; see `napari-xt models --kind encoder`", "encoder"))
     p.add_argument("--context-encoder", default="hyper", help="fresh model's context encoder (default hyper)")
     p.add_argument("--context-options", metavar="JSON", help='fresh model\'s context encoder options, e.g. '
                    '\'{"hidden": 128}\'')

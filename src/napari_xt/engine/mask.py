@@ -6,7 +6,12 @@ SAR: valid (non-NaN, non-nodata) pixels. Computed once per plan on a level of ~1
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..io import LargeImage
 
 _MASK_TARGET = 1024
 
@@ -20,7 +25,7 @@ def _mask_level(image) -> int:
     return best
 
 
-def foreground_mask(image) -> tuple[np.ndarray, float]:
+def foreground_mask(image: LargeImage) -> tuple[np.ndarray, float]:
     """(mask, level-0 px per mask px) for ``image``; all-True when the kind has no notion of background."""
     lvl = _mask_level(image)
     data = np.asarray(image.levels[lvl])

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..errors import ChannelMismatch
+
+if TYPE_CHECKING:
+    from ..io import LargeImage
+    from ..model.config import XTConfig
 
 
 @dataclass
@@ -15,14 +22,12 @@ class Normaliser:
     channels: int
 
     @classmethod
-    def from_config(cls, config, image) -> "Normaliser":
+    def from_config(cls, config: XTConfig, image: LargeImage) -> Normaliser:
         have = image.levels[0].shape[-1]
         want = config.in_chans
         if have != want and not (have == 4 and want == 3):
-            raise ValueError(
-                f"the model expects {want} channel(s) but the image has {have}: pick a model made for this kind of "
-                f"image ({getattr(image, 'kind', 'unknown')})"
-            )
+            raise ChannelMismatch(want, have, image=str(getattr(image, "path", "") or ""),
+                                  kind=str(getattr(image, "kind", "") or ""))
         dtype = np.dtype(image.dtype if hasattr(image, "dtype") else image.levels[0].dtype)
         scale = 255.0 if dtype == np.uint8 else (65535.0 if dtype == np.uint16 else 1.0)
         mean = np.asarray(config.mean, dtype=np.float32)[:want]

@@ -3,7 +3,7 @@
 A plan is plain data (no torch, no Qt): the analysis level and scale, the region grid with each region's *core* (the
 pixels it owns, so overlapping regions never fight over a pixel and results do not depend on completion order), the
 regions skipped by the foreground mask or the ROI, and the context windows (each a stream of region ids in order).
-Its checksum guards ``--resume`` against continuing a different plan.
+Its checksum guards a resumed run against continuing a different plan.
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import PlanError
+from ..model.tiling import owned_spans, tile_starts
 from .mask import foreground_mask, polygon_mask
+from .options import Box, Roi
 
-Box = tuple[int, int, int, int]  # (y0, x0, y1, x1)
+if TYPE_CHECKING:
+    from ..io import LargeImage
 
-
-class PlanError(ValueError):
-    """The requested plan cannot be made (bad ROI, level out of range, ...); the message says why."""
+__all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,15 @@ class Region:
     window_pos: tuple[int, int] = (0, 0)  # (row, col) of this region inside its window
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """The work, frozen: regions indexed by region id, windows indexed by window id.
+
+    A run never changes its plan: it keeps its own queue of window ids (:meth:`order_near` gives a new order when the
+    view moves), so the plan always describes the whole work, and training, resume and the store's window scores look
+    windows up by id.
+    """
+
     image_shape: tuple[int, int]  # level-0 (y, x)
     level: int  # pyramid level read
     level_downsample: float  # level-0 px per level px
@@ -47,9 +58,10 @@ class Plan:
     context: str  # "global" | "window"
     window_size: int  # regions per window side (window mode)
     order: str  # "row-major" | "serpentine" | "nearest"
-    regions: list[Region]
-    windows: list[list[int]]  # region ids per window, in stream order; windows in run order
-    skipped: list[int] = field(default_factory=list)
+    regions: tuple[Region, ...]  # regions[i].id == i
+    windows: tuple[tuple[int, ...], ...]  # windows[w]: region ids of window w, in stream order
+    skipped: tuple[int, ...] = ()
+    run_order: tuple[int, ...] = ()  # window ids in the order a run starts with (focus / nearest applied)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -64,7 +76,7 @@ class Plan:
         """Level-0 px per analysis px."""
         return self.level_downsample * self.scale
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["regions"] = [asdict(r) for r in self.regions]
         return d
@@ -84,29 +96,27 @@ class Plan:
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
-    def prioritise(self, point: tuple[float, float]) -> None:
-        """Reorder windows so those nearest ``point`` (level-0 (y, x)) run first (window mode).
+    def order_near(self, point: tuple[float, float], window_ids: Sequence[int] | None = None) -> list[int]:
+        """``window_ids`` (default: all) sorted so those nearest ``point`` (level-0 (y, x)) come first.
 
-        Only the run order changes: each region keeps its window id (``Region.window``, fixed by ``make_plan``), so
-        window scores in the store mean the same window however often the view moved.
+        Window mode only; in global mode (one window) the order is returned unchanged.
         """
-        if self.context != "window" or not self.windows:
-            return
-        by_id = {r.id: r for r in self.regions}
+        ids = list(self.run_order if window_ids is None else window_ids)
+        if self.context != "window":
+            return ids
         f = self.downsample_to_level0
 
-        def distance(window: list[int]) -> float:
-            boxes = np.array([by_id[i].core for i in window], dtype=float)
+        def distance(w: int) -> float:
+            boxes = np.array([self.regions[i].core for i in self.windows[w]], dtype=float)
             cy = (boxes[:, 0].min() + boxes[:, 2].max()) / 2 * f
             cx = (boxes[:, 1].min() + boxes[:, 3].max()) / 2 * f
             return math.hypot(cy - point[0], cx - point[1])
 
-        self.windows.sort(key=distance)
+        return sorted(ids, key=distance)
 
     def windows_by_id(self) -> list[list[int]]:
-        """The windows indexed by their id (``Region.window``), whatever the run order."""
-        by_id = {r.id: r for r in self.regions}
-        return sorted(self.windows, key=lambda ids: by_id[ids[0]].window)
+        """The windows as lists (JSON), indexed by window id."""
+        return [list(w) for w in self.windows]
 
 
 def choose_level(downsamples: list[float], base_pixel_size: float | None, target_pixel_size: float | None,
@@ -118,12 +128,14 @@ def choose_level(downsamples: list[float], base_pixel_size: float | None, target
     """
     if level is not None:
         if not 0 <= level < len(downsamples):
-            raise PlanError(f"--level {level} is out of range: the image has levels 0..{len(downsamples) - 1}")
+            raise PlanError(f"level {level} is out of range: the image has levels 0..{len(downsamples) - 1}",
+                            option="level")
         return level, 1.0
     if target_pixel_size is None:
         return 0, 1.0
     if base_pixel_size is None:
-        raise PlanError("the image has no pixel size; give --level instead of --mpp")
+        raise PlanError("the image has no pixel size, so an analysis pixel size cannot be honoured; choose a "
+                        "pyramid level instead", option="mpp")
     wanted = target_pixel_size / base_pixel_size  # level-0 px per analysis px
     candidates = [i for i, ds in enumerate(downsamples) if ds <= wanted * 1.02]
     lvl = max(candidates, key=lambda i: downsamples[i]) if candidates else 0
@@ -133,26 +145,9 @@ def choose_level(downsamples: list[float], base_pixel_size: float | None, target
     return lvl, scale
 
 
-def _axis_starts(length: int, size: int, stride: int) -> list[int]:
-    if length <= size:
-        return [0]
-    starts = list(range(0, length - size, stride)) + [length - size]
-    return sorted(set(starts))
-
-
-def _cores(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
-    """Split [0, length) among regions at ``starts``: each owns up to the midpoint of its overlap with the next."""
-    out = []
-    for i, s in enumerate(starts):
-        lo = 0 if i == 0 else (s + starts[i - 1] + size) // 2
-        hi = length if i == len(starts) - 1 else (starts[i + 1] + s + size) // 2
-        out.append((max(lo, 0), min(hi, length)))
-    return out
-
-
-def make_plan(image, region_size: int = 1024, overlap: int = 0, target_pixel_size: float | None = None,
+def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, target_pixel_size: float | None = None,
               level: int | None = None, context: str = "window", window_size: int = 4, order: str = "row-major",
-              use_mask: bool = True, roi: Box | list[tuple[float, float]] | None = None,
+              use_mask: bool = True, roi: Roi | Box | list[tuple[float, float]] | None = None,
               focus: tuple[float, float] | None = None, min_foreground: float = 0.01) -> Plan:
     """Build a plan for ``image`` (a :class:`napari_xt.io.LargeImage` or anything with ``levels``/``downsamples``).
 
@@ -160,21 +155,23 @@ def make_plan(image, region_size: int = 1024, overlap: int = 0, target_pixel_siz
     point whose nearest windows run first.
     """
     if region_size <= 0 or not 0 <= overlap < region_size:
-        raise PlanError(f"overlap must be in [0, region size); got overlap {overlap}, region size {region_size}")
+        raise PlanError(f"overlap must be in [0, region size); got overlap {overlap}, region size {region_size}",
+                        option="overlap")
     if context not in ("global", "window"):
-        raise PlanError(f"context must be 'global' or 'window', not {context!r}")
+        raise PlanError(f"context must be 'global' or 'window', not {context!r}", option="context")
     if order not in ("row-major", "serpentine", "nearest"):
-        raise PlanError(f"order must be row-major, serpentine or nearest, not {order!r}")
+        raise PlanError(f"order must be row-major, serpentine or nearest, not {order!r}", option="order")
     downsamples = [float(d) for d in image.downsamples]
-    base = image.pixel_size[1] if getattr(image, "pixel_size", None) else None
+    base = image.pixel_size[1] if image.pixel_size else None
     lvl, scale = choose_level(downsamples, base, target_pixel_size, level)
     lh, lw = image.levels[lvl].shape[:2]
     ah, aw = max(1, round(lh / scale)), max(1, round(lw / scale))
     stride = region_size - overlap
-    ys, xs = _axis_starts(ah, region_size, stride), _axis_starts(aw, region_size, stride)
-    ycores, xcores = _cores(ys, region_size, ah), _cores(xs, region_size, aw)
+    # the one tiling rule shared with whole-image XTModel.forward; align 1: the last region is flush with the edge
+    ys, xs = tile_starts(ah, region_size, stride), tile_starts(aw, region_size, stride)
+    ycores, xcores = owned_spans(ys, region_size, ah), owned_spans(xs, region_size, aw)
 
-    regions = []
+    regions: list[Region] = []
     for r, (y0, (cy0, cy1)) in enumerate(zip(ys, ycores, strict=True)):
         for c, (x0, (cx0, cx1)) in enumerate(zip(xs, xcores, strict=True)):
             regions.append(Region(len(regions), r, c, (y0, x0, y0 + region_size, x0 + region_size),
@@ -200,9 +197,11 @@ def make_plan(image, region_size: int = 1024, overlap: int = 0, target_pixel_siz
         for r in regions
     ]
     plan = Plan(tuple(image.levels[0].shape[:2]), lvl, downsamples[lvl], scale, (ah, aw), region_size, overlap,
-                context, window_size, order, regions, windows, skipped)
+                context, window_size, order, tuple(regions), tuple(tuple(w) for w in windows), tuple(skipped),
+                tuple(range(len(windows))))
     if focus is not None or order == "nearest":
-        plan.prioritise(focus if focus is not None else (plan.image_shape[0] / 2, plan.image_shape[1] / 2))
+        centre = focus if focus is not None else (plan.image_shape[0] / 2, plan.image_shape[1] / 2)
+        plan = replace(plan, run_order=tuple(plan.order_near(centre)))
     return plan
 
 
@@ -211,7 +210,7 @@ def _make_windows(regions: list[Region], context: str, window_size: int, order: 
         return []
     if context == "global":
         rows = sorted({r.row for r in regions})
-        ordered = []
+        ordered: list[Region] = []
         for i, row in enumerate(rows):
             line = sorted((r for r in regions if r.row == row), key=lambda r: r.col)
             ordered += reversed(line) if (order == "serpentine" and i % 2) else line
@@ -241,16 +240,16 @@ def _roi_coverage(regions, roi, shape0, f) -> np.ndarray:
     pts = np.asarray(roi, dtype=float)
     if pts.ndim == 1:
         if pts.shape != (4,):
-            raise PlanError("a rectangular ROI is (y0, x0, y1, x1) in level-0 pixels")
+            raise PlanError("a rectangular ROI is (y0, x0, y1, x1) in level-0 pixels", option="roi")
         y0, x0, y1, x1 = pts
         if y1 <= y0 or x1 <= x0:
-            raise PlanError(f"empty ROI rectangle {tuple(pts)}")
+            raise PlanError(f"empty ROI rectangle {tuple(pts)}", option="roi")
         pts = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
-        raise PlanError("a polygon ROI needs at least 3 (y, x) vertices in level-0 pixels")
+        raise PlanError("a polygon ROI needs at least 3 (y, x) vertices in level-0 pixels", option="roi")
     cell = max(shape0) / 1024.0  # raster the ROI at ~1024 px on the long side
     grid_shape = (int(math.ceil(shape0[0] / cell)), int(math.ceil(shape0[1] / cell)))
     raster = polygon_mask(pts / cell, grid_shape)
     if not raster.any():
-        raise PlanError("the ROI does not overlap the image")
+        raise PlanError("the ROI does not overlap the image", option="roi")
     return _coverage(regions, raster, f / cell)

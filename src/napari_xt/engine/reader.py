@@ -10,13 +10,17 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .plan import Plan, Region
 
+if TYPE_CHECKING:
+    from ..io import LargeImage
 
-def read_region_pixels(image, plan: Plan, region: Region) -> np.ndarray:
+
+def read_region_pixels(image: LargeImage, plan: Plan, region: Region) -> np.ndarray:
     """Pixels of ``region.box`` at the plan's analysis resolution, (R, R, C), zero/NaN-free padded past the edge.
 
     Reads at the plan's level and resamples (area-average down, nearest up) when the analysis pixel size falls
@@ -51,7 +55,8 @@ def _resample(block: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 class Prefetcher:
     """Iterate ``(region, pixels or exception)`` in plan order with up to ``depth`` reads in flight."""
 
-    def __init__(self, image, plan: Plan, regions: Iterable[Region], depth: int = 4, workers: int = 2):
+    def __init__(self, image: LargeImage, plan: Plan, regions: Iterable[Region], depth: int = 4,
+                 workers: int = 2) -> None:
         self._image, self._plan = image, plan
         self._regions = iter(regions)
         self._depth = max(1, depth)

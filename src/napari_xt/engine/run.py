@@ -12,30 +12,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..errors import DeviceUnavailable
 from .normalise import Normaliser
+from .options import RunOptions
 from .plan import Plan, Region
 from .reader import Prefetcher
 from .store import ResultStore
 
+if TYPE_CHECKING:
+    from ..io import LargeImage
+    from ..model import XTModel
+
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunOptions:
-    """How to run (not what): device, precision, batching, outputs."""
-
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    batch_size: int = 4  # regions encoded together (consecutive regions of one window)
-    prefetch: int = 4  # regions read ahead
-    read_workers: int = 2
-    score_threshold: float = 0.3
-    max_detections_per_region: int = 500
-    probabilities: bool = False
+__all__ = ["InferenceRun", "RegionResult", "RunOptions", "autocast_dtype", "resolve_device"]
 
 
 @dataclass
@@ -63,9 +58,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available on this machine", name)
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
+        raise DeviceUnavailable(f"device {name!r} requested but MPS is not available on this machine", name)
     return dev
 
 
@@ -76,9 +71,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if precision == "fp16":
         if device.type == "cpu":
-            raise ValueError("fp16 needs a GPU; use --precision bf16 or fp32 on the CPU")
+            raise DeviceUnavailable("fp16 precision needs a GPU; use bf16 or fp32 on the CPU", str(device))
         return torch.float16
-    raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
+    raise DeviceUnavailable(f"precision must be fp32, bf16 or fp16, not {precision!r}")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -88,7 +83,8 @@ def _is_oom(err: BaseException) -> bool:
 class InferenceRun:
     """One run of ``model`` over ``plan`` on ``image``, writing ``store``; iterate it to make progress."""
 
-    def __init__(self, model, image, plan: Plan, store: ResultStore, options: RunOptions | None = None):
+    def __init__(self, model: XTModel, image: LargeImage, plan: Plan, store: ResultStore,
+                 options: RunOptions | None = None):
         self.model, self.image, self.plan, self.store = model, image, plan, store
         self.options = options or RunOptions()
         self.device = resolve_device(self.options.device)
@@ -96,11 +92,11 @@ class InferenceRun:
         self.normaliser = Normaliser.from_config(model.config, image)
         self._cancel = threading.Event()
         self._lock = threading.Lock()
-        self._pending = [list(w) for w in plan.windows]
-        self._by_id = {r.id: r for r in plan.regions}
+        self._pending: list[int] = list(plan.run_order)  # window ids still to run: the run's queue, not the plan's
         self.batch_size = max(1, self.options.batch_size)
         self.n_total = plan.n_planned
         self.n_done = sum(1 for w in plan.windows for i in w if store.is_done(i))
+        self.n_done_at_start = self.n_done
         self.n_failed = 0
         self.started = time.perf_counter()
         #: The first batch of a run holds one region, so the first result (the viewer's first overlay) arrives
@@ -116,18 +112,17 @@ class InferenceRun:
         return self._cancel.is_set()
 
     def prioritise(self, point: tuple[float, float]) -> None:
-        """Run the pending windows nearest ``point`` (level-0 (y, x)) next."""
+        """Run the pending windows nearest ``point`` (level-0 (y, x)) next; the plan itself never changes."""
         with self._lock:
-            self.plan.windows = self._pending
-            self.plan.prioritise(point)
-            self._pending = self.plan.windows
+            self._pending = self.plan.order_near(point, self._pending)
 
     # -- the stream --------------------------------------------------------------------------------------------
-    def _next_window(self) -> list[int] | None:
+    def _next_window(self) -> int | None:
+        """The id of the next window with work left (regions not yet in the store), or None when all are done."""
         with self._lock:
             while self._pending:
                 window = self._pending.pop(0)
-                if not all(self.store.is_done(i) for i in window):
+                if not all(self.store.is_done(i) for i in self.plan.windows[window]):
                     return window
             return None
 
@@ -137,7 +132,7 @@ class InferenceRun:
             window = self._next_window()
             if window is None:
                 break
-            yield from self._run_window([self._by_id[i] for i in window])
+            yield from self._run_window([self.plan.regions[i] for i in self.plan.windows[window]])
 
     def _run_window(self, regions: list[Region]) -> Iterator[RegionResult]:
         """Stream one context window. Regions already done are re-encoded for the context but not rewritten."""

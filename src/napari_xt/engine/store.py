@@ -25,23 +25,33 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import zarr
 
-from ._pyramid_write import (DET_COLUMNS, META, build_store, detection_rows, jsonable, mirror, now_iso,
-                             replace_path, select_detections, write_json_atomic, write_strided)
+from .._atomic import replace_path
+from ..errors import NotAStore, StoreError, StoreExists, StoreMismatch
+from .pyramid import write_strided
+from .store_layout import (
+    DET_COLUMNS,
+    META,
+    build_store,
+    detection_rows,
+    jsonable,
+    mirror,
+    now_iso,
+    select_detections,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
 _IDENTITY = (("model_checksum", "model", "model"), ("image_fingerprint", "image", "image"),
              ("plan_checksum", "plan", "region plan"))
-
-
-class StoreError(ValueError):
-    """A result store cannot be made, opened or written as asked; the message names the store and says why."""
 
 
 @dataclass
@@ -69,7 +79,7 @@ class StoreSpec:
             raise ValueError("region_count >= 0, chunk >= 1, min_level_size >= 1 and downsample_to_level0 > 0 needed")
 
 
-def is_store(path) -> bool:
+def is_store(path: str | os.PathLike) -> bool:
     """True when ``path`` is a napari-xt result store (a zarr v3 group with napari-xt attributes and meta.json)."""
     p = Path(path)
     try:
@@ -82,7 +92,7 @@ def is_store(path) -> bool:
 class ResultStore:
     """A result store on disk; make one with :meth:`create`, open one with :meth:`open` / :meth:`open_for_resume`."""
 
-    def __init__(self, path, mode: str = "r"):
+    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
         if mode not in ("r", "r+"):
             raise StoreError(f"store {path}: mode must be 'r' or 'r+', not {mode!r}")
         self.path = Path(path)
@@ -93,7 +103,8 @@ class ResultStore:
         self._lock = threading.RLock()
         try:
             self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
-            self._root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+            # zarr's own types describe every node as array-or-group; this store's layout is fixed, so Any
+            self._root: Any = cast(Any, zarr.open_group(str(self.path), mode=mode, zarr_format=3))  # type: ignore[arg-type]
             info = dict(self._root.attrs)["napari_xt"]
             spec = dict(info.get("spec") or self.meta["spec"])
             spec["shape"] = tuple(spec["shape"])
@@ -103,12 +114,13 @@ class ResultStore:
                 group = self._root["labels"]
                 n = len(group.attrs["ome"]["multiscales"][0]["datasets"])
                 self.labels = [group[str(i)] for i in range(n)]
-            self.probabilities = self._root["probabilities"] if "probabilities" in self._root else None
+            self.probabilities: Any = self._root.get("probabilities")
             self._done_arr = self._root["done"]
             self._det = self._root["detections/table"]
             self._attempt = self._root["detections/attempt"]
-            self._done = self._done_arr[:] if self.writable else None
-            self._attempts = self._attempt[:] if self.writable else None
+            # in-memory mirrors of done/attempt for writers (None read-only: every write checks writable first)
+            self._done: Any = self._done_arr[:] if self.writable else None
+            self._attempts: Any = self._attempt[:] if self.writable else None
         except StoreError:
             raise
         except Exception as err:
@@ -117,7 +129,8 @@ class ResultStore:
 
     # -- making and opening -----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path, spec: StoreSpec, meta: dict, overwrite: bool = False) -> ResultStore:
+    def create(cls, path: str | os.PathLike, spec: StoreSpec, meta: dict[str, Any],
+               overwrite: bool = False) -> ResultStore:
         """Make a new store at ``path``; an existing non-empty path is refused unless ``overwrite`` and it is a store.
 
         The store is built in a hidden sibling folder and moved into place, so ``path`` holds either nothing new or
@@ -132,11 +145,9 @@ class ResultStore:
         if path.exists() and (path.is_file() or any(path.iterdir())):
             if not overwrite:
                 what = "a result store" if is_store(path) else ("a file" if path.is_file() else "a non-empty folder")
-                raise StoreError(f"{path} already exists ({what}); use --resume to continue it, --overwrite to "
-                                 "replace it, or choose another --out.")
+                raise StoreExists(path, what, is_store(path))
             if not is_store(path):
-                raise StoreError(f"{path} exists and is not a napari-xt result store; refusing to delete it even "
-                                 "with --overwrite. Choose another --out.")
+                raise NotAStore(path, "a file" if path.is_file() else "a non-empty folder")
             old = path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
@@ -153,11 +164,11 @@ class ResultStore:
         return cls(path, mode="r+")
 
     @classmethod
-    def open(cls, path, mode: str = "r") -> ResultStore:
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> ResultStore:
         return cls(path, mode=mode)
 
     @classmethod
-    def open_for_resume(cls, path, expected: dict) -> ResultStore:
+    def open_for_resume(cls, path: str | os.PathLike, expected: dict[str, str]) -> ResultStore:
         """Open for writing after checking the store was made by the same model, image and plan as ``expected``."""
         store = cls(path, mode="r+")
         problems = []
@@ -172,8 +183,7 @@ class ResultStore:
             now = f"{want_name} ({label} {want})" if want_name else f"{label} {want}"
             problems.append(f"{what} {had}, not {now}")
         if problems:
-            raise StoreError(f"store {store.path} was made with {' and with '.join(problems)}; "
-                             "use a new --out or drop --resume.")
+            raise StoreMismatch(store.path, problems)
         store._update_meta(resumed=[*store.meta.get("resumed", []), now_iso()])
         return store
 
@@ -216,8 +226,9 @@ class ResultStore:
         if not self.writable:
             raise StoreError(f"store {self.path} is open read-only; open it with mode='r+' to write.")
 
-    def write_region(self, region_id: int, box, labels: np.ndarray | None, probabilities: np.ndarray | None = None,
-                     detections: dict[str, np.ndarray] | None = None, window_scores: dict | None = None) -> None:
+    def write_region(self, region_id: int, box: tuple[int, int, int, int], labels: np.ndarray | None,
+                     probabilities: np.ndarray | None = None, detections: dict[str, np.ndarray] | None = None,
+                     window_scores: dict[int, np.ndarray] | None = None) -> None:
         """Store one region's results (``box`` = its core, analysis px) and then, last, mark it done."""
         self._check_writable()
         region_id = int(region_id)
@@ -306,7 +317,7 @@ class ResultStore:
         done = self._done_mask()  # read in the reverse of the write order: a running writer stays consistent
         return select_detections(self._det[:], done, self._attempt[:])
 
-    def set_window_scores(self, window_id: int, scores) -> None:
+    def set_window_scores(self, window_id: int, scores: np.ndarray | Sequence[float]) -> None:
         """Record a context window's class scores (the latest call for a window wins)."""
         self._check_writable()
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -331,7 +342,7 @@ class ResultStore:
             out[int(row[0])] = row[1:].astype(np.float32)
         return out
 
-    def set_image_scores(self, scores, class_names=None) -> None:
+    def set_image_scores(self, scores: np.ndarray | Sequence[float], class_names: Sequence[str] | None = None) -> None:
         self._check_writable()
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         with self._lock:

@@ -1,5 +1,5 @@
-"""What every exporter shares: the refusal rules, the write-aside-then-rename output, and what a store says about
-its classes and its physical pixel size.
+"""What every exporter shares: the refusal rules, the write-aside-then-rename output (:mod:`napari_xt._atomic`), and
+what a store says about its classes (colours from :mod:`napari_xt.palette`) and its physical pixel size.
 
 Each exporter reads a :class:`~napari_xt.engine.store.ResultStore` and nothing else, so these helpers take the
 store (or its path) and answer in plain Python types.
@@ -7,22 +7,18 @@ store (or its path) and answer in plain Python types.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from .. import __version__
-from ..engine._pyramid_write import replace_path
+from .._atomic import remove, written_aside
+from ..palette import DETECTION_OFFSET, PALETTE, fill_colors
 
-#: used when a model brings no colours (tab10-like; the same order as the dock's overlay, class 0 is background)
-PALETTE = [
-    [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
-    [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-]
+# PALETTE, remove and written_aside are re-exported for the exporters and the npe2 writers (``_writer.py``); they
+# live in napari_xt.palette and napari_xt._atomic.
+__all__ = ["PALETTE", "ExportError", "check_complete", "check_out", "detection_classes", "ngff_unit", "open_store",
+           "pixel_size", "provenance", "remove", "segmentation_classes", "written_aside"]
 
 #: unit spellings found in images, meta.json and napari -> (NGFF unit name, short column suffix)
 _UNITS = {
@@ -80,31 +76,6 @@ def check_out(out, overwrite: bool, what: str = "output") -> Path:
     return out
 
 
-@contextlib.contextmanager
-def written_aside(out: Path, folder: bool = False) -> Iterator[Path]:
-    """Yield a hidden sibling path to write into; it replaces ``out`` only when the block ends without error.
-
-    A crash, a full disk or an exception leaves ``out`` as it was (absent or the old file), never a file that looks
-    complete but is not.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        if folder:
-            tmp.mkdir()
-        yield tmp
-        replace_path(tmp, out)
-    finally:
-        remove(tmp)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def provenance(store, partial: bool) -> dict:
     """What an output records about where it came from (and whether the run had finished)."""
     return {
@@ -124,20 +95,16 @@ def segmentation_classes(store) -> tuple[list[str], list[list[int]]]:
     n = int(store.spec.num_classes)
     names = list(store.spec.class_names)[:n]
     names += [f"class {i}" for i in range(len(names), n)]
-    colors = [[int(v) for v in list(c)[:3]] for c in store.spec.class_colors][:n]
-    colors += [PALETTE[i % len(PALETTE)] for i in range(len(colors), n)]
-    return names, colors
+    return names, fill_colors(store.spec.class_colors, n)
 
 
 def detection_classes(store, n_needed: int) -> tuple[list[str], list[list[int]]]:
     """Names and RGB colours of the detection classes (from the model config in meta.json, else generic)."""
     cfg = store.meta.get("model_config") or {}
     names = list((cfg.get("class_names") or {}).get("detection") or [])
-    colors = [[int(v) for v in list(c)[:3]] for c in (cfg.get("class_colors") or {}).get("detection") or []]
     n = max(n_needed, len(names))
     names += [f"object {i}" for i in range(len(names), n)]
-    colors += [PALETTE[(i + 1) % len(PALETTE)] for i in range(len(colors), n)]  # the dock's colours
-    return names, colors
+    return names, fill_colors((cfg.get("class_colors") or {}).get("detection"), n, first=DETECTION_OFFSET)
 
 
 def pixel_size(store) -> tuple[tuple[float, float], str, str] | None:

@@ -107,7 +107,7 @@ def _segmentation_features(store, level, scale, simplify, size, tile, tally) -> 
         rgb = colors[cls] if cls < len(colors) else [128, 128, 128]
         area = float(geom.area)
         measurements = {"area_px2": round(area, 3)}
-        if area_key:
+        if area_key and per_px2 is not None:
             measurements[area_key] = area * per_px2
         tally["annotations"] += 1
         yield feature(shapely.to_geojson(geom), {

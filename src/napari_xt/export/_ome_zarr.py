@@ -13,6 +13,7 @@ import itertools
 import math
 import re
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
@@ -133,14 +134,14 @@ def _create(group, path: str, shape, chunks, dtype, zarr_format: int, dims: list
 
 
 # -- into an existing image -------------------------------------------------------------------------------------
-def _image_multiscale(image: Path) -> tuple[zarr.Group, int, dict]:
+def _image_multiscale(image: Path) -> tuple[zarr.Group, Literal[2, 3], dict[str, Any]]:
     try:
         group = zarr.open_group(str(image), mode="r")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ExportError(f"{image} is not a readable OME-Zarr image ({type(err).__name__}: {err}).") from None
-    fmt = int(group.metadata.zarr_format)
-    attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs) if fmt == 3 else attrs
+    fmt = group.metadata.zarr_format
+    attrs: dict[str, Any] = dict(group.attrs)
+    ome: dict[str, Any] = attrs.get("ome", attrs) if fmt == 3 else attrs
     multiscales = ome.get("multiscales") or []
     if not multiscales:
         raise ExportError(f"{image} has no OME-Zarr 'multiscales' metadata, so labels cannot be added to it.")
@@ -155,7 +156,7 @@ def _into_image(store, image: Path, name: str, overwrite: bool, partial: bool) -
     if "y" not in names or "x" not in names:
         raise ExportError(f"{image}: its axes {names} have no y and x, so 2-D labels cannot be placed on it.")
     datasets = ms["datasets"]
-    level0 = group[datasets[0]["path"]]
+    level0 = cast(zarr.Array, group[datasets[0]["path"]])
     h, w = level0.shape[names.index("y")], level0.shape[names.index("x")]
     _check_shape(store, image, (h, w))
     is_partial = check_complete(store, partial)

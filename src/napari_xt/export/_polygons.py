@@ -90,7 +90,8 @@ def _trace(mask: np.ndarray, ey0: int, ex0: int) -> list[Polygon]:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     r0, c0 = int(rows[0]), int(cols[0])
     crop = np.pad(mask[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1], 1).astype(np.float32)
-    shells, holes = [], []
+    shells: list[np.ndarray] = []
+    holes: list[np.ndarray] = []
     for contour in find_contours(crop, 0.5, fully_connected="low", positive_orientation="high"):
         # padded-crop index -> level pixel-corner coordinates (x, y)
         xy = np.column_stack([contour[:, 1] + (ex0 + c0 - 0.5), contour[:, 0] + (ey0 + r0 - 0.5)])

@@ -12,6 +12,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,18 +128,19 @@ def export_scores_json(store, out, *, overwrite: bool = False, partial: bool = F
     names = names or list((cfg.get("class_names") or {}).get("classification") or [])
     names = names[:n] + [f"class {i}" for i in range(len(names), n)]
     plan_windows = (store.meta.get("plan") or {}).get("windows") or []
+    entries: list[dict[str, Any]] = []
     doc = {
         "partial": is_partial,
         "class_names": names,
         "image": _scored(image[0], names) if image is not None else None,
-        "windows": [],
+        "windows": entries,
         "napari_xt": provenance(store, is_partial),
     }
     for wid in sorted(windows):
         entry = {"window": wid, **_scored(windows[wid], names)}
         if 0 <= wid < len(plan_windows):
             entry["regions"] = [int(r) for r in plan_windows[wid]]
-        doc["windows"].append(entry)
+        entries.append(entry)
     with written_aside(out) as tmp:
         tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return out

@@ -8,19 +8,22 @@ contrast limits without a full-resolution pass, and the nodata mask.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import dask.array as da
 import numpy as np
+
+from ..errors import ImageError
 
 #: dask chunks aim at about this many pixels per side: big enough that a 100k x 100k level is a few thousand
 #: tasks (cheap graphs, fast open), small enough that one chunk decodes in tens of milliseconds.
 TARGET_CHUNK = 2048
 
 
-class ImageReadError(Exception):
+class ImageReadError(ImageError):
     """Raised for any input that cannot be read; the message names the file and says what is wrong."""
 
 
@@ -61,7 +64,7 @@ class LargeImage:
     def __init__(
         self,
         path: str,
-        sources: list[Source],
+        sources: Sequence[Source],
         *,
         format: str,
         vendor: str | None = None,
@@ -216,10 +219,8 @@ class LargeImage:
             return
         self._closed = True
         for closer in self._closers:
-            try:
+            with contextlib.suppress(Exception):  # closing must never fail a caller's cleanup path
                 closer()
-            except Exception:  # closing must never fail a caller's cleanup path
-                pass
 
     def __enter__(self) -> LargeImage:
         return self

@@ -7,6 +7,7 @@ are followed one level down, because that is what most converters produce.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import numpy as np
 import zarr
@@ -66,7 +67,7 @@ def open_omezarr(path: str) -> LargeImage:
         axes = [a["name"].lower() if isinstance(a, dict) else str(a).lower() for a in ms.get("axes", [])]
         units = {a["name"].lower(): a.get("unit") for a in ms.get("axes", []) if isinstance(a, dict)}
         datasets = ms["datasets"]
-        arrays = [group[d["path"]] for d in datasets]
+        arrays = [cast("zarr.Array", group[d["path"]]) for d in datasets]  # a group here fails below, as before
         if not axes:  # v0.1-0.3 had no axes: the spec fixed them to tczyx
             axes = list("tczyx")[-arrays[0].ndim:]
         if "y" not in axes or "x" not in axes or len(axes) != arrays[0].ndim:

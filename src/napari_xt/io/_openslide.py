@@ -8,6 +8,7 @@ reopens the handle: one damaged tile must not make the rest of the slide unreada
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -34,10 +35,8 @@ class _Handle:
 
         with self._lock:
             if self.slide is broken:  # another thread may have reopened already
-                try:
+                with contextlib.suppress(Exception):
                     broken.close()
-                except Exception:
-                    pass
                 self.slide = openslide.OpenSlide(self.path)
 
     def close(self) -> None:
@@ -111,6 +110,7 @@ def _ndpi_fluo(path: str) -> bool:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            return bool(tif.pages[0].ndpi_tags.get("Fluorescence"))
+            ndpi_tags = getattr(tif.pages[0], "ndpi_tags", None) or {}  # a TiffFrame, or no NDPI: no tags
+            return bool(ndpi_tags.get("Fluorescence"))
     except Exception:
         return False

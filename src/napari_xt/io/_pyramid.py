@@ -7,14 +7,20 @@ nodata values and NaN survive unchanged and the nodata mask means the same thing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import dask.array as da
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._large_image import Source
 
 #: stop adding levels once both sides are at most this many pixels
 SMALLEST_SIDE = 1024
 
 
-def keep_strictly_smaller(sources: list) -> list:
+def keep_strictly_smaller(sources: Sequence[Source]) -> list[Source]:
     """Drop native levels that are not strictly smaller in y and x than the one before (odd vendor files)."""
     kept = [sources[0]]
     for src in sources[1:]:
@@ -43,7 +49,7 @@ def _half(arr: da.Array, dtype: np.dtype) -> da.Array:
     if np.issubdtype(dtype, np.floating):
         out = arr[::2, ::2]
     else:
-        out = arr.map_blocks(_mean2, dtype=dtype, chunks=tuple(tuple(c // 2 for c in cs) for cs in arr.chunks[:2])
+        out = da.map_blocks(_mean2, arr, dtype=dtype, chunks=tuple(tuple(c // 2 for c in cs) for cs in arr.chunks[:2])
                              + (arr.chunks[2],))
     # keep chunks near the target size as levels shrink, so small levels are not thousands of tiny tasks
     target = max(512, min(2048, max(out.chunks[0][0], out.chunks[1][0]) * 2))

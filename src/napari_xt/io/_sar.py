@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 _POLARISATIONS = ("VV", "VH", "HH", "HV")
 
@@ -36,8 +37,9 @@ def gdal_band_names(xml_text, n_bands: int) -> list[str] | None:
         return None
     names: dict[int, str] = {}
     for item in root.iter("Item"):
-        if item.get("name", "").upper() == "DESCRIPTION" and item.get("sample") is not None and item.text:
-            names[int(item.get("sample"))] = item.text.strip()
+        sample = item.get("sample")
+        if item.get("name", "").upper() == "DESCRIPTION" and sample is not None and item.text:
+            names[int(sample)] = item.text.strip()
     if len(names) == n_bands:
         return [names[i] for i in range(n_bands)]
     return None
@@ -52,7 +54,7 @@ def polarisations_from_name(name: str, n_bands: int) -> list[str] | None:
 
 
 def guess_kind(
-    dtype: np.dtype,
+    dtype: DTypeLike,
     channels: int,
     *,
     vendor: str | None,

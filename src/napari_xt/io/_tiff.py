@@ -111,7 +111,7 @@ def _build(path: str, tif: tifffile.TiffFile) -> LargeImage:
             mpp = float(svs["MPP"])
             pixel_size, unit = (mpp, mpp), "um"
     elif vendor == "hamamatsu":
-        ndpi = {k: _jsonable(v) for k, v in page.ndpi_tags.items() if k != "McuStarts"}
+        ndpi = {k: _jsonable(v) for k, v in (page.ndpi_tags or {}).items() if k != "McuStarts"}
         meta["hamamatsu"] = ndpi
         fluorescence = bool(ndpi.get("Fluorescence"))
     elif vendor == "ome":
@@ -226,11 +226,11 @@ def _ome_pixels(xml: str) -> dict:
     sx, sy = pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeY")
     ux = pixels.get("PhysicalSizeXUnit", "µm")
     if sx and sy:
-        sx, sy = float(sx), float(sy)
+        fx, fy = float(sx), float(sy)
         if ux in _UNIT_TO_M:
-            out["size"], out["unit"] = (sy * _UNIT_TO_M[ux], sx * _UNIT_TO_M[ux]), "m"
+            out["size"], out["unit"] = (fy * _UNIT_TO_M[ux], fx * _UNIT_TO_M[ux]), "m"
         elif ux in _UNIT_TO_UM:
-            out["size"], out["unit"] = (sy * _UNIT_TO_UM[ux], sx * _UNIT_TO_UM[ux]), "um"
+            out["size"], out["unit"] = (fy * _UNIT_TO_UM[ux], fx * _UNIT_TO_UM[ux]), "um"
     names = [ch.get("Name") for ch in pixels if ch.tag.rsplit("}", 1)[-1] == "Channel"]
     if names and all(names):
         out["channels"] = names

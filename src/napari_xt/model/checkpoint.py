@@ -1,196 +1,176 @@
-"""Checkpoints: one ``.safetensors`` file holding the weights and, in its metadata, the config that built them.
+"""``load_model``: the one front door to a model, by file or by zoo name; plus the checkpoint format's public names.
 
-safetensors, not pickle: opening a model file a colleague sent must never run code. The metadata carries
-``{"napari_xt_config": <XTConfig JSON>, "format_version": "1"}``, so ``load_model`` rebuilds the exact architecture
-(random init, no downloads) and then checks every key and shape before loading: a file that does not match its own
-config is reported (missing/unexpected keys, shape mismatches) rather than half-loaded.
+A path to a file goes to the file loaders: a napari-xt ``.safetensors`` (weights + config, see :mod:`._format`) or a
+released xT ``.ckpt``/``.pth``/``.pt`` (through :mod:`.xt_import`, weights-only unpickling). Anything else is a name
+in the model zoo (:mod:`.zoo`): a demo model loads its shipped file, a preset is built with random weights, an
+imported entry loads its file. A region-encoder name is refused with :class:`EncoderIsNotAModel` (a backbone is not a
+model: train one from it), and an unknown name raises :class:`UnknownModel` listing every name by kind.
 
-``load_model`` also accepts a preset name (random init, for demos/tests) and, through the separate importer module,
-released xT ``.ckpt``/``.pth`` files.
+``PRESETS``, ``DEMO_MODELS``, ``list_presets`` and ``demo_model_path`` are read-only views of the zoo, kept for code
+written before it existed.
 """
 
 from __future__ import annotations
 
-import importlib
+import copy
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import ConfigError, XTConfig
-from .registry import list_context_encoders, list_region_encoders
+from ..errors import CheckpointError, EncoderIsNotAModel, UnknownModel
+from ._format import (
+    CONFIG_KEY,
+    FORMAT_VERSION,
+    VERSION_KEY,
+    check_state_dict,
+    load_safetensors,
+    read_config,
+    save_model,
+)
+from .config import XTConfig
+from .registry import list_region_encoders
 from .xt import XTModel, build_model
+from .xt_import import import_xt_checkpoint
+from .zoo import FILE_SUFFIXES, Kind, ZooEntry, find_entry, known_names, list_entries
 
-FORMAT_VERSION = "1"
-CONFIG_KEY = "napari_xt_config"
-VERSION_KEY = "format_version"
+#: Released xT checkpoints (torch pickles, read weights-only through the importer).
 IMPORT_SUFFIXES = (".ckpt", ".pth", ".pt")
-
-#: Named random-init models: ``load_model("tiny-hyper-seg")``. Small enough to run on a laptop CPU.
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny-hyper-seg": dict(region_encoder="tiny", region_size=256, sub_region_size=64, context_encoder="hyper",
-                           heads={"segmentation": {"num_classes": 3}}, name="tiny-hyper-seg",
-                           class_names={"segmentation": ["background", "tissue", "tumour"]}),
-    "tiny-hyper-det": dict(region_encoder="tiny", region_size=256, sub_region_size=64, context_encoder="hyper",
-                           heads={"detection": {"num_classes": 1}}, name="tiny-hyper-det"),
-    "tiny-hyper-cls": dict(region_encoder="tiny", region_size=256, sub_region_size=64, context_encoder="hyper",
-                           heads={"classification": {"num_classes": 2}}, name="tiny-hyper-cls"),
-    "tiny-none-seg": dict(region_encoder="tiny", region_size=256, sub_region_size=64, context_encoder="none",
-                          heads={"segmentation": {"num_classes": 3}}, name="tiny-none-seg"),
-    "tiny-xl-seg": dict(region_encoder="tiny", region_size=256, sub_region_size=64, context_encoder="transformer_xl",
-                        heads={"segmentation": {"num_classes": 3}}, name="tiny-xl-seg"),
-    "swinv2_tiny-hyper-seg": dict(region_encoder="swinv2_tiny", region_size=1024, sub_region_size=256,
-                                  context_encoder="hyper", heads={"segmentation": {"num_classes": 3}},
-                                  name="swinv2_tiny-hyper-seg"),
-}
+#: Encoder specs that name a backbone, never a model (see issue 12: ``timm:NAME``, ``hf-hub:ORG/REPO``).
+ENCODER_SPEC_PREFIXES = ("timm:", "hf-hub:", "hf_hub:")
 
 
-#: Demo checkpoints shipped inside the package (``src/napari_xt/data``), made by ``scripts/make_demo_models.sh``
-#: with napari-xt's own trainer on synthetic images. They show how the tool works; they are not clinical models.
-DEMO_MODELS: dict[str, str] = {"demo-tissue": "demo_tissue.safetensors", "demo-sar": "demo_sar.safetensors"}
+class _ZooView(Mapping[str, Any]):
+    """A read-only ``{name: value}`` view of the zoo entries of one kind (always current)."""
+
+    def __init__(self, kind: Kind, value: Callable[[ZooEntry], Any]) -> None:
+        self._kind, self._value = kind, value
+
+    def __getitem__(self, name: str) -> Any:
+        entry = find_entry(name)
+        if entry is None or entry.kind != self._kind:
+            raise KeyError(name)
+        return self._value(entry)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([e.name for e in list_entries(self._kind)])
+
+    def __len__(self) -> int:
+        return len(list_entries(self._kind))
+
+    def __repr__(self) -> str:
+        return f"<zoo {self._kind} entries: {', '.join(self)}>"
+
+
+#: ``{preset name: XTConfig dict}`` (a fresh copy per lookup): named random-init models, view of the zoo.
+PRESETS: Mapping[str, dict[str, Any]] = _ZooView("preset", lambda e: copy.deepcopy(dict(e.config)))
+#: ``{demo name: file name in napari_xt/data}``: the shipped demo checkpoints, view of the zoo.
+DEMO_MODELS: Mapping[str, str] = _ZooView("demo", lambda e: e.weights.ref)
 
 
 def demo_model_path(name: str) -> Path | None:
     """The shipped file of a demo model, or None when ``name`` is not one (or the file is missing)."""
-    if name not in DEMO_MODELS:
+    entry = find_entry(name)
+    if entry is None or entry.kind != "demo" or not entry.available:
         return None
-    path = Path(__file__).resolve().parent.parent / "data" / DEMO_MODELS[name]
-    return path if path.is_file() else None
+    return entry.weights.path()
 
 
 def list_demo_models() -> list[str]:
-    return [name for name in DEMO_MODELS if demo_model_path(name) is not None]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not match the model it describes; the message says how."""
+    """Demo models whose shipped file is present, in zoo order."""
+    return [e.name for e in list_entries("demo") if e.available]
 
 
 def list_presets() -> list[str]:
+    """Preset names, sorted."""
     return sorted(PRESETS)
 
 
-def _state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Contiguous CPU tensors; tensors sharing storage are cloned (safetensors refuses shared storage)."""
-    out, seen = {}, set()
-    for key, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
-        if ptr is not None and ptr[0] in seen:
-            t = t.clone()
-        elif ptr is not None:
-            seen.add(ptr[0])
-        out[key] = t
-    return out
+def is_model_name(text: str) -> bool:
+    """True when ``text`` is to be looked up in the zoo rather than opened as a file.
 
-
-def save_model(model: XTModel, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` (``.safetensors`` appended if missing); returns the path written."""
-    from safetensors.torch import save_file
-
-    if not isinstance(model, XTModel):
-        raise CheckpointError(f"save_model needs an XTModel, got {type(model).__name__}")
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {CONFIG_KEY: model.config.to_json(sort_keys=True), VERSION_KEY: FORMAT_VERSION}
-    save_file(_state_for_saving(model), str(path), metadata=meta)
-    return path
-
-
-def read_config(path: str | Path) -> XTConfig:
-    """The config stored in a napari-xt ``.safetensors`` file, without reading the weights."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # noqa: BLE001 - safetensors raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    if CONFIG_KEY not in meta:
-        raise CheckpointError(f"{path}: no {CONFIG_KEY!r} in the metadata; not a napari-xt checkpoint")
-    if meta.get(VERSION_KEY) != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get(VERSION_KEY)!r}, this napari-xt reads "
-                              f"{FORMAT_VERSION!r}")
-    try:
-        return XTConfig.from_json(meta[CONFIG_KEY])
-    except (ConfigError, TypeError) as err:
-        raise CheckpointError(f"{path}: invalid config in metadata: {err}") from None
-
-
-def _short(names: list[str], limit: int = 8) -> str:
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise ``CheckpointError`` naming missing/unexpected keys and shape mismatches between ``state`` and ``model``."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_short(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches: {_short(shapes)}")
-    if problems:
-        raise CheckpointError(f"{source} does not match the model its config builds; " + "; ".join(problems))
-
-
-def load_model(path_or_name: str | Path, device: str | torch.device = "cpu") -> XTModel:
-    """Load a napari-xt ``.safetensors`` file, a released xT ``.ckpt``/``.pth`` (via the importer), a shipped demo
-    model (``demo-tissue``, ``demo-sar``) or a preset name (random weights).
-
-    The model comes back in eval mode on ``device``. Nothing in the file is ever executed.
+    A zoo name (or an encoder spec such as ``timm:NAME``) always is. Otherwise a string with a path separator or a
+    model-file suffix, or naming something that exists on disk, is a path.
     """
-    demo = demo_model_path(str(path_or_name))
-    if demo is not None:
-        return _load_safetensors(demo, device)
-    path = Path(path_or_name)
-    if path.suffix in IMPORT_SUFFIXES:
-        if not path.exists():
-            raise CheckpointError(f"{path}: no such file")
-        try:
-            importer = importlib.import_module("napari_xt.model.xt_import")
-        except ModuleNotFoundError as err:
-            raise CheckpointError(f"{path}: importing released xT checkpoints needs napari_xt.model.xt_import "
-                                  f"({err})") from None
-        model = importer.import_xt_checkpoint(path)
-        return model.to(device).eval()
-    if path.exists() or path.suffix == ".safetensors":
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such file")
-        return _load_safetensors(path, device)
-    name = str(path_or_name)
-    if name in PRESETS:
-        return build_model(XTConfig.from_dict(PRESETS[name]), pretrained=False).to(device).eval()
-    if name in list_region_encoders():
-        # A bare region-encoder name: default geometry, the default context encoder if present, a 2-class seg head.
-        context = "hyper" if "hyper" in list_context_encoders() else "none"
-        config = XTConfig(region_encoder=name, context_encoder=context, name=name,
-                          heads={"segmentation": {"num_classes": 2}})
-        return build_model(config, pretrained=False).to(device).eval()
-    raise CheckpointError(f"{name!r} is neither a file, a preset nor a region encoder; presets: "
-                          f"{', '.join(list_presets())}; region encoders: {', '.join(list_region_encoders())}")
+    if find_entry(text) is not None or text.startswith(ENCODER_SPEC_PREFIXES):
+        return True
+    if "/" in text or "\\" in text or text.lower().endswith(FILE_SUFFIXES):
+        return False
+    return not Path(text).exists()
 
 
-def _load_safetensors(path: Path, device: str | torch.device) -> XTModel:
-    from safetensors.torch import load_file
+def load_model(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> XTModel:
+    """The model behind a zoo name or a model file, in eval mode on ``device``. Nothing in a file is ever executed.
 
-    config = read_config(path)
-    try:
-        model = build_model(config, pretrained=False)
-    except Exception as err:  # noqa: BLE001 - unknown encoder names, bad options...
-        raise CheckpointError(f"{path}: cannot build the model its config describes: {err}") from err
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read the weights ({err})") from None
-    check_state_dict(model, state, source=str(path))
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    Raises :class:`CheckpointError` for a file that is missing or bad, :class:`EncoderIsNotAModel` for a region
+    encoder's name, :class:`UnknownModel` for any other name (all ``ValueError``s with one-sentence messages).
+    """
+    if not isinstance(name_or_path, os.PathLike) and is_model_name(str(name_or_path)):
+        return load_zoo_model(str(name_or_path), device)
+    return load_model_file(name_or_path, device)
+
+
+def load_model_file(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> XTModel:
+    """A napari-xt ``.safetensors`` or a released xT ``.ckpt``/``.pth``/``.pt`` file -> its model."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file", path)
+    if path.suffix.lower() in IMPORT_SUFFIXES:
+        return import_xt_checkpoint(path).to(device).eval()
+    return load_safetensors(path, device)
+
+
+def load_zoo_model(name: str, device: str | torch.device = "cpu") -> XTModel:
+    """The model a zoo entry names; see :func:`load_model` for the errors."""
+    entry = find_entry(name)
+    if entry is None or entry.kind == "encoder":
+        raise _not_a_model(name)
+    if entry.kind == "preset":
+        return build_model(entry.xt_config(), pretrained=False).to(device).eval()
+    path = entry.weights.path()
+    if path is None or not path.is_file():
+        fix = ("reinstall napari-xt, or run scripts/make_demo_models.sh in a source checkout" if entry.kind == "demo"
+               else "register the file again where it now is")
+        raise CheckpointError(f"{entry.kind} model {name!r}: its weights file {path} is missing ({fix})", path)
+    return load_model_file(path, device)
+
+
+def _not_a_model(name: str) -> UnknownModel:
+    """The error for a name that is no model in the zoo: an encoder (with the train hint) or unknown."""
+    entry = find_entry(name)
+    encoder = (entry is not None and entry.kind == "encoder") or name in list_region_encoders() \
+        or name.startswith(ENCODER_SPEC_PREFIXES)
+    return EncoderIsNotAModel(name, known_names()) if encoder else UnknownModel(name, known_names())
+
+
+def describe_config(name_or_path: str | os.PathLike[str]) -> XTConfig:
+    """The config of a zoo model or a model file without building the model (released files: inferred from keys)."""
+    if not isinstance(name_or_path, os.PathLike) and is_model_name(str(name_or_path)):
+        name = str(name_or_path)
+        entry = find_entry(name)
+        if entry is None or entry.kind == "encoder":
+            raise _not_a_model(name)
+        if entry.kind == "preset" or (entry.kind == "demo" and entry.config):
+            return entry.xt_config()
+        path = entry.weights.path()
+        if path is None:
+            raise CheckpointError(f"{entry.kind} model {name!r} has no weights file")
+        return describe_config(path)
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file", path)
+    if path.suffix.lower() in IMPORT_SUFFIXES:
+        from .xt_import import infer_config, load_released_state_dict
+
+        return infer_config(load_released_state_dict(path), name=path.stem)
+    return read_config(path)
+
+
+__all__ = [
+    "CONFIG_KEY", "DEMO_MODELS", "ENCODER_SPEC_PREFIXES", "FORMAT_VERSION", "IMPORT_SUFFIXES", "PRESETS",
+    "VERSION_KEY", "CheckpointError", "check_state_dict", "demo_model_path", "describe_config", "is_model_name",
+    "list_demo_models", "list_presets", "load_model", "load_model_file", "load_zoo_model", "read_config",
+    "save_model",
+]

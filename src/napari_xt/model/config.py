@@ -72,9 +72,10 @@ class XTConfig:
         need(0 <= self.region_overlap < self.region_size, "region_overlap must be in [0, region_size)")
         need(self.sub_region_size <= self.region_size, "sub_region_size must be <= region_size")
         need(self.pad_mode in PAD_MODES, f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
-        need(len(self.mean) == self.in_chans and len(self.std) == self.in_chans,
-             f"mean/std need {self.in_chans} values (in_chans), got {len(self.mean)}/{len(self.std)}")
-        need(all(s > 0 for s in self.std), "std values must be > 0")
+        mean, std = self.mean or [], self.std or []  # filled in by __post_init__
+        need(len(mean) == self.in_chans and len(std) == self.in_chans,
+             f"mean/std need {self.in_chans} values (in_chans), got {len(mean)}/{len(std)}")
+        need(all(s > 0 for s in std), "std values must be > 0")
         need(self.pixel_size is None or self.pixel_size > 0, "pixel_size must be > 0 or None")
         need(isinstance(self.heads, dict) and all(isinstance(v, dict) for v in self.heads.values()),
              "heads must map head name -> dict of options")

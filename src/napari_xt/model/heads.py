@@ -52,7 +52,7 @@ class ClassificationHead(Head):
 
 # -- dense heads -----------------------------------------------------------------------------------------------------
 class FPNFuse(nn.Module):
-    """Project the context tokens (as a map) and every encoder stage down to ``dim``; fuse top-down to ``out_stride``."""
+    """Project the context tokens (as a map) and every encoder stage to ``dim``; fuse top-down to ``out_stride``."""
 
     def __init__(self, in_dim: int, channels: Sequence[int], reductions: Sequence[int], dim: int,
                  out_stride: int | None = None) -> None:
@@ -117,7 +117,9 @@ class DetectionHead(Head):
         self.heatmap = branch(self.num_classes)
         self.size = branch(2)
         self.offset = branch(2)
-        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior) / prior))
+        last = self.heatmap[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.constant_(last.bias, -math.log((1 - prior) / prior))
 
     def forward(self, maps: Sequence[torch.Tensor], context_map: torch.Tensor,
                 out_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
@@ -193,7 +195,7 @@ def decode_detections(
     off, sz = offset.float(), size.float()
     y = (cy + off[0, cy, cx]) * stride + oy
     x = (cx + off[1, cy, cx]) * stride + ox
-    out = {
+    out: dict[str, np.ndarray] = {
         "y": y.cpu().numpy().astype(np.float32),
         "x": x.cpu().numpy().astype(np.float32),
         "h": sz[0, cy, cx].clamp_min(0).cpu().numpy().astype(np.float32),

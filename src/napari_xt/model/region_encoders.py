@@ -15,12 +15,15 @@ import logging
 import socket
 import threading
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .registry import get_region_encoder_builder, list_region_encoders, register_region_encoder
+from .zoo import WeightSource, ZooEntry, register_entry
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,12 @@ def tiny(in_chans: int = 3, pretrained: bool = False, img_size: int | None = Non
     return RegionEncoder(TinyConvNet(in_chans, tuple(widths)), list(widths), [4, 8, 16, 32], name="tiny")
 
 
+register_entry(ZooEntry(
+    name="tiny", kind="encoder", group="small", tags=("convnet", "hierarchical"),
+    description="fast 4-stage conv net (~40k parameters, strides 4-32), random init only: demos, tests, CPUs",
+    config={"builder": "tiny", "widths": [16, 32, 48, 64]}, weights=WeightSource("random")))
+
+
 # -- timm backbones ------------------------------------------------------------------------------------------------
 def _warn(msg: str) -> None:
     log.warning(msg)
@@ -147,7 +156,7 @@ def _weights_cached(timm_name: str) -> bool:
             isinstance(try_to_load_from_cache(repo, fname), str)
             for fname in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
         )
-    except Exception:  # noqa: BLE001 - any failure just means "not known to be cached"
+    except Exception:  # any failure just means "not known to be cached"
         return False
 
 
@@ -159,15 +168,16 @@ def _create_timm(timm_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
         pretrained = False
     try:
         return timm.create_model(timm_name, features_only=True, pretrained=pretrained, **kwargs)
-    except Exception as err:  # noqa: BLE001 - a failed download must not stop the model from being built
+    except Exception as err:  # a failed download must not stop the model from being built
         if not pretrained:
             raise
         _warn(f"offline: random init for {timm_name} (download failed: {err})")
         return timm.create_model(timm_name, features_only=True, pretrained=False, **kwargs)
 
 
-def _timm_encoder(key: str, timm_name: str, native: int, sized: bool):
-    """Register ``key`` -> timm ``timm_name``; ``sized`` backbones get ``img_size`` (their position tables depend on it)."""
+def _timm_encoder(key: str, timm_name: str, native: int, sized: bool) -> Callable[..., RegionEncoder]:
+    """Register ``key`` -> timm ``timm_name``; ``sized`` backbones get ``img_size`` (their position tables depend on
+    it)."""
 
     def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None, **kwargs: Any) -> RegionEncoder:
         if img_size is not None and img_size % 32:
@@ -175,7 +185,7 @@ def _timm_encoder(key: str, timm_name: str, native: int, sized: bool):
         if sized and img_size is not None and img_size != native:
             kwargs.setdefault("img_size", img_size)
         model = _create_timm(timm_name, pretrained, in_chans=in_chans, **kwargs)
-        info = model.feature_info
+        info = cast(Any, model).feature_info  # timm FeatureInfo
         fmt = str(getattr(model, "output_fmt", "NCHW"))
         return RegionEncoder(
             model, info.channels(), info.reduction(), channels_last=fmt.endswith("NHWC"),
@@ -188,6 +198,7 @@ def _timm_encoder(key: str, timm_name: str, native: int, sized: bool):
     return build
 
 
+#: name -> (timm model name, native input px, whether ``img_size`` follows the sub-region size).
 TIMM_ENCODERS: dict[str, tuple[str, int, bool]] = {
     "swinv2_tiny": ("swinv2_tiny_window16_256", 256, True),
     "swinv2_small": ("swinv2_small_window16_256", 256, True),
@@ -200,8 +211,23 @@ TIMM_ENCODERS: dict[str, tuple[str, int, bool]] = {
     "hiera_small": ("hiera_small_224", 224, True),
     "hiera_base": ("hiera_base_224", 224, True),
 }
+#: Family -> (what it is, tags, licence of timm's default pretrained weights as its pretrained cfg states).
+_TIMM_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "swinv2": ("Swin Transformer V2 (shifted-window attention; the xT paper's encoder)",
+               ("transformer", "hierarchical"), "MIT"),
+    "convnext": ("ConvNeXt (modern conv net)", ("convnet", "hierarchical"), "Apache-2.0"),
+    "hiera": ("Hiera (hierarchical ViT, MAE-pretrained; weights non-commercial)", ("transformer", "hierarchical"),
+              "CC-BY-NC-4.0"),
+}
 for _key, (_timm_name, _native, _sized) in TIMM_ENCODERS.items():
     _timm_encoder(_key, _timm_name, _native, _sized)
+    _what, _tags, _licence = _TIMM_FAMILIES[_key.split("_")[0]]
+    register_entry(ZooEntry(
+        name=_key, kind="encoder", group="general", tags=_tags, licence=_licence,
+        description=f"{_what}, timm {_timm_name}; native input {_native} px, sub-regions multiples of 32",
+        config={"builder": "timm", "model_name": _timm_name, "img_size_follows_sub_region": _sized},
+        weights=WeightSource("timm", _timm_name), native_size=_native, mean=tuple(IMAGENET_MEAN),
+        std=tuple(IMAGENET_STD)))
 
 
 def create_region_encoder(name: str, in_chans: int = 3, pretrained: bool = False, **kwargs: Any) -> RegionEncoder:

@@ -5,56 +5,52 @@ time); each region is cut into *sub-regions* (what the region encoder sees); sub
 back into one feature map per region, whose coarsest scale gives the region's tokens. Every step here keeps the
 bookkeeping needed to map any output cell back to exact image pixels:
 
-* Tiling is the same at both levels (``RegionGrid``): tiles of ``size`` px at stride ``size - overlap``, starting at
-  0; the image is padded at the bottom/right only (so tile coordinates *are* image coordinates) up to
-  ``padded_shape``.
-* Where two tiles overlap, each *owns* the half of the overlap nearest to it (the earlier tile gets ``overlap // 2``
-  px). Stitching and cropping keep only owned pixels, so every image pixel comes from exactly one tile and results do
+* Tiling is the same at both levels (``RegionGrid``) and is the streaming plan's: :mod:`napari_xt.model.tiling`
+  (tiles of ``size`` px at stride ``size - overlap`` from 0, the last tile flush with the image's end, its start
+  snapped up to a multiple of ``align``). Padding happens at the bottom/right only (so tile coordinates *are* image
+  coordinates), and only where the image is smaller than a tile or the snapped last tile reaches past the end.
+* Where two tiles overlap, each *owns* its half of the overlap (split at the middle, snapped down to ``align``).
+  Stitching and cropping keep only owned pixels, so every image pixel comes from exactly one tile and results do
   not depend on tile order.
 * At a feature scale with stride ``f`` the owned boxes are divided by ``f``; this is exact when tile starts and
-  overlap halves are multiples of ``f`` (checked, with a clear error). The image/region extent itself need not be
-  divisible: the last cell covers a partial stride, so an extent of ``H`` px gives ``ceil(H / f)`` cells.
+  owned cuts are multiples of ``f`` (``align`` a multiple of ``f`` ensures it; otherwise a clear error). The
+  image/region extent itself need not be divisible: the last cell covers a partial stride, so an extent of ``H`` px
+  gives ``ceil(H / f)`` cells.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .tiling import owned_spans, tile_starts
+
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open, px
-
-
-def _starts(length: int, size: int, overlap: int) -> list[int]:
-    stride = size - overlap
-    n = 1 if length <= size else 1 + math.ceil((length - size) / stride)
-    return [i * stride for i in range(n)]
-
-
-def _owned(starts: list[int], size: int, overlap: int, length: int) -> list[tuple[int, int]]:
-    """Split [0, length) among tiles: tile i owns up to overlap//2 px into its overlap with tile i + 1."""
-    cuts = [0] + [s + overlap // 2 for s in starts[1:]] + [length]
-    return [(cuts[i], min(cuts[i + 1], length)) for i in range(len(starts))]
 
 
 @dataclass(frozen=True)
 class RegionGrid:
     """Tiles of ``region_size`` px overlapping by ``overlap`` px that cover ``image_shape`` (H, W), row-major.
 
-    Used for both levels: regions over an image and sub-regions over a region.
+    Used for both levels: regions over an image and sub-regions over a region. ``align`` (a divisor of the stride)
+    is the feature stride the tiles' outputs must paste at exactly: tile starts and owned cuts are multiples of it.
+    With ``align=1`` the grid is exactly the streaming plan's.
     """
 
     image_shape: tuple[int, int]
     region_size: int
     overlap: int = 0
+    align: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", (int(self.image_shape[0]), int(self.image_shape[1])))
         if self.region_size <= 0 or not 0 <= self.overlap < self.region_size:
             raise ValueError(f"need 0 <= overlap ({self.overlap}) < size ({self.region_size})")
+        if self.align <= 0 or self.stride % self.align:
+            raise ValueError(f"the stride {self.stride} must be a multiple of align {self.align}")
         if min(self.image_shape) <= 0:
             raise ValueError(f"empty image shape {self.image_shape}")
 
@@ -64,11 +60,11 @@ class RegionGrid:
 
     @property
     def y_starts(self) -> list[int]:
-        return _starts(self.image_shape[0], self.region_size, self.overlap)
+        return tile_starts(self.image_shape[0], self.region_size, self.stride, self.align)
 
     @property
     def x_starts(self) -> list[int]:
-        return _starts(self.image_shape[1], self.region_size, self.overlap)
+        return tile_starts(self.image_shape[1], self.region_size, self.stride, self.align)
 
     @property
     def rows(self) -> int:
@@ -83,6 +79,7 @@ class RegionGrid:
 
     @property
     def padded_shape(self) -> tuple[int, int]:
+        """The extent the tiles span: the image itself unless it is smaller than a tile or ``align`` > 1."""
         return (self.y_starts[-1] + self.region_size, self.x_starts[-1] + self.region_size)
 
     def row_col(self, index: int) -> tuple[int, int]:
@@ -98,8 +95,8 @@ class RegionGrid:
     def owned_boxes(self) -> list[Box]:
         """The image px each tile owns (disjoint, covering the image exactly, clipped to it)."""
         h, w = self.image_shape
-        ys = _owned(self.y_starts, self.region_size, self.overlap, h)
-        xs = _owned(self.x_starts, self.region_size, self.overlap, w)
+        ys = owned_spans(self.y_starts, self.region_size, h, self.align)
+        xs = owned_spans(self.x_starts, self.region_size, w, self.align)
         return [(y0, x0, y1, x1) for (y0, y1) in ys for (x0, x1) in xs]
 
 
@@ -131,9 +128,16 @@ def pad_to(image: torch.Tensor, shape: tuple[int, int], mode: str = "reflect", v
 
 
 def _unfold(x: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
-    """``[B, C, Hp, Wp]`` padded -> ``[B, n_tiles, C, s, s]`` row-major (one copy, no Python loop)."""
-    s, st = grid.region_size, grid.stride
-    tiles = x.unfold(2, s, st).unfold(3, s, st)  # [B, C, rows, cols, s, s]
+    """``[B, C, Hp, Wp]`` padded -> ``[B, n_tiles, C, s, s]`` row-major (one copy).
+
+    The last row/column of tiles is flush with the end, not on the regular stride, so tiles are gathered by index
+    (one advanced-indexing copy) rather than with ``Tensor.unfold``.
+    """
+    s = grid.region_size
+    ar = torch.arange(s, device=x.device)
+    iy = (torch.tensor(grid.y_starts, device=x.device)[:, None] + ar)  # [rows, s]
+    ix = (torch.tensor(grid.x_starts, device=x.device)[:, None] + ar)  # [cols, s]
+    tiles = x[:, :, iy[:, None, :, None], ix[None, :, None, :]]  # [B, C, rows, cols, s, s]
     b, c = x.shape[:2]
     return tiles.permute(0, 2, 3, 1, 4, 5).reshape(b, grid.rows * grid.cols, c, s, s)
 
@@ -146,10 +150,14 @@ def cut_regions(images: torch.Tensor, grid: RegionGrid, pad_mode: str = "reflect
 
 
 def cut_sub_regions(
-    regions: torch.Tensor, sub_size: int, overlap: int = 0, pad_mode: str = "reflect", value: float = 0.0
+    regions: torch.Tensor, sub_size: int, overlap: int = 0, pad_mode: str = "reflect", value: float = 0.0,
+    align: int = 1,
 ) -> tuple[torch.Tensor, RegionGrid]:
-    """``[N, C, R, R']`` -> (``[N * T, C, S, S]`` region-major then row-major, the sub-region layout over a region)."""
-    layout = RegionGrid(tuple(regions.shape[-2:]), sub_size, overlap)
+    """``[N, C, R, R']`` -> (``[N * T, C, S, S]`` region-major then row-major, the sub-region layout over a region).
+
+    ``align``: the coarsest feature stride the sub-region maps will be stitched at (see :class:`RegionGrid`).
+    """
+    layout = RegionGrid((int(regions.shape[-2]), int(regions.shape[-1])), sub_size, overlap, align)
     tiles = _unfold(pad_to(regions, layout.padded_shape, pad_mode, value), layout)
     return tiles.flatten(0, 1), layout
 

@@ -127,15 +127,19 @@ class XTModel(nn.Module):
         if regions.dim() != 4 or regions.shape[1] != self.config.in_chans:
             raise ValueError(f"regions must be [N, {self.config.in_chans}, R, R], got {tuple(regions.shape)}")
         c = self.config
-        tiles, layout = cut_sub_regions(regions, c.sub_region_size, c.overlap, c.pad_mode)
+        # sub-region starts/cuts on the coarsest stride, so every stage's maps stitch exactly (see model/tiling.py)
+        align = math.gcd(c.sub_region_size - c.overlap, max(self.region_encoder.reductions))
+        tiles, layout = cut_sub_regions(regions, c.sub_region_size, c.overlap, c.pad_mode, align=align)
         if self.sub_batch and tiles.shape[0] > self.sub_batch:
             chunks = [self.region_encoder(t) for t in tiles.split(self.sub_batch)]
             feats = [torch.cat(parts) for parts in zip(*chunks)]
         else:
             feats = self.region_encoder(tiles)
-        maps = stitch_feature_maps(feats, layout)
+        stitched = stitch_feature_maps(feats, layout)
+        maps = [stitched] if isinstance(stitched, torch.Tensor) else stitched
         tokens = maps[-1].flatten(2).transpose(1, 2)
-        return RegionFeatures(tokens, tuple(maps[-1].shape[-2:]), maps, tuple(regions.shape[-2:]))
+        gh, gw = maps[-1].shape[-2:]
+        return RegionFeatures(tokens, (int(gh), int(gw)), maps, (int(regions.shape[-2]), int(regions.shape[-1])))
 
     def init_memory(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Memory:
         p = self._param()
@@ -197,6 +201,18 @@ class XTModel(nn.Module):
         return self.decode(feats, ctx), memory
 
     # -- whole images ------------------------------------------------------------------------------------------
+    def region_grid(self, image_shape: tuple[int, int]) -> RegionGrid:
+        """The regions ``forward`` cuts an image of ``image_shape`` (H, W) px into: the streaming plan's rule.
+
+        Starts and cuts are snapped to the finest encoder stride so stride-``f`` region outputs (detection maps)
+        paste exactly onto the image grid. Where the flush region's offset (``H - region_size``) and the overlap
+        midpoints already fall on that stride the grid is exactly ``make_plan``'s (same boxes, same cores); otherwise
+        the last region and its cut sit at most ``f - 1`` px further on (see tests/engine/test_tiling_equivalence.py).
+        """
+        c = self.config
+        align = math.gcd(c.region_size - c.region_overlap, min(self.region_encoder.reductions))
+        return RegionGrid(image_shape, c.region_size, c.region_overlap, align)
+
     def forward(self, images: torch.Tensor) -> dict:
         """``[B, C, H, W]`` normalised images, each one context window -> outputs on the image grid.
 
@@ -206,7 +222,7 @@ class XTModel(nn.Module):
         if images.dim() != 4 or images.shape[1] != self.config.in_chans:
             raise ValueError(f"images must be [B, {self.config.in_chans}, H, W], got {tuple(images.shape)}")
         b = images.shape[0]
-        grid = RegionGrid(tuple(images.shape[-2:]), self.config.region_size, self.config.region_overlap)
+        grid = self.region_grid((int(images.shape[-2]), int(images.shape[-1])))
         n = len(grid)
         regions = cut_regions(images, grid, self.config.pad_mode).flatten(0, 1)
         feats = self.encode_regions(regions)

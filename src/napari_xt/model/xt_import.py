@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, save_model
+from ..errors import CheckpointError
+from ._format import save_model, short_list
 from .config import XTConfig
 from .xt import XTModel, build_model
 
@@ -54,20 +55,21 @@ def load_released_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a released checkpoint safely and return its bare state dict (wrappers and prefixes removed)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: no such file", path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _unpickling_detail(str(err))
         if "global" not in detail.lower():
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({detail})") from None
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({detail})", path) from None
         raise CheckpointError(
             f"{path}: refused to load: the file asks to build Python objects beyond tensors and plain containers, "
             f"which could run code when unpickled ({detail}). If you trust it, re-save just its state dict with "
-            "torch.save({'state_dict': sd}, ...) and convert that."
+            "torch.save({'state_dict': sd}, ...) and convert that.", path
         ) from None
-    except Exception as err:  # noqa: BLE001 - zip/EOF/runtime errors of a corrupt file
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # zip/EOF/runtime errors of a corrupt file
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})",
+                              path) from None
     return unwrap_state_dict(obj, source=str(path))
 
 
@@ -199,11 +201,6 @@ def map_key(key: str) -> str | None:
     return None
 
 
-def _short(names: list[str], limit: int = 8) -> str:
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def load_released_weights(model: XTModel, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Map and load ``state`` strictly; any unknown, missing or mis-shaped key raises ``CheckpointError``."""
     expected = model.state_dict()
@@ -221,11 +218,11 @@ def load_released_weights(model: XTModel, state: Mapping[str, torch.Tensor], sou
                     for k, t in mapped.items() if t.shape != expected[k].shape)
     problems = []
     if unknown:
-        problems.append(f"unknown keys: {_short(sorted(unknown))}")
+        problems.append(f"unknown keys: {short_list(sorted(unknown))}")
     if shapes:
-        problems.append(f"shape mismatches: {_short(shapes)}")
+        problems.append(f"shape mismatches: {short_list(shapes)}")
     if missing:
-        problems.append(f"keys the model needs but the file lacks: {_short(missing)}")
+        problems.append(f"keys the model needs but the file lacks: {short_list(missing)}")
     if problems:
         raise CheckpointError(f"{source}: does not match the architecture inferred from it; " + "; ".join(problems))
     model.load_state_dict(mapped, strict=True)
@@ -237,7 +234,7 @@ def import_xt_state_dict(state: Mapping[str, torch.Tensor], image_size: int | No
     config = infer_config(state, image_size, region_size, name=name)
     try:
         model = build_model(config, pretrained=False)
-    except Exception as err:  # noqa: BLE001 - a geometry the encoder cannot honour, etc.
+    except Exception as err:  # a geometry the encoder cannot honour, etc.
         raise CheckpointError(f"{source}: cannot build the inferred model: {err}") from err
     load_released_weights(model, state, source)
     return model.float().eval()

@@ -20,8 +20,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..engine.options import Roi
 
 
 class AnnotationError(ValueError):
@@ -145,7 +149,7 @@ class DetectionAnnotations:
     cls: np.ndarray
     class_names: list[str] = field(default_factory=lambda: ["object"])
     class_colors: list[list[int]] = field(default_factory=list)
-    area: object = None
+    area: Roi | list[tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         self.y, self.x = np.asarray(self.y, float).reshape(-1), np.asarray(self.x, float).reshape(-1)
@@ -222,7 +226,7 @@ def points_from_geojson(path, class_names: list[str] | None = None) -> Detection
     ys, xs, hs, ws, names = [], [], [], [], []
     for f in feats:
         geom = (f or {}).get("geometry") or {}
-        kind, coords = geom.get("type"), geom.get("coordinates")
+        kind, coords = geom.get("type"), cast(Any, geom.get("coordinates"))  # JSON: checked by numpy below
         if kind == "Point":
             pts = np.asarray([coords], float)
         elif kind == "MultiPoint":

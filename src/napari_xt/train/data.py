@@ -23,6 +23,7 @@ from ..engine.mask import polygon_mask
 from ..engine.normalise import Normaliser
 from ..engine.plan import Plan, make_plan
 from ..engine.reader import read_region_pixels
+from ..io import LargeImage
 from .annotations import (
     AnnotationError,
     DetectionAnnotations,
@@ -37,7 +38,7 @@ IGNORE = -1  # segmentation target value that never enters the loss
 class TrainingImage:
     """One large image and what was annotated on it (any combination of the three kinds)."""
 
-    image: object  # napari_xt.io.LargeImage
+    image: LargeImage
     segmentation: SegmentationLabels | None = None
     detection: DetectionAnnotations | None = None
     image_class: ImageClass | None = None
@@ -80,6 +81,7 @@ class WindowSet:
     normalisers: list[Normaliser] = field(default_factory=list)
 
     def regions(self, ref: WindowRef):
+        """The regions of window id ``ref.window`` (plans are frozen and index windows by id)."""
         plan = self.plans[ref.image]
         return [plan.regions[i] for i in plan.windows[ref.window]]
 

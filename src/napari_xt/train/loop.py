@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..engine.normalise import Normaliser
 from ..engine.run import autocast_dtype, resolve_device
+from ..errors import OutputError
 from ..model import save_model
 from ..model.heads import decode_detections
 from ..model.xt import RegionFeatures
@@ -86,9 +88,9 @@ class Trainer:
         self.images, self.options = images, options
         out = Path(options.out)
         if out.suffix != ".safetensors":
-            raise ValueError(f"--out must end with .safetensors, got {out.name}")
+            raise OutputError(f"the model file must end with .safetensors, not {out.name}", out)
         if out.exists() and not options.overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+            raise OutputError(f"{out} exists", out, exists=True)
         self.out = out
         self.device = resolve_device(options.device)
         self.amp = autocast_dtype(options.precision, self.device)
@@ -134,8 +136,8 @@ class Trainer:
         parts = [checkpoint(run, x[i:i + 1], use_reentrant=False) for i in range(x.shape[0])]
         tokens = torch.cat([p[0] for p in parts])
         maps = [torch.cat([p[k] for p in parts]) for k in range(1, len(parts[0]))]
-        grid = tuple(maps[-1].shape[-2:])
-        return RegionFeatures(tokens, grid, maps, tuple(x.shape[-2:]))
+        grid = (int(maps[-1].shape[-2]), int(maps[-1].shape[-1]))
+        return RegionFeatures(tokens, grid, maps, (int(x.shape[-2]), int(x.shape[-1])))
 
     def _chunks(self, ref, rng, augment: bool):
         samples = iter_window(self.windows, ref, self.normalisers[ref.image], rng if augment else None,
@@ -215,7 +217,7 @@ class Trainer:
         correct = seen = 0
         for ref in self.val_refs:
             memory = model.init_memory(1, device=self.device)
-            token_sum, n_tokens = 0, 0
+            token_sum, n_tokens = torch.zeros((), device=self.device), 0
             for chunk in self._chunks(ref, None, augment=False):
                 outs, ctx, memory = self._forward_chunk(chunk, memory, grad=False)
                 token_sum = token_sum + ctx.reshape(-1, ctx.shape[-1]).float().sum(0)
@@ -231,7 +233,7 @@ class Trainer:
                 logits = model.classify(memory, (token_sum / max(n_tokens, 1))[None])
                 correct += int(int(logits.argmax(-1)) == label.index)
                 seen += 1
-        out = {}
+        out: dict[str, Any] = {}
         if seg is not None:
             out["miou"] = seg.miou()
             out["iou"] = [None if np.isnan(v) else round(float(v), 4) for v in seg.iou()]

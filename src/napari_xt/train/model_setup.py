@@ -11,14 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import XTConfig, build_model, load_model
+from ..palette import default_colors
 
-#: Colours for classes that come without any (class 0 first; napari shows class 0 transparent in Labels layers).
-PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
-           [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40]]
-
-
-def default_colors(n: int) -> list[list[int]]:
-    return [list(PALETTE[i % len(PALETTE)]) for i in range(n)]
+__all__ = ["data_statistics", "default_colors", "make_model"]  # default_colors: the project palette, for loop.py
 
 
 def data_statistics(image, channels: int) -> tuple[list[float], list[float]]:
@@ -50,7 +45,7 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
             old = cfg.heads.get(name)
             same = old is not None and old.get("type", name) == opts.get("type", name) and \
                 int(old.get("num_classes", -1)) == int(opts["num_classes"])
-            heads[name] = dict(old) if same else dict(opts)
+            heads[name] = dict(old) if same and old is not None else dict(opts)
         new_cfg = cfg.replace(heads=heads, class_names=class_names, class_colors=class_colors)
         if region_size:
             new_cfg = new_cfg.replace(region_size=int(region_size))

@@ -1,8 +1,8 @@
 """The "xT analysis" dock: pick an image and a model, Run / Cancel / Resume, watch regions appear.
 
 Thin by design: the :class:`~napari_xt.widget._panel.RunPanel`'s fields in, the fields of a
-:class:`~napari_xt.engine.predict.PredictRequest` out, handed to the :class:`Runner`; results are shown by
-:class:`Overlays`. Model lists come from the registry through ``engine.catalog``, loaded in a worker at start-up so
+:class:`~napari_xt.app.request.PredictRequest` out, handed to the :class:`Runner`; results are shown by
+:class:`Overlays`. Model lists come from the model zoo through ``app.catalog``, loaded in a worker at start-up so
 ``import torch`` never blocks the viewer.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from magicgui.widgets import Container
 from napari.qt.threading import create_worker
@@ -18,18 +19,22 @@ from napari.utils import notifications
 from qtpy.QtWidgets import QTabWidget
 from superqt.utils import qdebounced
 
-from ..engine import catalog
-from ..engine.layers import (
+from .._compat import keep_triton_out_without_cuda, partial_labels_refresh_supported
+from ..app import catalog
+from ..app.events import RegionDone, RegionFailed, RunFinished
+from ..app.layers import (
     default_store_path,
     layer_path,
     shapes_to_roi,
     unique_store_path,
     world_to_level0,
 )
+from ..app.request import PlanOptions, PredictRequest, RunOptions
 from ..engine.store import is_store
 from . import _fields as F
 from ._export import ExportButton
 from ._finetune import FinetuneTab
+from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
 from ._runner import Runner
@@ -44,6 +49,8 @@ class XTDock(Container):
 
     def __init__(self, napari_viewer, models_folder: str | None = None):
         super().__init__(labels=False)
+        keep_triton_out_without_cuda()  # before any of this dock's workers imports timm (GL context exists already)
+        partial_labels_refresh_supported()  # probe napari's private API once; logs if whole-layer refreshes it is
         self.viewer = napari_viewer
         self.runner = Runner()
         self.overlays = Overlays(napari_viewer)
@@ -51,7 +58,8 @@ class XTDock(Container):
         self._infos: dict[str, catalog.ModelInfo] = {}
         self._previous_model: str | None = None
         self._out_auto, self._setting_out = True, False
-        self._run_layer = self._run_info = None
+        self._run_layer: Any = None
+        self._run_info: catalog.ModelInfo | None = None
         self._t_start, self._done_start = 0.0, 0
         self._read_warned = False
         self._browse_worker = None
@@ -234,7 +242,7 @@ class XTDock(Container):
         notifications.show_error(message)
         self._update_buttons()
 
-    def _request(self, resume: bool) -> tuple[dict, object] | None:
+    def _request(self, resume: bool) -> tuple[PredictRequest, object] | None:
         layer, info = self.image.value, self._infos.get(self.model.value)
         if layer is None:
             self._notify_error("There is no image to analyse: open an image (File > Open) or a sample first.")
@@ -249,15 +257,22 @@ class XTDock(Container):
                 self._notify_error(f"The Shapes layer {self.roi.value.name!r} has no polygon or rectangle; draw one "
                                    "or choose 'whole image'.")
                 return None
-        # the fields of engine.predict.PredictRequest (made in the worker: that module imports torch)
-        request = {
-            "image": layer_path(layer) or f"layer:{layer.name}", "model": info.key, "out": str(self.out.value),
-            "device": self.device.value or "cpu", "precision": self.precision.value,
-            "batch_size": self.batch_size.value, "level": self.resolution.value,
-            "region_size": self.region_size.value, "context": self.context.value,
-            "window_size": self.window_size.value, "roi": roi, "use_mask": self.use_mask.value, "resume": resume,
-            "focus": world_to_level0(layer, F.camera_center(self.viewer)),
-        }
+        level = self.resolution.value
+        plan = PlanOptions(
+            mpp=(self.mpp.value or None) if level is None else None, level=level,
+            region_size=self.region_size.value, overlap=self.overlap.value, context=self.context.value,
+            window_size=self.window_size.value, order=self.order.value,
+            roi=None if roi is None else tuple((float(y), float(x)) for y, x in roi), use_mask=self.use_mask.value,
+            focus=world_to_level0(layer, F.camera_center(self.viewer)),
+        )
+        run = RunOptions(
+            device=self.device.value or "cpu", precision=self.precision.value, batch_size=self.batch_size.value,
+            prefetch=self.prefetch.value, read_workers=self.read_workers.value,
+            score_threshold=float(self.min_score.value), max_detections_per_region=self.max_detections.value,
+            probabilities=self.probabilities.value,
+        )
+        request = PredictRequest(image=layer_path(layer) or f"layer:{layer.name}", model=info.key,
+                                 out=str(self.out.value), plan=plan, run=run, resume=resume)
         return request, layer
 
     def start(self, _=None) -> None:
@@ -283,11 +298,11 @@ class XTDock(Container):
         if built is None:
             return
         request, layer = built
-        self._run_layer, self._run_info = layer, self._infos[request["model"]]
+        self._run_layer, self._run_info = layer, self._infos[request.model]
         self._read_warned = False
         self.status.value = "opening the image and loading the model…"
         self.runner.start(request, layer)
-        self.overlays.reserve(request["out"], layer, self._run_info)  # while the worker prepares
+        self.overlays.reserve(request.out, layer, self._run_info)  # while the worker prepares
 
     def cancel(self, _=None) -> None:
         self.runner.cancel()
@@ -307,16 +322,17 @@ class XTDock(Container):
                 self.score_class.reset_choices()
                 self.score_class.value = chosen if chosen in self.score_class.choices else None
             self._show_scores()
-        if self.runner.request["resume"] and self.overlays.points is not None:
+        if self.runner.request is not None and self.runner.request.resume and self.overlays.points is not None:
             self.overlays.load_existing_detections(run.store.detections())
         self._t_start, self._done_start = time.perf_counter(), run.n_done
         self.status.value = F.format_status(run.n_done, run.n_total, None, "running")
 
-    def _on_region(self, payload) -> None:
-        self.overlays.add_region(payload)
-        if payload.error and not self._read_warned:
+    def _on_region(self, payload: RegionDone | RegionFailed) -> None:
+        if isinstance(payload, RegionDone):
+            self.overlays.add_region(payload)
+        elif not self._read_warned:
             self._read_warned = True
-            notifications.show_warning(f"A region could not be read and was skipped: {payload.error}")
+            notifications.show_warning(f"A region could not be read and was skipped: {payload.reason}")
         elapsed = time.perf_counter() - self._t_start
         rate = (payload.n_done - self._done_start) / elapsed if elapsed > 0 else None
         self.status.value = F.format_status(payload.n_done, payload.n_total, rate, "running")
@@ -328,7 +344,7 @@ class XTDock(Container):
     def _show_scores(self) -> None:
         self.top_classes.value = self.overlays.scores.top_html()
 
-    def _on_ended(self, end) -> None:
+    def _on_ended(self, end: RunFinished) -> None:
         self.overlays.release()  # cancelled before the run started: its layer never got a store
         if self.runner.layout is not None:
             self.overlays.scores.set_final(end.image_scores)
@@ -336,18 +352,19 @@ class XTDock(Container):
         if self.runner.layout is not None:
             self._show_scores()
         s = end.summary
-        done, total = s.get("regions_done", 0), s.get("regions_total", 0)
-        store = Path(s.get("store", "")).name
-        self.status.value = F.format_status(done, total, s.get("regions_per_s"), end.status)
+        done, total, store = s.regions_done, s.regions_total, Path(s.store).name
+        self.status.value = F.format_status(done, total, s.regions_per_s, end.status)
         if end.status == "complete":
             notifications.show_info(f"xT analysis finished: {done} regions in {store}.")
         elif end.status == "cancelled":
             notifications.show_info(f"Cancelled: {done} of {total} regions are kept in {store}; Resume continues.")
         elif end.status == "failed":
-            notifications.show_error(f"{end.message} The {done} finished regions are kept in {store}; Resume "
+            message = describe(end.error) if end.error is not None else "The run failed."
+            notifications.show_error(f"{message} The {done} finished regions are kept in {store}; Resume "
                                      "continues from there.")
-        elif end.message:
-            notifications.show_warning(end.message)
+        elif s.regions_failed:
+            notifications.show_warning(f"{s.regions_failed} region(s) could not be read; the others are done. Resume "
+                                       "retries them.")
         self._update_buttons()
 
     def _on_failed(self, message: str) -> None:

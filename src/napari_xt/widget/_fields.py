@@ -15,18 +15,17 @@ NO_ROI = None
 def warm_imports() -> None:
     """Import, off the main thread, what napari imports lazily when the first Labels/Points layer is made (pandas,
     scikit-image's colour module, scipy): ~0.5 s that would otherwise stall the viewer at the first overlay."""
+    import contextlib
     import importlib
 
     for name in ("pandas", "skimage.color", "scipy.linalg"):
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
 
 
 def load_catalog(folder: str):
     """(catalog, infos of the models folder's checkpoints, sentences about the files skipped); for a worker."""
-    from ..engine import catalog
+    from ..app import catalog
 
     warm_imports()
     cat = catalog.load_catalog()
@@ -45,7 +44,7 @@ def models_folder_setting() -> str:
         from napari.settings import get_plugin_settings
 
         return str(get_plugin_settings("napari-xt").models.folder or "")
-    except Exception:  # noqa: BLE001 - older napari, plugin not registered (e.g. in a bare test): no folder
+    except Exception:
         return ""
 
 
@@ -67,7 +66,7 @@ def resolution_choices(layer) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = [("model default", None)]
     if layer is None:
         return out
-    from ..engine.layers import layer_pixel_size
+    from ..app.layers import layer_pixel_size
 
     levels = list(layer.data) if getattr(layer, "multiscale", False) else [layer.data]
     ps = layer_pixel_size(layer)

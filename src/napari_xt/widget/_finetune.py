@@ -1,6 +1,6 @@
 """The dock's "Fine-tune" tab: teach a model on the annotations painted in napari, without freezing the viewer.
 
-Train runs ``engine.finetune.training_events`` in a napari thread worker (progress also in the Activity dock) and
+Train runs ``app.finetune.training_events`` in a napari thread worker (progress also in the Activity dock) and
 relays each event: the status line and a small loss / validation curve update live. Stop asks the trainer to stop
 after the current window; the best checkpoint so far stays on disk. When training ends, the new model is added to
 the Run tab's model list and selected there.
@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -27,8 +28,8 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ..engine.finetune import FinetuneRequest, training_events
-from ..engine.layers import user_cache_dir
+from ..app.finetune import FinetuneRequest, training_events
+from ..app.layers import user_cache_dir
 
 FRESH = "__fresh__"
 
@@ -82,7 +83,8 @@ class FinetuneTab(Container):
         self.epochs = SpinBox(label="Epochs", value=10, min=1, max=1000)
         self.freeze = CheckBox(text="Freeze region encoder", value=False)
         self.zero_unlabelled = CheckBox(text="Label 0 = not annotated", value=True)
-        self.out = FileEdit(label="Save as", mode="w", filter="*.safetensors", value=self._default_out())
+        self.out = FileEdit(label="Save as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.safetensors",
+                            value=self._default_out())
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="Paint labels or add points on an image, then Train.")
@@ -136,7 +138,7 @@ class FinetuneTab(Container):
         if self.labels_layer.value is None and self.points.value is None:
             notifications.show_error("Fine-tune: choose a Labels layer or a Points layer with your annotations.")
             return None
-        out = Path(self.out.value)
+        out = Path(str(self.out.value))
         if out.suffix != ".safetensors":
             out = out.with_suffix(".safetensors")
         if out.exists():

@@ -17,6 +17,7 @@ import zarr
 from psygnal import Signal
 from superqt.utils import qthrottled
 
+from ..app.events import RegionDone, WindowScored
 from ._colors import class_colors
 from ._partial import show_regions
 from ._scores import ScoreMap
@@ -27,7 +28,7 @@ REFRESH_MS = 100  # <= 10 refreshes per second
 def open_label_levels(store_path: str | Path) -> list:
     """The store's label pyramid, read-only (a second handle: the writer keeps its own in the worker)."""
     root = Path(store_path) / "labels"
-    levels = []
+    levels: list = []
     while (root / str(len(levels)) / "zarr.json").is_file():
         levels.append(zarr.open_array(str(root / str(len(levels))), mode="r"))
     return levels
@@ -107,7 +108,7 @@ class Overlays:
         if levels:
             names = info.class_names or [f"class {i}" for i in range(2)]
             rgba = class_colors(names, info.class_colors)
-            colormap = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
+            colormap: dict[int | None, list[float]] = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
             colormap.update({i: c for i, c in enumerate(rgba) if i > 0})
             kwargs = {
                 "scale": tuple(scale * downsample),
@@ -164,15 +165,15 @@ class Overlays:
             self.flush()
 
     # -- feeding ---------------------------------------------------------------------------------------------------
-    def add_region(self, payload) -> None:
+    def add_region(self, payload: RegionDone) -> None:
         """Note one finished region (main thread); the layers catch up on the next throttled flush."""
         self._n_pending += 1
         self._cores.append(payload.core)
-        if payload.detections and len(payload.detections.get("y", ())):
-            self._pending.append(payload.detections)
+        if payload.detections is not None and len(payload.detections):
+            self._pending.append(payload.detections.as_table())
         self.flush_throttled()
 
-    def add_window(self, payload) -> None:
+    def add_window(self, payload: WindowScored) -> None:
         """Note one scored context window (main thread); the heat map catches up on the next throttled flush."""
         self.scores.add(payload)
         self.flush_throttled()

@@ -6,23 +6,31 @@ can later sit in a tab beside others (fine-tuning, export) without touching what
 
 from __future__ import annotations
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
     FileEdit,
     FloatSlider,
+    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
 )
+from superqt import QCollapsible
 
+from ..engine.options import ORDERS, RunOptions
 from . import _fields as F
+
+#: run and plan options most runs leave alone, in a collapsed "Advanced" section (every option stays reachable)
+ADVANCED_FIELDS = ("mpp", "overlap", "order", "probabilities", "max_detections", "prefetch", "read_workers")
 
 #: the panel's widgets, in order; the dock exposes each under the same name (``dock.model``, ``dock.run_button``…)
 FIELDS = ("image", "model", "model_info", "region_encoder", "context_encoder", "device", "precision", "batch_size",
           "resolution", "region_size", "context", "window_size", "use_mask", "roi", "out", "min_score",
-          "score_class", "run_button", "cancel_button", "resume_button", "status", "top_classes")
+          "score_class", "run_button", "cancel_button", "resume_button", "status", "top_classes",
+          *ADVANCED_FIELDS)
 
 
 class RunPanel(Container):
@@ -53,9 +61,12 @@ class RunPanel(Container):
         self.use_mask = CheckBox(text="Foreground only (skip empty background)", value=True)
         self.roi = ComboBox(label="Only inside", choices=lambda _w: F.roi_choices(source.viewer),
                             tooltip="First polygon or rectangle of a Shapes layer")
-        self.out = FileEdit(mode="w", filter="*.xt.zarr")
+        self.out = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.xt.zarr")
         self.out.label = "Results"
-        self.min_score = FloatSlider(label="Min score", value=0.3, min=0.0, max=1.0, step=0.05, visible=False)
+        defaults = RunOptions()
+        self.min_score = FloatSlider(label="Min score", value=defaults.score_threshold, min=0.0, max=1.0, step=0.05,
+                                     visible=False, tooltip="Detections scoring below this are not kept by the run "
+                                     "(and hidden when raised afterwards)")
         self.score_class = ComboBox(label="Heat map", choices=source.score_class_choices, visible=False,
                                     tooltip="The class whose window scores the heat map shows")
         self.run_button = PushButton(text="Run")
@@ -74,3 +85,22 @@ class RunPanel(Container):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(260)
         self.context.changed.connect(lambda v: setattr(self.window_size, "enabled", v == "window"))
+        self._add_advanced(defaults)
+
+    def _add_advanced(self, defaults: RunOptions) -> None:
+        self.mpp = FloatSpinBox(label="Pixel size", value=0.0, min=0.0, max=10000.0, step=0.25,
+                                tooltip="Analysis pixel size in the image's unit when Resolution is 'model default' "
+                                "(0: the model's own)")
+        self.overlap = SpinBox(label="Overlap", value=0, min=0, max=4096, step=16, tooltip="Region overlap in px")
+        self.order = ComboBox(label="Order", choices=list(ORDERS), tooltip="Order in which windows run")
+        self.probabilities = CheckBox(text="Store class probabilities", value=defaults.probabilities)
+        self.max_detections = SpinBox(label="Max objects", value=defaults.max_detections_per_region, min=1,
+                                      max=100000, tooltip="At most this many detections per region")
+        self.prefetch = SpinBox(label="Read ahead", value=defaults.prefetch, min=1, max=64,
+                                tooltip="Regions read ahead of the model")
+        self.read_workers = SpinBox(label="Read threads", value=defaults.read_workers, min=1, max=32)
+        self.advanced: Container = Container(widgets=[self.mpp, self.overlap, self.order, self.probabilities,
+                                           self.max_detections, self.prefetch, self.read_workers], labels=True)
+        self.advanced_section = QCollapsible("Advanced")
+        self.advanced_section.addWidget(self.advanced.native)
+        self.native.layout().addWidget(self.advanced_section)

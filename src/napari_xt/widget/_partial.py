@@ -4,8 +4,9 @@
 to the GPU: on a 2-core machine under Xvfb that kept the event loop busy ~40-60 ms per refresh, and as regions
 stream in it starved the worker too (regions/s doubled without it). A finished region only changes its own box, so
 this copies that box from the store into napari's current slice and uploads just that part, the route napari's own
-paint brush takes (``Labels.data_setitem`` → ``events.labels_update``). It leans on napari internals, so anything
-unexpected answers False and the caller falls back to ``refresh()``.
+paint brush takes (``Labels.data_setitem`` → ``events.labels_update``). It leans on napari internals, reached only
+through :mod:`napari_xt._compat` (probed once, asserted by a test on the pinned napari), so anything unexpected
+answers False and the caller falls back to ``refresh()``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import logging
 
 import numpy as np
 
+from .._compat import labels_slice, labels_texture, partial_labels_refresh_supported
+
 log = logging.getLogger(__name__)
 
 
 def _tile(layer):
     """(level array, tile origin (y, x) in that level's px, raw tile, view tile), or None when not applicable."""
-    sl = getattr(layer, "_slice", None)
-    si = getattr(layer, "_slice_input", None)
-    if sl is None or si is None or not layer.loaded or layer.contour > 0 or si.ndisplay != 2 or layer.ndim != 2:
+    found = labels_slice(layer)
+    if found is None:
+        return None
+    sl, si = found
+    if not layer.loaded or layer.contour > 0 or si.ndisplay != 2 or layer.ndim != 2:
         return None
     if tuple(si.order) != (0, 1) or sl.empty:
         return None
@@ -44,6 +49,8 @@ def show_regions(layer, cores) -> bool:
     the level pixels ``[ceil(y0 / 2**L), ceil(y1 / 2**L))``. Returns False, having changed nothing visible, when the
     layer is not in a state this understands.
     """
+    if not partial_labels_refresh_supported():
+        return False
     try:
         found = _tile(layer)
         if found is None:
@@ -63,7 +70,7 @@ def show_regions(layer, cores) -> bool:
         for ty0, tx0, block in updates:
             h, w = block.shape
             raw[ty0:ty0 + h, tx0:tx0 + w] = block
-            texture = layer.colormap._data_to_texture(block)
+            texture = labels_texture(layer, block)
             view[ty0:ty0 + h, tx0:tx0 + w] = texture
             layer.events.labels_update(data=texture, offset=(ty0, tx0))
         return True

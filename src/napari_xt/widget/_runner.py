@@ -1,4 +1,4 @@
-"""Worker wiring: prepare a run in one napari thread worker, stream it in another, report back on the main thread.
+"""Worker wiring: prepare a run in one napari thread worker, stream its events in another, report on the main thread.
 
 Two workers because the progress bar in napari's Activity dock needs its total up front, and the total (regions
 still to do) is only known once the image is opened, the model loaded and the plan made, which must not happen on
@@ -8,11 +8,26 @@ the main thread either. All signals here are emitted on the main thread (worker 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from napari.qt.threading import create_worker
 from psygnal import Signal
 
-from ..engine import session
+from ..app import session
+from ..app.driver import PreparedRun
+from ..app.events import (
+    RegionDone,
+    RegionFailed,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    ScoreLayout,
+    WindowScored,
+)
+from ..app.request import PredictRequest
+from ._messages import describe
 
 log = logging.getLogger(__name__)
 
@@ -20,24 +35,24 @@ log = logging.getLogger(__name__)
 class Runner:
     """One run at a time: ``start`` → ``prepared`` → (``region`` | ``window``)* → ``ended``; or ``failed`` alone."""
 
-    prepared = Signal(object)  # the InferenceRun, before the first region (``layout``: its heat-map layout)
-    region = Signal(object)  # RegionPayload
-    window = Signal(object)  # WindowPayload (classification heads)
-    ended = Signal(object)  # RunEnd
+    prepared = Signal(object)  # the engine's InferenceRun, before the first region (``layout``: its heat-map layout)
+    region = Signal(object)  # RegionDone | RegionFailed
+    window = Signal(object)  # WindowScored (classification heads)
+    ended = Signal(object)  # RunFinished
     failed = Signal(str)  # a sentence: nothing ran (bad input) or the workers broke
     state_changed = Signal(str)
 
-    def __init__(self):
-        self.run = None
-        self.layout: session.ScoreLayout | None = None
-        self.request = None
+    def __init__(self) -> None:
+        self.run: Any = None  # the engine's InferenceRun (typed in app.driver; the widget does not import engine.run)
+        self.layout: ScoreLayout | None = None
+        self.request: PredictRequest | None = None
         self.state = "idle"  # idle | preparing | running | cancelling
-        self.progress = None  # napari progress bar of the stream (Activity dock)
-        self._model_key = None
-        self._model = None  # kept so Resume of a random-init preset continues with the very same weights
-        self._prep_worker = None
-        self._worker = None
-        self._gen = None
+        self.progress: Any = None  # napari progress bar of the stream (Activity dock)
+        self._model_key: str | None = None
+        self._model: Any = None  # kept so Resume of a random-init preset continues with the very same weights
+        self._prep_worker: Any = None
+        self._worker: Any = None
+        self._gen: Iterator[RunEvent] | None = None
         self._cancel_requested = False
         self._done_start = 0
 
@@ -50,12 +65,12 @@ class Runner:
         self.state = state
         self.state_changed.emit(state)
 
-    def start(self, request: dict, layer) -> None:
-        """Prepare and run ``request`` (the fields of a PredictRequest) on ``layer`` in napari thread workers."""
+    def start(self, request: PredictRequest, layer: Any) -> None:
+        """Prepare and run ``request`` on ``layer`` in napari thread workers."""
         if self.busy:
             raise RuntimeError("a run is already going; cancel it first")
         self.request, self.run, self.layout, self._cancel_requested = request, None, None, False
-        model = self._model if self._model_key == request["model"] else None
+        model = self._model if self._model_key == request.model else None
         self._set_state("preparing")
         worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True,
                                _progress={"desc": "xT: opening image, loading model"})
@@ -73,7 +88,7 @@ class Runner:
             self.run.cancel()
             self._set_state("cancelling")
 
-    def prioritise(self, point) -> None:
+    def prioritise(self, point: tuple[float, float]) -> None:
         if self.state == "running" and self.run is not None:
             self.run.prioritise(point)
 
@@ -83,21 +98,21 @@ class Runner:
         if not isinstance(err, ValueError):
             log.error("preparing the run failed", exc_info=err)
         self._set_state("idle")
-        self.failed.emit(session.friendly_error(err))
+        self.failed.emit(describe(err))
 
-    def _on_prepared(self, prepared: session.Prepared) -> None:
+    def _on_prepared(self, prepared: PreparedRun) -> None:
         self._prep_worker = None
         run = prepared.run
-        self._model_key, self._model = self.request["model"], prepared.model
-        self.run, self.layout = run, prepared.scores
+        assert self.request is not None
+        self._model_key, self._model = self.request.model, prepared.model
+        self.run, self.layout = run, prepared.layout
         if self._cancel_requested:
             self._set_state("idle")
-            self.ended.emit(session.RunEnd("cancelled", {"store": str(run.store.path), "regions_done": run.n_done,
-                                                          "regions_total": run.n_total}))
+            self.ended.emit(RunFinished("cancelled", _short_summary(run)))
             return
         self.prepared.emit(run)
         remaining = max(1, run.n_total - run.n_done)
-        self._gen = session.stream(run, prepared.scores)
+        self._gen = session.stream(prepared)
         worker = create_worker(_relay, self._gen, _ignore_errors=True,
                                _progress={"total": remaining, "desc": f"xT: {run.store.path.name}"})
         # napari counts every yield; ours include window scores, re-encoded context regions and the end: count
@@ -112,48 +127,56 @@ class Runner:
         self._set_state("running")
         worker.start()
 
-    def _on_yielded(self, item) -> None:
-        if isinstance(item, session.RunEnd):
-            self._finish(item)
-        elif isinstance(item, session.WindowPayload):
-            self.window.emit(item)
-        else:
-            self.region.emit(item)
+    def _on_yielded(self, event: RunEvent) -> None:
+        if isinstance(event, RunFinished):
+            self._finish(event)
+        elif isinstance(event, WindowScored):
+            self.window.emit(event)
+        elif isinstance(event, RegionDone | RegionFailed):
+            self.region.emit(event)
             # last: napari's progress bar runs a nested event loop on update, which may deliver the next items
             bar = self.progress
             if bar is not None:
-                step = min(item.n_done - self._done_start, bar.total) - bar.n
+                step = min(event.n_done - self._done_start, bar.total) - bar.n
                 if step > 0:
                     bar.update(step)
+        elif not isinstance(event, RunStarted):
+            log.debug("unexpected event %r", event)
 
-    def _finish(self, end) -> None:
+    def _finish(self, end: RunFinished) -> None:
         self._worker, self._gen = None, None
         self._set_state("idle")
         self.ended.emit(end)
 
-    def _on_stream_error(self, err: BaseException) -> None:  # stream() catches everything; this is a safety net
+    def _on_stream_error(self, err: BaseException) -> None:  # events() catches everything; this is a safety net
         log.error("the run worker failed", exc_info=err)
-        self._finish(session.RunEnd("failed", {}, session.friendly_error(err)))
+        self._finish(RunFinished("failed", _short_summary(self.run), err))
 
     def _on_aborted(self) -> None:
         """The worker was stopped from outside (napari's task status / Activity dock): end the run cleanly."""
         run, gen = self.run, self._gen
         if run is not None:
             run.cancel()
-        if gen is not None:
+        if gen is not None and hasattr(gen, "close"):
             try:
                 gen.close()  # closes the engine's iterator: its read-ahead threads stop
             except Exception:
                 log.debug("closing the stream failed", exc_info=True)
-        summary = {"store": str(run.store.path), "regions_done": run.n_done, "regions_total": run.n_total} if run \
-            else {}
-        self._finish(session.RunEnd("cancelled", summary))
+        self._finish(RunFinished("cancelled", _short_summary(run)))
 
     def wait_idle_workers(self) -> list:
         """Workers still alive (tests and shutdown use it)."""
         return [w for w in (self._prep_worker, self._worker) if w is not None]
 
 
-def _relay(gen):
+def _short_summary(run: Any) -> RunSummary:
+    """The summary of a run that ended without the driver's finish (cancelled before it started, aborted)."""
+    if run is None:
+        return RunSummary("", 0, 0, 0, 0, 0, True, 0.0, "", "")
+    return RunSummary(str(run.store.path), run.n_total, run.n_done, run.n_done - run.n_done_at_start,
+                      len(run.plan.skipped), run.n_failed, True, 0.0, str(run.device), run.options.precision)
+
+
+def _relay(gen: Iterator[RunEvent]) -> Iterator[RunEvent]:
     """A generator function for ``create_worker`` around a generator object the runner keeps (to close it)."""
     yield from gen

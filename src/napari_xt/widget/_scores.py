@@ -1,7 +1,7 @@
 """Classification output: a window-score heat map over the image and the image's top classes.
 
 A classification head scores each context window. The heat map is a napari Image layer of one float per raster cell,
-built from the worker's :class:`~napari_xt.engine.session.ScoreLayout` (a raster of window ids): repainting it is one
+built from the worker's :class:`~napari_xt.app.events.ScoreLayout` (a raster of window ids): repainting it is one
 lookup ``scores[window_map]``, whatever the number of windows, so it can follow the throttled refresh of the other
 overlays. The top classes are the mean of the windows scored so far while the run goes, and the store's image scores
 once it is complete (the engine computes them the same way, over every window in the store).
@@ -45,15 +45,16 @@ class ScoreMap:
         scale = np.asarray(image_layer.scale, dtype=float)[-2:]
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         cell = layout.cell_level0
+        marker = {"store": str(store_path), "heat_map": True}
         kwargs = {
             "scale": tuple(scale * cell),
             # a cell covers `cell` image pixels from the image's top-left corner: put its centre on theirs
             "translate": tuple(translate + (cell - 1) / 2 * scale),
-            "metadata": {"napari_xt": {"store": str(store_path), "heat_map": True}},
+            "metadata": {"napari_xt": marker},
         }
         name = f"xT window scores [{Path(store_path).name}]"
         layer = next((lay for lay in self.viewer.layers
-                      if lay.metadata.get("napari_xt", {}) == kwargs["metadata"]["napari_xt"]), None)
+                      if lay.metadata.get("napari_xt", {}) == marker), None)
         if layer is not None:  # Resume: reuse the layer of this store
             self.layer = layer
             layer.data = self._heat

@@ -17,7 +17,8 @@ class GapMeter:
 
     def __init__(self, goal: float = 0.050):
         self.goal = goal
-        self.max_gap, self.last, self.ticks = 0.0, None, 0
+        self.max_gap, self.ticks = 0.0, 0
+        self.last: float | None = None
         self.long: list[tuple[float, float]] = []
         self.timer = QTimer()
         self.timer.setInterval(5)

@@ -13,11 +13,10 @@ def check_inputs(tokens: torch.Tensor, positions: torch.Tensor, in_dim: int) -> 
     """Raise a readable error when ``tokens``/``positions`` do not follow the ContextEncoder contract."""
     if tokens.dim() != 3 or tokens.shape[-1] != in_dim:
         raise ValueError(f"tokens must be [B, L, {in_dim}], got {tuple(tokens.shape)}")
-    if positions is not None:
-        if positions.dim() != 2 or positions.shape[-1] != 2 or positions.shape[0] != tokens.shape[1]:
-            raise ValueError(
-                f"positions must be [L, 2] with L={tokens.shape[1]} (row, col), got {tuple(positions.shape)}"
-            )
+    if positions is not None and (
+        positions.dim() != 2 or positions.shape[-1] != 2 or positions.shape[0] != tokens.shape[1]
+    ):
+        raise ValueError(f"positions must be [L, 2] with L={tokens.shape[1]} (row, col), got {tuple(positions.shape)}")
 
 
 def sincos_2d(positions: torch.Tensor, dim: int, dtype: torch.dtype, temperature: float = 10000.0) -> torch.Tensor:
@@ -45,7 +44,7 @@ def sinusoid_1d(distances: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.
     return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)
 
 
-def init_running_mean(batch: int, dim: int, device) -> dict[str, torch.Tensor]:
+def init_running_mean(batch: int, dim: int, device: torch.device | str | None) -> dict[str, torch.Tensor]:
     """Running (sum, count) of output tokens; the sum is kept in fp32 whatever the model dtype."""
     return {
         "sum": torch.zeros(batch, dim, device=device, dtype=torch.float32),

@@ -45,7 +45,7 @@ def _exact_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
         try:
             out, lse = _CPU_FLASH(q, k, v, 0.0, causal, scale=scale)[:2]
             return out, lse.unsqueeze(-1).to(out.dtype)
-        except Exception:  # noqa: BLE001 - private op: any signature/dtype/layout problem falls back below
+        except Exception:  # private op: any signature/dtype/layout problem falls back below
             pass
     n = q.shape[2]
     outs, lses = [], []
@@ -117,7 +117,7 @@ def _noncausal_lsh(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     proj = cfg.projections.to(device=q.device, dtype=q.dtype)
     q_idx = torch.sort(_gray_rank(q @ proj > 0), dim=2, stable=True).indices  # [b, h, n]
     k_idx = torch.sort(_gray_rank(k @ proj > 0), dim=2, stable=True).indices  # [b, h, m]
-    gather = lambda x, idx: x.gather(2, idx[..., None].expand(*idx.shape, x.shape[-1]))  # noqa: E731
+    gather = lambda x, idx: x.gather(2, idx[..., None].expand(*idx.shape, x.shape[-1]))
     qs, ks, vs = gather(q, q_idx), gather(k, k_idx), gather(v, k_idx)
 
     n_blocks = math.ceil(m / cfg.block_size)
@@ -165,7 +165,7 @@ def _causal_lsh(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
         q, k, v = (F.pad(x, (0, 0, 0, 1)) for x in (q, k, v))
     half = q.shape[2] // 2
     b = q.shape[0]
-    stack = lambda x: torch.cat([x[:, :, :half], x[:, :, half:]], dim=0)  # noqa: E731
+    stack = lambda x: torch.cat([x[:, :, :half], x[:, :, half:]], dim=0)
     o_d, l_d = _causal_lsh(stack(q), stack(k), stack(v), scale, cfg)
     o_off, l_off = _noncausal_lsh(q[:, :, half:], k[:, :, :half], v[:, :, :half], scale, cfg)
     o_low, l_low = _merge(o_d[b:], l_d[b:], o_off, l_off)

@@ -36,6 +36,9 @@ context (the CLS sees the last ``mem_len`` tokens).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -182,7 +185,9 @@ class HyperContextEncoder(ContextEncoder):
         self.lsh = LSHConfig(exact_max_len, lsh_block, lsh_samples, projections, lsh_seed)
 
     # -- memory ----------------------------------------------------------------------------------------------------
-    def init_memory(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None):
+    def init_memory(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         """``{"k", "v": [layers, B, heads, mem_len, head_dim], "length": [] long}`` (valid entries first)."""
         p = self.input_proj.weight
         device, dtype = device or p.device, dtype or p.dtype
@@ -193,7 +198,10 @@ class HyperContextEncoder(ContextEncoder):
             "length": torch.zeros((), device=device, dtype=torch.long),
         }
 
-    def _cached(self, memory, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layers(self) -> Iterable[HyperLayer]:
+        return cast("Iterable[HyperLayer]", self.layers)
+
+    def _cached(self, memory: dict[str, torch.Tensor], i: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = int(memory["length"])
         k, v = memory["k"][i, :, :, :n], memory["v"][i, :, :, :n]
         if self.detach_memory:
@@ -207,7 +215,9 @@ class HyperContextEncoder(ContextEncoder):
         return F.pad(kv, (0, 0, 0, pad)) if pad else kv
 
     # -- contract --------------------------------------------------------------------------------------------------
-    def forward(self, tokens: torch.Tensor, memory, positions: torch.Tensor):
+    def forward(
+        self, tokens: torch.Tensor, memory: dict[str, torch.Tensor], positions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if tokens.dim() != 3 or tokens.shape[-1] != self.in_dim:
             raise ValueError(f"tokens must be [B, L, {self.in_dim}], got {tuple(tokens.shape)}")
         if positions is None or tuple(positions.shape) != (tokens.shape[1], 2):
@@ -220,7 +230,7 @@ class HyperContextEncoder(ContextEncoder):
         x = self.input_proj(tokens)
         x = x + xt_sincos_2d(positions.to(x.device), self.hidden, x.dtype)[None]
         new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers()):
             k_prev, v_prev = self._cached(memory, i)
             x, k, v = layer.step(x, k_prev, v_prev, self.lsh)
             new_k.append(self._store(k, memory["k"]))
@@ -228,19 +238,19 @@ class HyperContextEncoder(ContextEncoder):
         length = torch.clamp(memory["length"] + tokens.shape[1], max=self.mem_len)
         return x, {"k": torch.stack(new_k), "v": torch.stack(new_v), "length": length}
 
-    def summarize(self, memory) -> torch.Tensor:
+    def summarize(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
         """The CLS read-out ``[B, hidden]``: ``cls_token`` (no position) through every layer, attending to the cached
         keys/values of that layer and to itself, i.e. the reference's CLS appended last to the causal sequence."""
         batch = memory["k"].shape[1]
         x = self.cls_token.to(self.input_proj.weight.dtype).expand(batch, 1, self.hidden)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers()):
             k_prev, v_prev = self._cached(memory, i)
             x, _, _ = layer.step(x, k_prev, v_prev, self.lsh)
         return x[:, 0]
 
 
 @register_context_encoder("hyper")
-def hyper(in_dim: int, **kwargs) -> HyperContextEncoder:
+def hyper(in_dim: int, **kwargs: Any) -> HyperContextEncoder:
     """xT Hyper: LLaMA-style causal transformer (hidden=256, layers=2, heads=hidden//128, mem_len=4096 tokens)."""
     return HyperContextEncoder(in_dim, **kwargs)
 

@@ -7,6 +7,8 @@ classification head) still works: fixed size, and streaming equals a whole-windo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,12 +25,16 @@ class IdentityContextEncoder(ContextEncoder):
         self.out_dim = int(out_dim or in_dim)
         self.proj = nn.Linear(self.in_dim, self.out_dim)
 
-    def init_memory(self, batch: int, device=None, dtype=None):
+    def init_memory(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sum [B, out_dim] fp32, count [] long)``: the running mean read by ``summarize``."""
         return (torch.zeros(batch, self.out_dim, device=device, dtype=torch.float32),
                 torch.zeros((), device=device, dtype=torch.long))
 
-    def forward(self, tokens: torch.Tensor, memory, positions: torch.Tensor):
+    def forward(
+        self, tokens: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         if tokens.dim() != 3 or tokens.shape[-1] != self.in_dim:
             raise ValueError(f"tokens must be [B, L, {self.in_dim}], got {tuple(tokens.shape)}")
         out = self.proj(tokens)
@@ -37,12 +43,12 @@ class IdentityContextEncoder(ContextEncoder):
         total = total.detach() + out.float().sum(1)
         return out, (total, count.detach() + tokens.shape[1])
 
-    def summarize(self, memory) -> torch.Tensor:
+    def summarize(self, memory: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         total, count = memory
         return (total / count.clamp_min(1)).to(self.proj.weight.dtype)
 
 
 @register_context_encoder("none")
-def none(in_dim: int, **kwargs) -> IdentityContextEncoder:
+def none(in_dim: int, **kwargs: Any) -> IdentityContextEncoder:
     """No context: Linear(in_dim, out_dim = in_dim); option ``out_dim``."""
     return IdentityContextEncoder(in_dim, **kwargs)

@@ -24,6 +24,9 @@ the global tokens of their final-LayerNormed states): the window-level embedding
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import torch
 from torch import nn
 
@@ -101,11 +104,17 @@ class LongformerLayer(nn.Module):
         """``g`` ``[..., G, H]`` plus the pooled attention output ``[..., G, H]``, then the FFN."""
         return self.feed_forward(g + self.drop(self.global_out(pooled.to(g.dtype))))
 
-    def forward(self, x, g, cache_k, cache_v, acc):
+    def forward(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        acc: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """x ``[B, L, H]``; g ``[B, L, G, H]`` (global states as of each token); caches ``[B, n_c, H]``."""
         b, L, H = x.shape
         n_c = cache_k.shape[1]
-        h, dh = self.heads, self.d_head
         xn = self.norm1(x)
         q = self._heads(self.q_proj(xn)).transpose(1, 2)  # [B, h, L, dh]
         k_new, v_new = self.kv_proj(xn).chunk(2, dim=-1)
@@ -142,7 +151,7 @@ class LongformerLayer(nn.Module):
         g = self.update_globals(g, pooled)
         return x, g, k_new, v_new, acc
 
-    def pooled_from_state(self, acc) -> torch.Tensor:
+    def pooled_from_state(self, acc: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Global attention output after the last token seen, ``[B, G, H]``, from the running state."""
         _, den, num = acc
         out = num / den.clamp_min(torch.finfo(den.dtype).tiny)[..., None]  # zero before any token
@@ -183,7 +192,9 @@ class LongformerContextEncoder(ContextEncoder):
         )
         self.norm = nn.LayerNorm(self.hidden)
 
-    def init_memory(self, batch: int, device=None, dtype=None):
+    def init_memory(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         dtype = dtype or torch.float32
         n, h, g, dh = self.n_layers, self.heads, self.n_global, self.hidden // self.heads
         f32 = torch.float32
@@ -196,7 +207,9 @@ class LongformerContextEncoder(ContextEncoder):
             "g_num": torch.zeros(n, batch, h, g, dh, device=device, dtype=f32),
         }
 
-    def forward(self, tokens: torch.Tensor, memory, positions: torch.Tensor):
+    def forward(
+        self, tokens: torch.Tensor, memory: dict[str, torch.Tensor], positions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_inputs(tokens, positions, self.in_dim)
         if memory["k"].shape[1] != tokens.shape[0]:
             raise ValueError(f"memory is for batch {memory['k'].shape[1]}, tokens have batch {tokens.shape[0]}")
@@ -207,7 +220,7 @@ class LongformerContextEncoder(ContextEncoder):
             x = x + sincos_2d(positions.to(x.device), self.hidden, x.dtype)[None]
         b, L, _ = x.shape
         g = self.global_tokens.to(x.dtype)[None, None].expand(b, L, -1, -1)
-        new = {"k": [], "v": [], "g_max": [], "g_den": [], "g_num": []}
+        new: dict[str, list[torch.Tensor]] = {"k": [], "v": [], "g_max": [], "g_den": [], "g_num": []}
         for i, layer in enumerate(self.layers):
             cache_k = mem["k"][i, :, self.window - n_c :]
             cache_v = mem["v"][i, :, self.window - n_c :]
@@ -222,24 +235,27 @@ class LongformerContextEncoder(ContextEncoder):
         new_memory["count"] = mem["count"] + L
         return out, new_memory
 
+    def _layers(self) -> Iterable[LongformerLayer]:
+        return cast("Iterable[LongformerLayer]", self.layers)
+
     def _push(self, cache: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """Append ``new`` ``[B, L, H]`` to a right-aligned cache ``[B, window, H]``, keep the last ``window``."""
         if self.window == 0:
             return cache
         return torch.cat([cache, new.to(cache.dtype)], dim=1)[:, -self.window :]
 
-    def summarize(self, memory) -> torch.Tensor:
+    def summarize(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final state of the global tokens after the last token seen (final LayerNorm, mean over global tokens)."""
         b = memory["k"].shape[1]
         g = self.global_tokens[None].expand(b, -1, -1)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers()):
             acc = (memory["g_max"][i], memory["g_den"][i], memory["g_num"][i])
             g = layer.update_globals(g, layer.pooled_from_state(acc))
         return self.norm(g).mean(dim=1)
 
 
 @register_context_encoder("longformer")
-def longformer(in_dim: int, **kwargs) -> LongformerContextEncoder:
+def longformer(in_dim: int, **kwargs: Any) -> LongformerContextEncoder:
     """Causal Longformer: hidden=256, layers=2, heads=4, window=512, n_global=1, dropout=0, ff_mult=4, pos_2d=True."""
     return LongformerContextEncoder(in_dim, **kwargs)
 

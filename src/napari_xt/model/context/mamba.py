@@ -33,6 +33,7 @@ memory that has already seen tokens raises :class:`StreamingNotSupportedError`.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +127,9 @@ def selective_scan_parallel(
     return y, h
 
 
-def _selective_scan_cuda(x, dt, A, B, C, h0):
+def _selective_scan_cuda(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``mamba_ssm`` fused kernel (zero initial state) plus the exact contribution of the carried state ``h0``."""
     u = x.transpose(1, 2).contiguous()  # [b, d, L]
     delta = dt.transpose(1, 2).contiguous()
@@ -231,12 +234,14 @@ class MambaMixer(nn.Module):
 class MambaBlock(nn.Module):
     """Pre-norm residual block ``x + mixer(norm(x))`` (names ``norm`` and ``mixer`` as in ``mamba_ssm``)."""
 
-    def __init__(self, d_model: int, norm_eps: float = 1e-5, **mixer_kwargs) -> None:
+    def __init__(self, d_model: int, norm_eps: float = 1e-5, **mixer_kwargs: Any) -> None:
         super().__init__()
         self.norm = RMSNorm(d_model, eps=norm_eps)
         self.mixer = MambaMixer(d_model, **mixer_kwargs)
 
-    def forward(self, x, conv_state, ssm_state):
+    def forward(
+        self, x: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out, conv_state, ssm_state = self.mixer(self.norm(x), conv_state, ssm_state)
         return x + out, conv_state, ssm_state
 
@@ -281,9 +286,14 @@ class MambaContextEncoder(ContextEncoder):
             for _ in range(self.n_layers)
         )
         self.norm_f = RMSNorm(self.d_model, eps=norm_eps)
-        self.d_inner, self.d_state, self.d_conv = self.layers[0].mixer.d_inner, d_state, d_conv
+        self.d_inner, self.d_state, self.d_conv = self._blocks()[0].mixer.d_inner, d_state, d_conv
 
-    def init_memory(self, batch: int, device=None, dtype=None):
+    def _blocks(self) -> list[MambaBlock]:
+        return [cast(MambaBlock, block) for block in self.layers]
+
+    def init_memory(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         dtype = dtype or torch.float32
         mem = {
             "conv": torch.zeros(self.n_layers, batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype),
@@ -292,7 +302,9 @@ class MambaContextEncoder(ContextEncoder):
         mem.update(init_running_mean(batch, self.d_model, device))
         return mem
 
-    def forward(self, tokens: torch.Tensor, memory, positions: torch.Tensor):
+    def forward(
+        self, tokens: torch.Tensor, memory: dict[str, torch.Tensor], positions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_inputs(tokens, positions, self.in_dim)
         if self.bidirectional and int(memory["count"]) > 0:
             raise StreamingNotSupportedError(
@@ -322,7 +334,7 @@ class MambaContextEncoder(ContextEncoder):
         total, count = update_running_mean(memory, out)
         return out, {"conv": torch.stack(new_conv), "ssm": torch.stack(new_ssm), "sum": total, "count": count}
 
-    def summarize(self, memory) -> torch.Tensor:
+    def summarize(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of every output token seen so far (running sum / count kept in memory)."""
         return running_mean(memory, self.norm_f.weight.dtype)
 
@@ -338,13 +350,13 @@ class BidirectionalMambaContextEncoder(MambaContextEncoder):
 
 
 @register_context_encoder("mamba")
-def mamba(in_dim: int, **kwargs) -> MambaContextEncoder:
+def mamba(in_dim: int, **kwargs: Any) -> MambaContextEncoder:
     """Causal Mamba: d_model=256, d_state=16, d_conv=4, expand=2, layers=2, scan='auto', chunk_size=128."""
     return MambaContextEncoder(in_dim, **kwargs)
 
 
 @register_context_encoder("mamba_bidirectional")
-def mamba_bidirectional(in_dim: int, **kwargs) -> BidirectionalMambaContextEncoder:
+def mamba_bidirectional(in_dim: int, **kwargs: Any) -> BidirectionalMambaContextEncoder:
     """Bidirectional Mamba (odd layers see the reversed window); whole windows only, ``causal = False``."""
     return BidirectionalMambaContextEncoder(in_dim, **kwargs)
 

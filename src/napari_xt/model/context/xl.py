@@ -19,6 +19,8 @@ outputs as feeding it whole (every token then sees every earlier token of the wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -136,7 +138,9 @@ class TransformerXLContextEncoder(ContextEncoder):
         )
         self.norm = nn.LayerNorm(self.hidden)
 
-    def init_memory(self, batch: int, device=None, dtype=None):
+    def init_memory(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         dtype = dtype or torch.float32
         mem = {
             "mems": torch.zeros(self.n_layers, batch, self.mem_len, self.hidden, device=device, dtype=dtype),
@@ -145,7 +149,9 @@ class TransformerXLContextEncoder(ContextEncoder):
         mem.update(init_running_mean(batch, self.hidden, device))
         return mem
 
-    def forward(self, tokens: torch.Tensor, memory, positions: torch.Tensor):
+    def forward(
+        self, tokens: torch.Tensor, memory: dict[str, torch.Tensor], positions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_inputs(tokens, positions, self.in_dim)
         mems = memory["mems"]
         if mems.shape[1] != tokens.shape[0]:
@@ -170,13 +176,13 @@ class TransformerXLContextEncoder(ContextEncoder):
         }
         return out, new_memory
 
-    def summarize(self, memory) -> torch.Tensor:
+    def summarize(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of every output token of the window so far (kept in memory as a running sum and count)."""
         return running_mean(memory, self.norm.weight.dtype)
 
 
 @register_context_encoder("transformer_xl")
-def transformer_xl(in_dim: int, **kwargs) -> TransformerXLContextEncoder:
+def transformer_xl(in_dim: int, **kwargs: Any) -> TransformerXLContextEncoder:
     """Transformer-XL: options hidden=256, layers=2, heads=4, mem_len=4096, dropout=0, ff_mult=4, pos_2d=True."""
     return TransformerXLContextEncoder(in_dim, **kwargs)
 

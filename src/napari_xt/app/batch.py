@@ -5,7 +5,7 @@ Why dask.distributed and not a home-made pool: the same code runs on a laptop (`
 (``dask scheduler`` + ``dask worker``), and users get the dask dashboard for free.
 
 This module is the client side: start or join a cluster, submit one task per image (:mod:`._batch_task`, which
-receives an image *path* and a plain dict of :class:`~.predict.PredictRequest` fields), gather records as images
+receives an image *path* and the batch's :class:`~.request.PredictRequest`), gather records as images
 finish and keep the manifest current. Finished images are skipped and partial ones resumed, so re-running the same
 command after a crash, a pre-emption or a fix is always the right move.
 """
@@ -21,10 +21,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ._batch_task import cached_model, describe, process_image, warm_up, worker_device
+from ._batch_task import Describe, cached_model, plain_description, process_image, warm_up, worker_device
 from ._inputs import InputItem, expand_inputs, store_paths
 from ._manifest import SUCCESS, count_statuses, make_record, now_iso, write_manifest
+from .request import PredictRequest
 
 __all__ = ["BatchResult", "cached_model", "connect", "default_workers", "expand_inputs", "process_image",
            "run_batch", "worker_device"]
@@ -55,7 +57,7 @@ def gpu_count() -> int:
         import torch
 
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - a broken CUDA install means "no GPU" here, the run says more
+    except Exception:
         return 0
 
 
@@ -68,7 +70,7 @@ def default_workers(device: str, n_gpus: int, cpus: int | None) -> int:
 
 @contextlib.contextmanager
 def connect(scheduler: str = "local", workers: int | None = None, threads_per_worker: int = 1,
-            device: str = "auto") -> Iterator[tuple[object, int]]:
+            device: str = "auto") -> Iterator[tuple[Any, int]]:
     """``(client, n_gpus)``: a LocalCluster we start and stop, or a client of a running cluster we leave running.
 
     ``n_gpus`` is what :func:`worker_device` may assign: the local GPU count for our own cluster, 0 elsewhere.
@@ -114,20 +116,21 @@ def _quiet_distributed() -> Iterator[None]:
         logger.setLevel(before)
 
 
-def run_batch(items: Sequence[InputItem], out_dir, request_fields: dict, *, scheduler: str = "local",
-              workers: int | None = None, threads_per_worker: int = 1, overwrite: bool = False,
-              on_start: Callable[[object, int], None] | None = None,
-              on_record: Callable[[dict], None] | None = None) -> BatchResult:
+def run_batch(items: Sequence[InputItem], out_dir: str | os.PathLike, template: PredictRequest, *,
+              scheduler: str = "local", workers: int | None = None, threads_per_worker: int = 1,
+              overwrite: bool = False, on_start: Callable[[Any, int], None] | None = None,
+              on_record: Callable[[dict], None] | None = None, describe: Describe | None = None) -> BatchResult:
     """Run every image of ``items`` into ``<out_dir>/<stem>.xt.zarr`` on a dask cluster; never raises for one image.
 
     ``on_start(client, total)`` is called once the cluster is up, ``on_record(record)`` as each image finishes (and
     for inputs that failed before submission). The manifest is rewritten after every image. On KeyboardInterrupt
-    the images not finished are recorded as ``cancelled`` and the interrupt is re-raised.
+    the images not finished are recorded as ``cancelled`` and the interrupt is re-raised. ``template`` is the
+    request every image shares (its image and out are set per image); ``describe`` words errors for the manifest.
     """
+    describe = describe or plain_description
     t0 = time.perf_counter()
-    model = str(request_fields.get("model", ""))
-    if os.path.isfile(model):  # workers elsewhere have another working directory
-        request_fields = {**request_fields, "model": os.path.abspath(model)}
+    if os.path.isfile(template.model):  # workers elsewhere have another working directory
+        template = template.with_(model=os.path.abspath(template.model))
     ledger = _Ledger(out_dir, [os.path.abspath(i.path) for i in items], on_record)
     for i, item in enumerate(items):
         if item.error:
@@ -137,7 +140,7 @@ def run_batch(items: Sequence[InputItem], out_dir, request_fields: dict, *, sche
     n_workers = 0
     if ledger.pending():
         torch_threads = threads_per_worker if scheduler == "local" else None
-        device = str(request_fields.get("device", "auto"))
+        device = template.run.device
         with connect(scheduler, workers, threads_per_worker, device) as (client, n_gpus):
             n_workers = len(client.nthreads())
             try:
@@ -148,7 +151,7 @@ def run_batch(items: Sequence[InputItem], out_dir, request_fields: dict, *, sche
             if on_start:
                 on_start(client, len(items))
             ledger.announce_all()
-            _gather(client, ledger, request_fields, (overwrite, n_gpus, torch_threads))
+            _gather(client, ledger, template, (overwrite, n_gpus, torch_threads, describe), describe)
     else:
         ledger.announce_all()
     return BatchResult(ledger.finished(), ledger.write(), time.perf_counter() - t0, n_workers)
@@ -188,7 +191,7 @@ class _Ledger:
         return write_manifest(self.out_dir, self.finished())
 
 
-def _gather(client, ledger: _Ledger, request_fields: dict, task_args: tuple) -> None:
+def _gather(client: Any, ledger: _Ledger, template: PredictRequest, task_args: tuple, describe: Describe) -> None:
     """One task per pending image; records are taken in the order images finish, not the order they were sent."""
     from distributed import as_completed
 
@@ -196,13 +199,13 @@ def _gather(client, ledger: _Ledger, request_fields: dict, task_args: tuple) -> 
     futures = {}
     for i in ledger.pending():
         store = ledger.stores[i]
-        future = client.submit(process_image, ledger.paths[i], str(store), dict(request_fields), *task_args,
+        future = client.submit(process_image, ledger.paths[i], str(store), template, *task_args,
                                pure=False, key=f"napari-xt-{store.name}-{token}")
         futures[future] = i
     try:
         for future in as_completed(futures):
             i = futures[future]
-            ledger.set(i, _result_of(future, ledger.paths[i], ledger.stores[i]))
+            ledger.set(i, _result_of(future, ledger.paths[i], ledger.stores[i], describe))
     except BaseException:
         unfinished = ledger.pending()
         client.cancel([f for f, i in futures.items() if i in unfinished])
@@ -213,9 +216,9 @@ def _gather(client, ledger: _Ledger, request_fields: dict, task_args: tuple) -> 
         raise
 
 
-def _result_of(future, path: str, store: Path) -> dict:
+def _result_of(future: Any, path: str, store: Path, describe: Describe) -> dict:
     """The task's record; a task that died (killed worker, lost connection) becomes a failed record here."""
     try:
         return future.result()
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return make_record(path, store, "failed", error=describe(err), finished=now_iso())

@@ -9,32 +9,38 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..io import ImageReadError, LargeImage, open_image
 from ..io._array import ArraySource
+from ..io._large_image import Source
+
+if TYPE_CHECKING:
+    from ..synthetic import SarSample, TissueSample
 
 
-def layer_path(layer) -> str | None:
+def layer_path(layer: Any) -> str | None:
     """The file our reader opened this layer from, if it still exists."""
     meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
     path = meta.get("path")
     return str(path) if path and os.path.exists(str(path)) else None
 
 
-def layer_pixel_size(layer) -> tuple[float, float] | None:
+def layer_pixel_size(layer: Any) -> tuple[float, float] | None:
     """Physical pixel size (y, x) of level 0: our metadata first, then a non-unit layer scale."""
     meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
     if meta.get("pixel_size"):
         y, x = meta["pixel_size"][-2:]
         return float(y), float(x)
-    scale = tuple(float(v) for v in layer.scale[-2:])
-    return None if scale == (1.0, 1.0) else scale
+    sy, sx = (float(v) for v in layer.scale[-2:])
+    return None if (sy, sx) == (1.0, 1.0) else (sy, sx)
 
 
-def synthetic_sample(layer):
+def synthetic_sample(layer: Any) -> TissueSample | SarSample | None:
     """The synthetic sample behind a layer from our sample data (all its bands: the SAR layer shows only VV)."""
     meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
     params = meta.get("sample")
@@ -47,7 +53,7 @@ def synthetic_sample(layer):
     return cls(size, size, seed=int(params.get("seed", 0)), chunk=int(params.get("chunk", 1024)))
 
 
-def layer_to_large_image(layer) -> LargeImage:
+def layer_to_large_image(layer: Any) -> LargeImage:
     """The engine's image for a napari image layer.
 
     A layer our reader opened is reopened from its file (all bands, e.g. both SAR polarisations, not just the one
@@ -73,15 +79,15 @@ def layer_to_large_image(layer) -> LargeImage:
     kind = meta.get("kind") or ("brightfield" if rgb and dtype == np.uint8 else "generic")
     units = getattr(layer, "units", None)
     unit = str(units[-1]) if units is not None and len(units) else None
-    unit = {"µm": "um", "micrometer": "um", "pixel": None}.get(unit, unit)
+    unit = {"µm": "um", "micrometer": "um", "pixel": None}.get(unit, unit) if unit is not None else None
     return LargeImage(
-        f"layer:{layer.name}", sources, format="napari-layer", vendor="napari", pixel_size=layer_pixel_size(layer),
-        pixel_unit=unit, kind=kind, name_token=uuid.uuid4().hex[:12],
+        f"layer:{layer.name}", list[Source](sources), format="napari-layer", vendor="napari",
+        pixel_size=layer_pixel_size(layer), pixel_unit=unit, kind=kind, name_token=uuid.uuid4().hex[:12],
         band_names=["R", "G", "B", "A"][: sources[0].shape[2]] if rgb else None,
     )
 
 
-def world_to_level0(layer, point) -> tuple[float, float]:
+def world_to_level0(layer: Any, point: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """A world (y, x) point (e.g. the camera centre) in the layer's level-0 pixels."""
     p = np.asarray(point, dtype=float)[-2:]
     scale = np.asarray(layer.scale, dtype=float)[-2:]
@@ -90,7 +96,7 @@ def world_to_level0(layer, point) -> tuple[float, float]:
     return float(y), float(x)
 
 
-def shapes_to_roi(shapes, image_layer) -> list[tuple[float, float]] | None:
+def shapes_to_roi(shapes: Any, image_layer: Any) -> list[tuple[float, float]] | None:
     """The first polygon or rectangle of a Shapes layer as (y, x) vertices in the image's level-0 pixels."""
     for data, kind in zip(shapes.data, shapes.shape_type, strict=False):
         if kind not in ("polygon", "rectangle") or len(data) < 3:
@@ -118,7 +124,7 @@ def user_cache_dir() -> Path:
         return Path.home() / ".cache" / "napari-xt"
 
 
-def default_store_path(layer) -> Path:
+def default_store_path(layer: Any) -> Path:
     """``<image>.xt.zarr`` beside the image when that folder is writable, else in the user cache; never existing."""
     path = layer_path(layer)
     if path is not None and os.access(Path(path).resolve().parent, os.W_OK):

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._compat import keep_triton_out_without_cuda
 from .layers import layer_to_large_image, shapes_to_roi, world_to_level0
+
+if TYPE_CHECKING:
+    from ..train import DetectionAnnotations, SegmentationLabels
 
 
 @dataclass
 class FinetuneRequest:
     """What the tab asks for (layers are read in the worker; nothing here is a Qt object)."""
 
-    image_layer: object
-    labels_layer: object = None
-    points_layer: object = None
-    area_layer: object = None  # Shapes: where the points annotation is complete
+    image_layer: Any  # napari layers, read duck-typed (this module imports neither napari nor Qt)
+    labels_layer: Any = None
+    points_layer: Any = None
+    area_layer: Any = None  # Shapes: where the points annotation is complete
     base: str | None = None  # checkpoint/preset/demo key; None: a fresh tiny model
     out: str = ""
     epochs: int = 10
@@ -33,7 +38,8 @@ class FinetuneRequest:
     precision: str = "fp32"
 
 
-def labels_from_layer(layer, image_shape: tuple[int, int], zero_is_unlabelled: bool = True):
+def labels_from_layer(layer: Any, image_shape: tuple[int, int], zero_is_unlabelled: bool = True
+                      ) -> SegmentationLabels:
     """A Labels layer over the image -> ``SegmentationLabels`` (class names from its ``class`` feature if any)."""
     from ..train import SegmentationLabels
 
@@ -49,7 +55,7 @@ def labels_from_layer(layer, image_shape: tuple[int, int], zero_is_unlabelled: b
                                          class_names=names, class_colors=colors)
 
 
-def points_from_layer(points, image_layer, area_layer=None):
+def points_from_layer(points: Any, image_layer: Any, area_layer: Any = None) -> DetectionAnnotations:
     """A Points layer -> ``DetectionAnnotations`` in level-0 px (class from a ``class`` feature, size from the
     point size, which napari gives in data units)."""
     from ..train import DetectionAnnotations
@@ -75,6 +81,7 @@ def points_from_layer(points, image_layer, area_layer=None):
 
 def training_events(request: FinetuneRequest, holder: dict | None = None) -> Iterator[dict]:
     """Build the trainer from the layers and relay its events; ``holder["trainer"]`` lets the tab call ``stop()``."""
+    keep_triton_out_without_cuda()  # before ..train imports timm: this worker may be the process's first model path
     from ..train import Trainer, TrainingImage, TrainOptions
 
     if request.labels_layer is None and request.points_layer is None:

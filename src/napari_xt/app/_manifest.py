@@ -11,9 +11,10 @@ import datetime as _dt
 import io
 import json
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from .._atomic import write_text_atomic
 
 COLUMNS = ("image", "store", "status", "regions_total", "regions_done", "regions_failed", "seconds", "regions_per_s",
            "worker", "started", "finished", "error")
@@ -27,7 +28,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def make_record(image: str, store: str, status: str, **fields) -> dict:
+def make_record(image: str | os.PathLike, store: str | os.PathLike, status: str, **fields: object) -> dict:
     """A record with every column present (missing numbers 0, missing text ""), errors squeezed to one line."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
@@ -50,23 +51,14 @@ def write_manifest(out_dir: str | os.PathLike, records: Sequence[dict]) -> Path:
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(out_dir / CSV_NAME, text.getvalue())
+    write_text_atomic(out_dir / CSV_NAME, text.getvalue())
     path = out_dir / JSON_NAME
-    _write_atomic(path, json.dumps(rows, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(rows, indent=1) + "\n")
     return path
 
 
 def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
     return json.loads((Path(out_dir) / JSON_NAME).read_text(encoding="utf-8"))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def count_statuses(records: Sequence[dict]) -> dict[str, int]:

@@ -8,9 +8,15 @@ can run them in a worker thread and the viewer never waits for ``import torch``.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._compat import keep_triton_out_without_cuda  # the guard lives in _compat; used here and re-exported
+
+if TYPE_CHECKING:  # torch-free at import time: these are for annotations only
+    from ..model.config import XTConfig
+    from ..model.xt import XTModel
 
 #: File suffixes the model picker accepts: napari-xt checkpoints and released xT checkpoints (via the importer).
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth")
@@ -20,9 +26,9 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth")
 class ModelInfo:
     """A model as the panel shows it: where it comes from and what its config says (no weights)."""
 
-    key: str  # what ``load_model`` takes: a preset name or a file path
+    key: str  # what ``load_model`` takes: a zoo name or a file path
     label: str
-    source: str  # "demo" | "preset" | "file"
+    source: str  # "demo" | "preset" | "imported" (zoo kinds) | "file"
     region_encoder: str = ""
     context_encoder: str = ""
     region_size: int = 1024
@@ -34,6 +40,8 @@ class ModelInfo:
     class_colors: list[list[int]] = field(default_factory=list)
     detection_names: list[str] = field(default_factory=list)
     description: str = ""
+    licence: str = ""  # of the weights ("" for random weights and unknown files)
+    weights: str = ""  # where the weights come from, in words (the zoo's weight source; a file's path)
 
     @property
     def random_init(self) -> bool:
@@ -46,10 +54,10 @@ class Catalog:
     region_encoders: list[str]
     context_encoders: list[str]
     devices: list[str]
-    unavailable: dict[str, str] = field(default_factory=dict)  # context modules that failed to import
 
 
-def _info_from_config(cfg, key: str, label: str, source: str) -> ModelInfo:
+def _info_from_config(cfg: XTConfig, key: str, label: str, source: str, description: str = "", licence: str = "",
+                      weights: str = "") -> ModelInfo:
     seg = cfg.heads.get("segmentation", {})
     det = cfg.heads.get("detection", {})
     names = list(cfg.class_names.get("segmentation", []))
@@ -63,23 +71,8 @@ def _info_from_config(cfg, key: str, label: str, source: str) -> ModelInfo:
         region_size=int(cfg.region_size), pixel_size=cfg.pixel_size, in_chans=int(cfg.in_chans),
         input_kind=cfg.input_kind, tasks=sorted(cfg.heads), class_names=names,
         class_colors=[list(c) for c in cfg.class_colors.get("segmentation", [])], detection_names=det_names,
-        description=cfg.description,
+        description=cfg.description or description, licence=licence, weights=weights,
     )
-
-
-def keep_triton_out_without_cuda() -> None:
-    """Make ``import triton`` fail in a process without CUDA, before torchvision/timm get imported.
-
-    In napari on Mesa's software OpenGL (llvmpipe: virtual machines, Xvfb, remote desktops), loading triton's LLVM
-    after Mesa's crashes the process (segfault, reproduced here) when timm imports torchvision. Triton only compiles
-    CUDA kernels, so without CUDA torch loses nothing by treating it as absent. Called on every path the dock uses.
-    """
-    if "triton" in sys.modules:
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
 
 
 def detect_devices() -> list[str]:
@@ -96,43 +89,45 @@ def detect_devices() -> list[str]:
 
 
 def list_presets() -> list[str]:
-    """Shipped demo models first (trained weights), then the random-weight presets."""
-    from ..model.checkpoint import list_demo_models
-    from ..model.checkpoint import list_presets as _list
+    """The zoo's models: shipped demo models first (trained weights; those whose file is present), then the
+    random-weight presets, then imported entries (the dock's model list; encoders are not models)."""
+    from ..model.zoo import list_entries
 
-    return list_demo_models() + _list()
+    return [e.name for e in list_entries() if e.is_model and e.available]
 
 
 def list_region_encoders() -> list[str]:
-    from ..model import list_region_encoders as _list
+    """The zoo's region encoders and any registered builder the zoo has no entry for, sorted."""
+    from ..model import list_region_encoders as _registered
+    from ..model.zoo import list_entries
 
-    return _list()
+    return sorted({e.name for e in list_entries("encoder")} | set(_registered()))
 
 
 def list_context_encoders() -> list[str]:
+    """Registered context encoders, sorted."""
     from ..model import list_context_encoders as _list
 
     return _list()
 
 
-def describe(key: str | os.PathLike) -> ModelInfo:
-    """Describe a preset name or a checkpoint file from its config alone; raises ``ValueError`` saying why not."""
+def describe(key: str | os.PathLike[str]) -> ModelInfo:
+    """Describe a zoo model (demo, preset, imported) or a checkpoint file from its config alone (no weights loaded).
+
+    Raises ``ValueError`` saying why not: :class:`~napari_xt.errors.UnknownModel` (listing the zoo) for an unknown
+    name, :class:`~napari_xt.errors.EncoderIsNotAModel` for a region encoder, a sentence for an unusable file.
+    """
     keep_triton_out_without_cuda()
-    from ..model import XTConfig
-    from ..model.checkpoint import (
-        PRESETS,
-        CheckpointError,
-        demo_model_path,
-        read_config,
-    )
+    from ..model.checkpoint import CheckpointError, describe_config, is_model_name
+    from ..model.zoo import get_entry
 
     text = os.fspath(key)
-    demo = demo_model_path(text)
-    if demo is not None:
-        return _info_from_config(read_config(demo), text, f"{text} (DEMO model, synthetic data)", "demo")
-    if text in PRESETS:
-        cfg = XTConfig.from_dict(PRESETS[text])
-        return _info_from_config(cfg, text, f"{text} (preset, random weights)", "preset")
+    if not isinstance(key, os.PathLike) and is_model_name(text):
+        cfg = describe_config(text)  # UnknownModel / EncoderIsNotAModel / CheckpointError (missing shipped file)
+        entry = get_entry(text)
+        label = {"demo": f"{text} (DEMO model, synthetic data)", "preset": f"{text} (preset, random weights)"}
+        return _info_from_config(cfg, text, label.get(entry.kind, text), entry.kind, description=entry.description,
+                                 licence=entry.licence, weights=entry.weights.describe())
     path = Path(text)
     if not path.is_file():
         raise ValueError(f"{path} is neither a model preset nor an existing checkpoint file.")
@@ -141,18 +136,13 @@ def describe(key: str | os.PathLike) -> ModelInfo:
         raise ValueError(f"{path.name} is not a model checkpoint: pick a .safetensors file made by napari-xt or a "
                          "released xT .ckpt/.pth file.")
     try:
-        if suffix == ".safetensors":
-            cfg = read_config(path)
-        else:
-            from ..model import xt_import
-
-            cfg = xt_import.infer_config(xt_import.load_released_state_dict(path))
+        cfg = describe_config(path)
     except CheckpointError as err:
         raise ValueError(f"Cannot use this checkpoint: {err}") from None
-    except Exception as err:  # noqa: BLE001 - importers raise many types for foreign files
+    except Exception as err:  # importers raise many types for foreign files
         raise ValueError(f"Cannot use this checkpoint: {path.name} could not be read ({type(err).__name__}: "
                          f"{err}).") from None
-    return _info_from_config(cfg, str(path), path.name, "file")
+    return _info_from_config(cfg, str(path), path.name, "file", weights=f"file {path}")
 
 
 def find_checkpoints(folder: str | os.PathLike | None) -> list[Path]:
@@ -170,16 +160,13 @@ def find_checkpoints(folder: str | os.PathLike | None) -> list[Path]:
 def load_catalog() -> Catalog:
     """Everything the panel's combos list; slow the first time (imports torch): call it off the main thread."""
     keep_triton_out_without_cuda()
-    from .. import model
-
     presets = [describe(name) for name in list_presets()]
     return Catalog(presets=presets, region_encoders=list_region_encoders(),
-                   context_encoders=list_context_encoders(), devices=detect_devices(),
-                   unavailable=dict(model.UNAVAILABLE_CONTEXT_MODULES))
+                   context_encoders=list_context_encoders(), devices=detect_devices())
 
 
-def load_model(key: str):
-    """The model for a preset name or checkpoint path (torch imported here, in the caller's thread)."""
+def load_model(key: str | os.PathLike[str]) -> XTModel:
+    """The model for a zoo name or checkpoint path (torch imported here, in the caller's thread)."""
     keep_triton_out_without_cuda()
     from ..model import load_model as _load
 

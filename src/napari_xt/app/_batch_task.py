@@ -9,16 +9,21 @@ raises; every problem becomes a ``failed`` record with one readable sentence, so
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import tempfile
 import threading
 import time
-from dataclasses import fields, replace
+from collections.abc import Callable
 from pathlib import Path
 
+from .._compat import keep_triton_out_without_cuda
+from ..errors import StoreMismatch
+from . import driver
 from ._manifest import make_record, now_iso
+from .events import RunSummary
+from .request import PredictRequest
+
+Describe = Callable[[BaseException], str]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,6 @@ def cached_model(name: str, device: str):
     would hold different weights and no finished store would ever match on a re-run.
     """
     global _model_loads
-    from ..model import load_model
 
     path = Path(name)
     key = (os.path.abspath(name), path.stat().st_mtime_ns, device) if path.is_file() else (name, None, device)
@@ -51,7 +55,7 @@ def cached_model(name: str, device: str):
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(PRESET_SEED)
-                _models[key] = load_model(name)
+                _models[key] = driver.load_model(name)
             _model_loads += 1
         return _models[key]
 
@@ -109,30 +113,39 @@ def _reads_here(worker: str):
 
 def warm_up() -> int:
     """Import torch and the engine on a worker before the first image, so its time is not charged to that image."""
-    from . import predict  # noqa: F401 - the import is the point
+    keep_triton_out_without_cuda()
+    from ..engine import run  # noqa: F401 - the import is the point
 
     return os.getpid()
 
 
-def process_image(image: str, store: str, request_fields: dict, overwrite: bool = False, n_gpus: int = 0,
-                  torch_threads: int | None = None) -> dict:
-    """Run one image into ``store`` and return its manifest record (plus ``pid``/``model_loads`` diagnostics)."""
+def process_image(image: str, store: str, template: PredictRequest, overwrite: bool = False, n_gpus: int = 0,
+                  torch_threads: int | None = None, describe: Describe | None = None) -> dict:
+    """Run one image into ``store`` and return its manifest record (plus ``pid``/``model_loads`` diagnostics).
+
+    ``template`` is the batch's request (its image and out are replaced); ``describe`` words errors for the manifest
+    (the CLI passes its own, with flag advice).
+    """
+    keep_triton_out_without_cuda()
+    describe = describe or plain_description
     t0, started, worker = time.perf_counter(), now_iso(), _worker_name()
     try:
         _set_torch_threads(torch_threads)
-        device = worker_device(str(request_fields.get("device", "auto")), worker, n_gpus)
-        request = _request(image, store, {**request_fields, "device": device})
+        device = worker_device(template.run.device, worker, n_gpus)
+        request = template.with_(image=image, out=store, resume=False, overwrite=False).with_run(device=device)
         with _reads_here(worker):
             status, summary = _run_one(request, overwrite)
-        failed = int(summary.get("regions_failed", 0))
+        failed = summary.regions_failed if summary else 0
         error = ""
         if failed:
             status, error = "failed", f"{failed} region(s) could not be read; re-run to retry them"
-        elif summary.get("cancelled"):
+        elif summary is not None and summary.cancelled:
             status = "cancelled"
-        record = make_record(image, store, status, regions_total=int(summary.get("regions_total", 0)),
-                             regions_done=int(summary.get("regions_done", 0)), regions_failed=failed,
-                             regions_per_s=float(summary.get("regions_per_s", 0.0)), error=error)
+        record = make_record(image, store, status, regions_total=summary.regions_total if summary else 0,
+                             regions_done=summary.regions_done if summary else 0, regions_failed=failed,
+                             regions_per_s=summary.regions_per_s if summary else 0.0, error=error)
+        if summary is None:  # skipped: the counts of the run that finished it
+            record.update(_earlier_counts(Path(store)))
     except Exception as err:  # one bad image must never stop the batch
         log.debug("image %s failed", image, exc_info=True)
         record = make_record(image, store, "failed", error=describe(err))
@@ -141,64 +154,38 @@ def process_image(image: str, store: str, request_fields: dict, overwrite: bool 
     return record
 
 
-def _request(image: str, store: str, request_fields: dict):
-    from .predict import PredictRequest
+def _earlier_counts(store: Path) -> dict[str, int]:
+    from ..engine.store import ResultStore
 
-    known = {f.name for f in fields(PredictRequest)} - {"image", "out", "resume", "overwrite"}
-    unknown = set(request_fields) - known
-    if unknown:
-        raise ValueError(f"unknown request fields {sorted(unknown)}")
-    return PredictRequest(image=image, out=store, **request_fields)
+    earlier = ResultStore.open(store).meta.get("summary") or {}
+    return {k: int(earlier.get(k, 0)) for k in ("regions_total", "regions_done", "regions_failed")}
 
 
-def _run_one(request, overwrite: bool) -> tuple[str, dict]:
-    """Decide done / skipped / resumed for one image and run it; returns (status, predict summary)."""
-    from .predict import predict, prepare_run
-    from .store import StoreError, is_store
+def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary | None]:
+    """Decide done / skipped / resumed for one image and run it; returns (status, summary or None when skipped)."""
+    from ..engine.store import ResultStore, is_store
 
-    model = cached_model(request.model, request.device)
+    model = cached_model(request.model, request.run.device)
     out = Path(request.out)
     if not is_store(out):
-        return "done", predict(request, run=prepare_run(request, model=model))
-    try:
-        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise StoreError(f"store {out}: meta.json cannot be read ({err}); pass --overwrite to replace it.") from err
-    identity, image = _identity(request, model)
-    problems = [f"another {what}: checksum {meta.get(key)} there, {identity[key]} now"
-                for key, what in _IDENTITY if meta.get(key) != identity[key]]
+        return "done", driver.predict(request, model=model)
+    meta = ResultStore.open(out).meta
+    inputs = driver.resolve(request, model=model)
+    problems = [f"another {what}: checksum {meta.get(key)} there, {inputs.identity[key]} now"
+                for key, what in _IDENTITY if meta.get(key) != inputs.identity[key]]
     if problems and not overwrite:
-        raise StoreError(f"store {out} was made with {'; and with '.join(problems)}. Pass --overwrite to "
-                         "replace it, or choose another --out-dir.")
+        raise StoreMismatch(out, problems)
     if problems:
-        run = prepare_run(replace(request, overwrite=True), model=model, image=image)
-        return "done", predict(request, run=run)
-    if meta.get("complete"):  # counts of the run that made it; nothing was computed now, so no rate
-        earlier = meta.get("summary") or {}
-        return "skipped", {k: earlier.get(k, 0) for k in ("regions_total", "regions_done", "regions_failed")}
-    run = prepare_run(replace(request, resume=True), model=model, image=image)
-    return "resumed", predict(request, run=run)
+        request = request.with_(overwrite=True)
+        return "done", driver.predict(request, prepared=driver.prepare(request, inputs=inputs))
+    if meta.get("complete"):
+        return "skipped", None
+    request = request.with_(resume=True)
+    return "resumed", driver.predict(request, prepared=driver.prepare(request, inputs=inputs))
 
 
-def _identity(request, model) -> tuple[dict, object]:
-    """The (model, image, plan) checksums ``prepare_run`` would give this request, without touching its store.
-
-    ``prepare_run`` is the one place that turns a request into a plan; it is run against a throw-away store beside
-    the real one (metadata only, removed at once) rather than repeating its rules here, where they could drift and
-    make finished images look foreign. Returns the opened image too, so the real run does not open it again.
-    """
-    from .predict import prepare_run
-
-    parent = Path(request.out).parent
-    with tempfile.TemporaryDirectory(prefix=".xt-probe-", dir=parent) as tmp:
-        probe = replace(request, out=str(Path(tmp) / "probe.zarr"), resume=False, overwrite=False)
-        run = prepare_run(probe, model=model)
-        identity = {key: run.store.meta.get(key) for key, _ in _IDENTITY}
-        run.store.close()
-    return identity, run.image
-
-
-def describe(err: BaseException) -> str:
+def plain_description(err: BaseException) -> str:
+    """The error as one line, with its type where the message alone says little (dask's own errors)."""
     text = " ".join(str(err).split())
     if not text or type(err).__name__ in ("KeyError", "KilledWorker", "CancelledError", "TimeoutError"):
         return f"{type(err).__name__}: {text}".rstrip(": ")

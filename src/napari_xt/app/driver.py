@@ -1,0 +1,271 @@
+"""The one run driver: request in, typed events out, one finish path, for the CLI, batch workers and the dock.
+
+``prepare`` does everything that can fail on bad input *before* any work starts (unreadable image, incompatible
+model, a store made by another model), so errors arrive as one typed error and nothing half-written is left.
+``events`` runs a prepared run and never raises: its last event is a :class:`RunFinished` saying how it ended.
+``predict`` drives ``events`` to the end for callers that want a summary (and the failure raised).
+
+torch is imported inside the calls only: the dock imports this module on the main thread.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import __version__
+from .._compat import keep_triton_out_without_cuda
+from .events import (
+    Detections,
+    RegionDone,
+    RegionFailed,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    RunSummary,
+    ScoreLayout,
+    WindowScored,
+    rate,
+)
+from .request import PredictRequest
+
+if TYPE_CHECKING:
+    from ..engine.plan import Plan
+    from ..engine.run import InferenceRun, RegionResult
+    from ..io import LargeImage
+    from ..model import XTModel
+
+log = logging.getLogger(__name__)
+
+IDENTITY_KEYS = ("model_checksum", "image_fingerprint", "plan_checksum")
+
+
+@dataclass
+class Inputs:
+    """A request resolved into things: the image opened, the model loaded, the plan made, their identities."""
+
+    request: PredictRequest
+    image: LargeImage
+    model: XTModel
+    plan: Plan
+    identity: dict[str, str]  # IDENTITY_KEYS -> checksum
+
+
+@dataclass
+class PreparedRun:
+    """A run ready to go: the engine's run over its store, the model (kept for Resume) and the heat-map layout."""
+
+    request: PredictRequest
+    run: InferenceRun
+    layout: ScoreLayout | None = None
+
+    @property
+    def model(self) -> XTModel:
+        return self.run.model
+
+
+def load_model(name: str) -> XTModel:
+    """The model for a zoo name or a checkpoint path (torch is imported here, in the caller's thread)."""
+    keep_triton_out_without_cuda()
+    from ..model import load_model as _load
+
+    return _load(name)
+
+
+def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeImage | None = None) -> Inputs:
+    """Open the image, load the model and make the plan; raises typed errors for every user mistake."""
+    keep_triton_out_without_cuda()
+    from ..engine.identity import image_fingerprint, model_checksum
+    from ..engine.normalise import Normaliser
+    from ..engine.plan import make_plan
+    from ..engine.run import autocast_dtype, resolve_device
+    from ..io import open_image
+
+    request.run.validate()
+    if image is None:
+        image = open_image(request.image)
+    if model is None:
+        model = load_model(request.model)
+    cfg = model.config
+    autocast_dtype(request.run.precision, resolve_device(request.run.device))
+    Normaliser.from_config(cfg, image)
+    opts = request.plan
+    mpp = opts.mpp if opts.mpp is not None else (cfg.pixel_size if opts.level is None else None)
+    if mpp is not None and not image.pixel_size:
+        mpp = None  # an image without a pixel size is analysed at the requested level (or 0)
+    plan = make_plan(
+        image, region_size=opts.region_size or cfg.region_size, overlap=opts.overlap, target_pixel_size=mpp,
+        level=opts.level, context=opts.context, window_size=opts.window_size, order=opts.order,
+        use_mask=opts.use_mask, roi=opts.roi, focus=opts.focus,
+    )
+    identity = {"model_checksum": model_checksum(model), "image_fingerprint": image_fingerprint(image),
+                "plan_checksum": plan.checksum()}
+    return Inputs(request, image, model, plan, identity)
+
+
+def _store_meta(inputs: Inputs) -> dict[str, object]:
+    request, image, plan, cfg = inputs.request, inputs.image, inputs.plan, inputs.model.config
+    return {
+        **inputs.identity,
+        "model": request.model,
+        "model_config": cfg.to_dict(),
+        "image": os.path.abspath(str(request.image)),
+        "image_shape": list(image.levels[0].shape),
+        "image_pixel_size": list(image.pixel_size) if image.pixel_size else None,  # level 0, (y, x)
+        "image_pixel_unit": image.pixel_unit if image.pixel_size else None,
+        "plan": {**{k: v for k, v in asdict(plan).items() if k not in ("regions", "windows", "run_order")},
+                 "windows": plan.windows_by_id()},
+        "started": _dt.datetime.now(_dt.UTC).isoformat(),
+        "software": f"napari-xt {__version__}",
+    }
+
+
+def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeImage | None = None,
+            inputs: Inputs | None = None) -> PreparedRun:
+    """Resolve ``request`` (unless ``inputs`` are given) and make or reopen its store; nothing runs yet."""
+    from ..engine.run import InferenceRun
+    from ..engine.store import ResultStore, StoreSpec, is_store
+
+    if inputs is None:
+        inputs = resolve(request, model=model, image=image)
+    cfg, plan, out = inputs.model.config, inputs.plan, Path(request.out)
+    if request.resume and is_store(out):
+        store = ResultStore.open_for_resume(out, inputs.identity)
+    else:
+        seg = cfg.heads.get("segmentation", {})
+        spec = StoreSpec(
+            shape=plan.analysis_shape, num_classes=int(seg.get("num_classes", 0)),
+            class_names=list(cfg.class_names.get("segmentation", [])),
+            class_colors=[list(c) for c in cfg.class_colors.get("segmentation", [])],
+            region_count=len(plan.regions), probabilities=request.run.probabilities,
+            downsample_to_level0=plan.downsample_to_level0,
+        )
+        store = ResultStore.create(out, spec, _store_meta(inputs), overwrite=request.overwrite)
+    run = InferenceRun(inputs.model, inputs.image, plan, store, request.run)
+    layout = None
+    if "classification" in cfg.heads:
+        from .scores import score_layout
+
+        layout = score_layout(run)
+    return PreparedRun(request, run, layout)
+
+
+# -- running ---------------------------------------------------------------------------------------------------------
+def events(prepared: PreparedRun, spare_a_core: bool = False) -> Iterator[RunEvent]:
+    """Run ``prepared`` and report: :class:`RunStarted`, then region/window events, then :class:`RunFinished`.
+
+    Never raises: a failure ends the stream with ``RunFinished(status="failed", error=...)`` and the store keeps
+    every finished region. ``spare_a_core`` leaves one CPU core to a viewer's main thread while torch runs.
+    """
+    restore = _leave_a_core() if spare_a_core else None
+    try:
+        yield from _events(prepared)
+    finally:
+        if restore is not None:
+            import torch
+
+            torch.set_num_threads(restore)
+
+
+def _events(prepared: PreparedRun) -> Iterator[RunEvent]:
+    run, layout = prepared.run, prepared.layout
+    yield RunStarted(str(run.store.path), run.n_total, run.n_done, layout)
+    t0 = time.perf_counter()
+    status: RunStatus = "partial"
+    error: BaseException | None = None
+    try:
+        for result in run:
+            yield _event(run, result, layout)
+        status = "cancelled" if run.cancelled else ("complete" if run.n_done == run.n_total else "partial")
+    except Exception as err:
+        log.error("run failed:\n%s", traceback.format_exc())
+        status, error = "failed", err
+    yield finish(run, time.perf_counter() - t0, status, error)
+
+
+def _event(run: InferenceRun, result: RegionResult, layout: ScoreLayout | None) -> RunEvent:
+    if result.window_scores is not None:
+        window = run.plan.regions[result.region_id].window
+        box = layout.boxes.get(window, (0, 0, 0, 0)) if layout is not None else (0, 0, 0, 0)
+        return WindowScored(window, np.asarray(result.window_scores, dtype=np.float32), box, result.n_done,
+                            result.n_total)
+    if result.error is not None:
+        box = run.plan.regions[result.region_id].box
+        return RegionFailed(result.region_id, box, result.error, result.n_done, result.n_total)
+    dets = Detections.from_table(result.detections) if result.detections else None
+    core = result.core
+    return RegionDone(result.region_id, (int(core[0]), int(core[1]), int(core[2]), int(core[3])), result.n_done,
+                      result.n_total, float(result.seconds), dets)
+
+
+def finish(run: InferenceRun, seconds: float, status: RunStatus, error: BaseException | None = None) -> RunFinished:
+    """The one finish path: the summary, and for a complete run the image scores and the store's "complete" mark.
+
+    One rule for image scores: only a complete run has them (the mean over all of its windows); a mean over the
+    windows a cancelled or partial run happened to reach would look like a whole-image answer and is not one.
+    """
+    new = run.n_done - run.n_done_at_start
+    image_scores: np.ndarray | None = None
+    if status == "complete":
+        windows = run.store.window_scores()
+        if windows:
+            image_scores = np.mean(np.stack(list(windows.values())), axis=0).astype(np.float32)
+    summary = RunSummary(
+        store=str(run.store.path), regions_total=run.n_total, regions_done=run.n_done, regions_new=new,
+        regions_skipped=len(run.plan.skipped), regions_failed=run.n_failed, cancelled=run.cancelled,
+        regions_per_s=rate(new, seconds), device=str(run.device), precision=run.options.precision,
+        image_scores=None if image_scores is None else tuple(round(float(v), 5) for v in image_scores),
+    )
+    if status == "complete":
+        try:
+            if image_scores is not None:
+                run.store.set_image_scores(image_scores, run.model.config.class_names.get("classification", []))
+            run.store.finish(summary.to_dict())
+        except Exception as err:
+            log.exception("could not finish store %s", run.store.path)
+            return RunFinished("failed", summary, err, image_scores)
+    return RunFinished(status, summary, error, image_scores)
+
+
+def predict(request: PredictRequest, on_event: Callable[[RunEvent], None] | None = None,
+            model: XTModel | None = None, prepared: PreparedRun | None = None) -> RunSummary:
+    """Prepare (unless given) and run to the end; returns the summary, raises the error that failed the run."""
+    prepared = prepared or prepare(request, model=model)
+    end: RunFinished | None = None
+    for event in events(prepared):
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, RunFinished):
+            end = event
+    assert end is not None  # events() always ends with RunFinished
+    if end.error is not None:
+        raise end.error
+    return end.summary
+
+
+def _leave_a_core() -> int | None:
+    """Run torch on one CPU core fewer than it would take, for the viewer; returns the thread count to restore.
+
+    With every core busy in torch's thread pool, the viewer's main thread waits for a core (and torch's threads wait
+    for each other): on a 2-core machine with other load, the longest event-loop gaps halved and regions/s went up.
+    """
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    before = torch.get_num_threads()
+    wanted = max(1, min(before, cores - 1))
+    if wanted == before:
+        return None
+    torch.set_num_threads(wanted)
+    log.debug("torch threads %d -> %d while the viewer runs", before, wanted)
+    return before

@@ -1,0 +1,61 @@
+"""What to plan and how to run, as plain frozen dataclasses (no torch): the request types of ``app/`` embed them.
+
+They live in ``engine/`` because the engine consumes them, and import nothing heavy so the dock (which may not import
+torch) can build them on the main thread. Every field is reachable from ``napari-xt predict`` flags and from the dock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Box = tuple[int, int, int, int]  # (y0, x0, y1, x1)
+#: A region of interest in level-0 px: a rectangle (y0, x0, y1, x1) or a polygon of (y, x) vertices.
+Roi = tuple[float, float, float, float] | tuple[tuple[float, float], ...]
+
+CONTEXT_MODES = ("window", "global")
+ORDERS = ("row-major", "serpentine", "nearest")
+DEVICES_HELP = "auto | cpu | cuda | cuda:N | mps"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Which regions to run, at which resolution, grouped how. ``None`` means "the model's choice"."""
+
+    mpp: float | None = None  # analysis pixel size (default: the model's, else level 0)
+    level: int | None = None  # pyramid level to analyse (excludes mpp)
+    region_size: int | None = None  # analysis px (default: the model's)
+    overlap: int = 0
+    context: str = "window"  # window | global
+    window_size: int = 4  # regions per window side (window mode)
+    order: str = "row-major"  # row-major | serpentine | nearest
+    roi: Roi | None = None
+    use_mask: bool = True  # skip background regions
+    focus: tuple[float, float] | None = None  # level-0 (y, x): run the windows nearest it first
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not what): device, precision, batching, read-ahead, detection decoding, outputs."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    batch_size: int = 4  # regions encoded together (consecutive regions of one window)
+    prefetch: int = 4  # regions read ahead
+    read_workers: int = 2  # threads reading regions
+    score_threshold: float = 0.3  # detections below this score are not kept (nor stored)
+    max_detections_per_region: int = 500
+    probabilities: bool = False  # also store per-class probability maps (uint8)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field out of range (a user typo must not start a run)."""
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.prefetch < 1 or self.read_workers < 1:
+            raise ValueError("prefetch and read workers must be at least 1")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score threshold must be in [0, 1], not {self.score_threshold}")
+        if self.max_detections_per_region < 1:
+            raise ValueError("max detections per region must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")

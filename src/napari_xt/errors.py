@@ -1,0 +1,131 @@
+"""Typed errors every layer raises and only the edges word: ``cli/`` for a terminal, ``widget/`` for the dock.
+
+Each error carries the facts as fields (the store path, the channel counts, the names that exist) and a neutral
+sentence as its ``str`` (for logs and for library users). The CLI adds flag advice (``--resume``, ``--out``), the dock
+adds button advice (Resume, Results store); neither rewrites messages by substring.
+
+This module is a leaf: no torch, no Qt, no other napari_xt import, so ``io/``, ``model/`` and ``engine/`` (below
+``app/``) can raise these while ``app/`` re-exports them as the public set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class XTError(ValueError):
+    """A problem with the user's input or files (not a bug): one sentence, no traceback at the edges.
+
+    A ``ValueError`` so code written against the earlier plain ``ValueError`` contract keeps working.
+    """
+
+
+class StoreError(XTError):
+    """A result store that cannot be made, opened or written; the message names the store."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+class StoreExists(StoreError):
+    """``path`` is taken: by a result store (``is_store``), or by something else that is never deleted."""
+
+    def __init__(self, path: str | Path, what: str, is_store: bool):
+        super().__init__(f"{path} already exists ({what})", path)
+        self.what, self.is_store = what, is_store
+
+
+class NotAStore(StoreExists):
+    """Asked to replace ``path``, but it is not a napari-xt result store: refused even when overwriting."""
+
+    def __init__(self, path: str | Path, what: str):
+        StoreError.__init__(self, f"{path} exists and is not a napari-xt result store ({what}); it is never deleted",
+                            path)
+        self.what, self.is_store = what, False
+
+
+class StoreMismatch(StoreError):
+    """Resuming a store made by another model, image or plan; ``problems`` lists what differs."""
+
+    def __init__(self, path: str | Path, problems: Sequence[str]):
+        super().__init__(f"store {path} was made with {' and with '.join(problems)}", path)
+        self.problems = list(problems)
+
+
+class ImageError(XTError):
+    """An image that cannot be analysed as asked; ``image`` names it (a batch has hundreds)."""
+
+    def __init__(self, message: str, image: str = ""):
+        super().__init__(f"{image}: {message}" if image else message)
+        self.image, self.reason = image, message
+
+
+class ChannelMismatch(ImageError):
+    """The model wants ``expected`` input channels; the image has ``found``."""
+
+    def __init__(self, expected: int, found: int, image: str = "", kind: str = ""):
+        what = f" ({kind})" if kind else ""
+        super().__init__(f"the model expects {expected} channel(s) but the image has {found}{what}: pick a model made "
+                         "for this kind of image", image)
+        self.expected, self.found, self.kind = expected, found, kind
+
+
+class PlanError(XTError):
+    """The requested plan cannot be made (bad ROI, level out of range, no pixel size, ...).
+
+    ``option`` names the plan option at fault (``level``, ``mpp``, ``roi``, ``overlap``, ...) so the CLI can name its
+    flag and the dock its field.
+    """
+
+    def __init__(self, message: str, option: str = ""):
+        super().__init__(message)
+        self.option = option
+
+
+class DeviceUnavailable(XTError):
+    """An explicit device (``cuda:1``, ``mps``) or precision this machine cannot run."""
+
+    def __init__(self, message: str, device: str = ""):
+        super().__init__(message)
+        self.device = device
+
+
+class UnknownModel(XTError):
+    """A model name that is neither a zoo entry nor a file; ``known`` maps each kind to its names."""
+
+    def __init__(self, name: str, known: dict[str, list[str]] | None = None, message: str = ""):
+        self.name, self.known = name, dict(known or {})
+        if not message:
+            listed = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in self.known.items() if names)
+            message = f"{name!r} is neither a model file nor a known model" + (f" ({listed})" if listed else "")
+        super().__init__(message)
+
+
+class EncoderIsNotAModel(UnknownModel):
+    """A region-encoder name given where a whole model (encoder + context + heads, trained) is needed."""
+
+    def __init__(self, name: str, known: dict[str, list[str]] | None = None):
+        super().__init__(name, known, f"{name!r} is a region encoder, not a model: build and train a model from it "
+                                      f"with `napari-xt train --region-encoder {name} ...`, or pick a model")
+
+
+class OutputError(XTError):
+    """An output path (checkpoint, export) that is refused: wrong suffix, exists without overwrite, ..."""
+
+    def __init__(self, message: str, path: str | Path | None = None, exists: bool = False):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.exists = exists
+
+
+class CheckpointError(XTError):
+    """A model file that cannot be read, or does not match the model it describes; the message says how.
+
+    ``path`` names the file when one is at fault (``None`` for an in-memory state dict).
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)

@@ -1,0 +1,125 @@
+"""The house rules of DESIGN.md, checked: arrows point down, the widget and app/ stay torch-free at import, and the
+types crossing the app/ seam are typed (no ``object``, no dict of unknown keys)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "napari_xt"
+
+#: package -> packages of napari_xt it must never import (at any depth, lazily or not)
+FORBIDDEN = {
+    "engine": {"train", "app", "widget", "cli"},
+    "model": {"engine", "train", "app", "widget", "cli", "export"},
+    "io": {"engine", "model", "train", "app", "widget", "cli", "export"},
+    "train": {"app", "widget", "cli"},
+    "export": {"app", "widget", "cli", "train"},
+    "app": {"widget", "cli"},
+    "widget": {"cli"},
+}
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The napari_xt sub-packages a module imports (relative or absolute), anywhere in the file."""
+    package = path.relative_to(SRC).parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[: len(package) - node.level])
+                parts = base + (node.module.split(".") if node.module else [])
+                names = [parts] if node.module else [base + [a.name] for a in node.names]
+            elif node.module and node.module.startswith("napari_xt."):
+                names = [node.module.split(".")[1:]]
+            else:
+                continue
+            found |= {p[0] for p in names if p}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("napari_xt.")}
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_arrows_point_down(package):
+    files = sorted((SRC / package).rglob("*.py"))
+    assert files
+    bad = {str(p.relative_to(SRC)): sorted(_project_imports(p) & FORBIDDEN[package]) for p in files}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_app_and_widget_import_without_torch():
+    """Import every app/ and widget/ module (and the error types) in a fresh process: torch must stay out."""
+    files = [p for pkg in ("app", "widget") for p in (SRC / pkg).glob("*.py") if p.stem != "__init__"]
+    modules = sorted(f"napari_xt.{p.parent.name}.{p.stem}" for p in files)
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r} + ['napari_xt.errors', 'napari_xt.engine.options']:\n"
+            "    importlib.import_module(m)\n"
+            "heavy = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _seam_types():
+    from napari_xt.app import events, request
+
+    union = typing.get_args(events.RunEvent)
+    return [request.PredictRequest, request.PlanOptions, request.RunOptions, events.RunSummary, events.Detections,
+            events.ScoreLayout, *union]
+
+
+def test_seam_types_are_typed():
+    """No field of the request/event types is ``object``/``Any`` or a dict keyed by free-form strings."""
+    assert len(_seam_types()) >= 10
+    for cls in _seam_types():
+        for f in dataclasses.fields(cls):
+            text = str(f.type).replace(" ", "")
+            assert text not in ("object", "Any", "dict", "typing.Any"), (cls.__name__, f.name, text)
+            assert "dict[str,object]" not in text and "dict[str,Any]" not in text, (cls.__name__, f.name, text)
+            assert "object" not in text.split("|"), (cls.__name__, f.name, text)
+
+
+ANNOTATED_PACKAGES = ("app", "engine", "model", "io")
+
+
+def _unannotated(path: Path) -> list[str]:
+    """Public functions and public methods of public classes lacking an argument or return annotation."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    missing = []
+
+    def check(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: str = "") -> None:
+        if fn.name.startswith("_") and fn.name != "__init__":
+            return
+        args = [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
+        if owner and args and args[0].arg in ("self", "cls"):
+            args = args[1:]
+        extra = [a for a in (fn.args.vararg, fn.args.kwarg) if a is not None]
+        bad = [a.arg for a in [*args, *extra] if a.annotation is None]
+        if fn.returns is None and fn.name != "__init__":
+            bad.append("return")
+        if bad:
+            missing.append(f"{path.relative_to(SRC)}:{fn.lineno} {owner}{fn.name}({', '.join(bad)})")
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            check(node)
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    check(item, f"{node.name}.")
+    return missing
+
+
+@pytest.mark.parametrize("package", ANNOTATED_PACKAGES)
+def test_public_functions_are_annotated(package):
+    files = [p for p in sorted((SRC / package).rglob("*.py")) if not p.name.startswith("_") or p.name == "__init__.py"]
+    missing = [m for p in files for m in _unannotated(p)]
+    assert not missing, "\n".join(missing)
