@@ -6,6 +6,11 @@ image never sits in memory), once with 2 x 2-region windows and once with 8 x 8-
 process, and prints peak RSS (goal: the 64-region step within 10 % of the 4-region one), steps/s and regions/s.
 The context memory is ``--mem-len`` tokens (default: 4 regions' worth), so it is full in both runs; memory is
 bounded by ``mem_len`` and the chunk size, not by the window or the image.
+
+``--feature-cache`` (issue 13) instead compares Quick training (frozen encoder over the on-disk feature cache) with
+the same frozen encoder re-encoding every epoch: epochs/s of the first (cold) epoch and of the later ones, and peak
+RSS of each, each in a fresh process, on a synthetic slide held in memory (so reading costs nothing in either).
+Time to a usable model on real data: see docs/train.md (``scripts/hrsid_chips.py``).
 """
 
 from __future__ import annotations
@@ -42,13 +47,54 @@ _result["regions"] = len(steps) * {window} * {window}
 """
 
 
+QUICK = """
+import tempfile, time, torch
+import numpy as np
+from napari_xt.io import array_image
+from napari_xt.synthetic import TissueSample
+from napari_xt.train import Augment, SegmentationLabels, Trainer, TrainingImage, TrainOptions
+torch.manual_seed(0)
+side = {region} * 8
+sample = TissueSample(side, side, seed=1)
+image = array_image(np.asarray(sample.levels[0]))
+labels = SegmentationLabels.from_array(np.asarray(sample.label_levels[0]), (side, side), ignore=255)
+tmp = tempfile.mkdtemp()
+opts = TrainOptions(out=tmp + "/m.safetensors", region_encoder="{encoder}", region_size={region}, window_size=2,
+                    epochs={epochs}, val_fraction=0, use_mask=False, freeze_encoder=True, mode="{mode}",
+                    feature_cache_dir=tmp + "/features", augment=Augment(geometric=True, colour=0),
+                    balanced_sampling=False)
+trainer = Trainer([TrainingImage(image, segmentation=labels)], opts)
+marks = [time.perf_counter()]
+trainer.fit(lambda e: marks.append(time.perf_counter()) if e["kind"] == "epoch" else None)
+_result["epoch_s"] = [b - a for a, b in zip(marks, marks[1:])]
+_result["regions"] = {region_count}
+"""
+
+
+def bench_cache(args) -> None:
+    print(f"frozen {args.encoder} encoder, {args.region_size} px regions, 64 regions in 16 windows, "
+          f"{args.epochs} epochs; each mode in a fresh process:")
+    for mode in ("full", "quick"):
+        r = run_isolated(QUICK.format(region=args.region_size, encoder=args.encoder, epochs=args.epochs, mode=mode,
+                                      region_count=64))
+        first, rest = r["epoch_s"][0], r["epoch_s"][1:]
+        later = len(rest) / sum(rest) if rest else float("nan")
+        print(f"  {mode:5s}: epoch 1 {1 / first:.3f} epochs/s, later epochs {later:.3f} epochs/s, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--encoder", default="tiny")
     p.add_argument("--region-size", type=int, default=512)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--mem-len", type=int, default=None, help="context memory tokens (default: 4 regions)")
+    p.add_argument("--feature-cache", action="store_true", help="Quick (cached features) vs Full, frozen encoder")
+    p.add_argument("--epochs", type=int, default=4, help="epochs of the --feature-cache comparison")
     args = p.parse_args()
+    if args.feature_cache:
+        bench_cache(args)
+        return
     tokens_per_region = (args.region_size // 32) ** 2
     mem_len = args.mem_len or 4 * tokens_per_region
     results = {}

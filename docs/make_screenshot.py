@@ -2,7 +2,8 @@
 
 Run under a real X server (Xvfb is enough)::
 
-    xvfb-run -a python docs/make_screenshot.py            # writes docs/images/dock.png
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshot.py 12 dock_1920x1080.png
+    xvfb-run -a -s "-screen 0 1366x768x24" python docs/make_screenshot.py 12 dock_1366x768.png
 
 It opens the synthetic tissue sample, docks the widget, runs the shipped demo model for a few regions (the ones
 nearest the view go first), takes ``viewer.screenshot(canvas_only=False)`` while the run goes on, cancels and
@@ -21,14 +22,14 @@ from qtpy.QtWidgets import QApplication
 
 from napari_xt.widget import XTDock
 from napari_xt.widget._stall import GapMeter, spin_until
+from napari_xt.widget._window import fit_to_screen
 
-OUT = Path(__file__).resolve().parent / "images" / "dock.png"
 REGIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 12
+OUT = Path(__file__).resolve().parent / "images" / (sys.argv[2] if len(sys.argv) > 2 else "dock.png")
 
 
 def main() -> None:
     viewer = napari.Viewer(title="napari-xt")
-    viewer.window._qt_window.resize(1500, 900)
     viewer.open_sample("napari-xt", "tissue")
     image = viewer.layers["synthetic tissue"]
     dock = XTDock(viewer)
@@ -42,6 +43,7 @@ def main() -> None:
     dock.batch_size.value = 2
     dock.window_size.value = 2
     dock.out.value = Path(tempfile.mkdtemp(prefix="napari-xt-shot-")) / "tissue.xt.zarr"
+    layout = fit_to_screen(viewer, hide_controls_when_narrow=True)  # what `napari-xt demo` does
     viewer.reset_view()
     cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     cam.zoom *= 4  # look at the middle of the slide: the regions in view are computed first
@@ -69,6 +71,9 @@ def main() -> None:
           f"{streaming.max_gap * 1000:.0f} ms while regions streamed in ({dock.overlays.n_shown} regions)")
     dock.cancel_button.native.click()
     spin_until(app, lambda: not dock.runner.busy)
+    if layout is not None:
+        print(f"window {layout.window[0]} x {layout.window[1]} px, canvas {layout.canvas[0]} x {layout.canvas[1]} px "
+              f"({layout.canvas_share:.0%} of the width)")
     print(f"screenshot: {OUT}")
     viewer.close()
 

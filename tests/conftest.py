@@ -10,6 +10,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _results_in_tmp(tmp_path_factory, monkeypatch):
+    """The dock's default results folder is the user data directory: tests write theirs to a temporary one."""
+    monkeypatch.setenv("NAPARI_XT_RESULTS", str(tmp_path_factory.getbasetemp() / "results"))
+
+
 @pytest.fixture(scope="session")
 def tissue_ome_tiff(tmp_path_factory) -> Path:
     from napari_xt.synthetic import TissueSample

@@ -131,3 +131,15 @@ def partial_labels_refresh_supported() -> bool:
                     ", ".join(missing))
         return False
     return True
+
+
+def main_window(viewer: Any) -> Any:
+    """The viewer's ``QMainWindow`` (napari keeps it private as ``window._qt_window``); None when headless/renamed."""
+    return getattr(getattr(viewer, "window", None), "_qt_window", None)
+
+
+def canvas_widget(viewer: Any) -> Any:
+    """The Qt widget of the viewer's canvas (private ``window._qt_viewer.canvas.native``); None when renamed."""
+    qt_viewer = getattr(getattr(viewer, "window", None), "_qt_viewer", None)
+    canvas = getattr(qt_viewer, "canvas", None)
+    return getattr(canvas, "native", None)

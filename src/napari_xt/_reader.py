@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ._compat import keep_triton_out_without_cuda
-from .io import ImageReadError, LargeImage, open_image
+from .engine.store import is_store
+from .io import SUPPORTED_SUFFIXES, ImageReadError, LargeImage, open_image
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = (
-    ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".dcm", ".zarr",
-)
+_SUFFIXES = tuple(s for s in SUPPORTED_SUFFIXES if s.count(".") == 1) + (".zarr",)
 
 LayerData = tuple[Any, dict, str]
 
@@ -42,6 +41,8 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
     path = os.fspath(path)
     if not _looks_like_ours(path):
         return None
+    if is_store(path):
+        return _store_reader(path)
     try:
         image = open_image(path)
     except ImageReadError as err:
@@ -54,6 +55,25 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
 
     def read(_path: Any) -> list[LayerData]:
         return layer_data_for(image)
+
+    return read
+
+
+def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
+    """A result store: its image plus its overlays (see :mod:`napari_xt._store_reader`)."""
+    from ._store_reader import store_layer_data
+
+    try:
+        layers, warning = store_layer_data(path)
+    except Exception as err:  # a damaged store must be a sentence, not a traceback in the viewer
+        log.exception("cannot open the result store %s", path)
+        _notify(f"napari-xt cannot open the result store {path}: {err}")
+        return None
+    if warning:
+        _notify(warning)
+
+    def read(_path: Any) -> list[LayerData]:
+        return layers
 
     return read
 

@@ -129,3 +129,21 @@ class CheckpointError(XTError):
     def __init__(self, message: str, path: str | Path | None = None):
         super().__init__(message)
         self.path = None if path is None else Path(path)
+
+
+class WeightsUnavailable(XTError):
+    """Pretrained weights for ``encoder`` were asked for but cannot be had here; ``fix`` says how to get them.
+
+    ``reason`` is one of ``offline`` (nothing cached, hub unreachable or ``HF_HUB_OFFLINE``), ``gated`` (the hub wants
+    a token / accepted terms), ``missing`` (no such repo or file), ``none`` (the encoder has no pretrained weights).
+    Never answered with a silent random init: the caller asks for ``--random-init`` explicitly.
+    """
+
+    def __init__(self, encoder: str, reason: str, fix: str, detail: str = ""):
+        why = {"offline": "they are not cached and the hub cannot be reached",
+               "gated": "the hub requires an access token and accepted terms for them",
+               "missing": "the hub has no such weights",
+               "none": "this encoder has no pretrained weights"}.get(reason, reason)
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"pretrained weights for {encoder!r} are unavailable: {why}{extra}; {fix}")
+        self.encoder, self.reason, self.fix = encoder, reason, fix

@@ -130,5 +130,13 @@ def test_missing_tiles_read_as_zero(tmp_path):
 
 
 def test_supported_suffixes_contract():
-    assert SUPPORTED_SUFFIXES == (".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".ome.tif",
-                                  ".ome.tiff", ".dcm", ".zarr")
+    """Every suffix the reader accepts is offered to napari by the manifest, and the classic ones stay."""
+    from pathlib import Path
+
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "src" / "napari_xt" / "napari.yaml").read_text())
+    patterns = {p for r in manifest["contributions"]["readers"] for p in r["filename_patterns"]}
+    assert {f"*{s}" for s in SUPPORTED_SUFFIXES if s != ".ome.btf"} <= patterns
+    assert set(SUPPORTED_SUFFIXES) >= {".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff",
+                                       ".ome.tif", ".ome.tiff", ".dcm", ".zarr", ".qptiff"}

@@ -1,4 +1,4 @@
-"""Region encoders: registry, NCHW multi-scale outputs, any channel count, offline pretrained fallback."""
+"""Region encoders: registry, NCHW multi-scale outputs, any channel count, honest pretrained weights."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import napari_xt.model  # noqa: F401  (registers everything)
-from napari_xt.model import region_encoders as re_mod
+from napari_xt.errors import CheckpointError, WeightsUnavailable
 from napari_xt.model.region_encoders import TIMM_ENCODERS, RegionEncoder, create_region_encoder
 from napari_xt.model.registry import list_region_encoders
 
@@ -36,35 +36,37 @@ def test_tiny_rejects_unknown_options():
         create_region_encoder("tiny", depth=3)
 
 
-def test_tiny_pretrained_warns():
-    with pytest.warns(RuntimeWarning, match="random init"):
+def test_tiny_pretrained_is_an_error():
+    """tiny has no pretrained weights: asking for them is an error, never a silent random init."""
+    with pytest.raises(WeightsUnavailable, match="no pretrained weights"):
         create_region_encoder("tiny", pretrained=True)
 
 
-def test_pretrained_offline_falls_back_quickly(monkeypatch):
-    monkeypatch.setattr(re_mod, "_weights_cached", lambda name: False)
-    monkeypatch.setattr(re_mod, "_hub_reachable", lambda timeout=re_mod.HUB_TIMEOUT_S: False)
+def test_pretrained_offline_is_a_quick_clear_error(tmp_path, monkeypatch):
+    """Nothing cached and HF_HUB_OFFLINE: a typed error naming the fix, no hang and no random init."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("NAPARI_XT_WEIGHTS", raising=False)
     t0 = time.perf_counter()
-    with pytest.warns(RuntimeWarning, match="offline: random init"):
-        enc = create_region_encoder("convnext_tiny", in_chans=2, pretrained=True)
-    assert time.perf_counter() - t0 < 30 and enc.channels[0] == 96
+    with pytest.raises(WeightsUnavailable) as err:
+        create_region_encoder("convnext_tiny", in_chans=2, pretrained=True)
+    assert time.perf_counter() - t0 < 10 and err.value.reason == "offline"
+    assert "napari-xt download convnext_tiny" in str(err.value)
 
 
-def test_failed_download_falls_back(monkeypatch):
-    """Hub 'reachable' but the download itself fails: still random init, never an exception or a hang."""
+def test_hierarchical_weights_from_a_file(tmp_path):
+    """A hierarchical timm backbone loads a local state dict (checked key by key first); a wrong one is reported."""
     import timm
 
-    real = timm.create_model
-
-    def fake(name, pretrained=False, **kw):
-        if pretrained:
-            raise OSError("simulated network failure")
-        return real(name, pretrained=False, **kw)
-
-    monkeypatch.setattr(re_mod, "_weights_cached", lambda name: True)
-    monkeypatch.setattr(timm, "create_model", fake)
-    with pytest.warns(RuntimeWarning, match="offline: random init"):
-        create_region_encoder("convnext_tiny", pretrained=True)
+    full = timm.create_model("test_convnext", pretrained=False, num_classes=0)
+    path = tmp_path / "convnext.pth"
+    torch.save(full.state_dict(), path)
+    enc = create_region_encoder("timm:test_convnext", pretrained=True, weights=str(path))
+    assert enc.reductions[-1] == 32 and torch.equal(enc.model.stem_0.weight, full.stem[0].weight)
+    bad = {k: v for k, v in full.state_dict().items() if not k.startswith("stages.3.")}
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="missing keys: stages.3"):
+        create_region_encoder("timm:test_convnext", pretrained=True, weights=str(tmp_path / "bad.pth"))
 
 
 def test_bad_sub_region_size():

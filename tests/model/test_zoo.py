@@ -14,6 +14,7 @@ from napari_xt.app import catalog
 from napari_xt.errors import CheckpointError, EncoderIsNotAModel, UnknownModel, XTError
 from napari_xt.model import list_context_encoders, list_region_encoders, load_model, save_model
 from napari_xt.model.checkpoint import DEMO_MODELS, PRESETS, demo_model_path, list_demo_models
+from napari_xt.model.encoder_catalog import CATALOGUE
 from napari_xt.model.region_encoders import TIMM_ENCODERS
 from napari_xt.model.zoo import (
     KINDS,
@@ -38,7 +39,7 @@ def test_entries_listed_by_kind():
     assert names("demo") == ["demo-tissue", "demo-sar"]
     assert {"tiny-hyper-seg", "tiny-hyper-det", "tiny-hyper-cls", "tiny-none-seg", "tiny-xl-seg",
             "swinv2_tiny-hyper-seg"} <= set(names("preset"))
-    assert set(names("encoder")) == {"tiny", *TIMM_ENCODERS}
+    assert set(names("encoder")) == {"tiny", *TIMM_ENCODERS, *CATALOGUE}
     assert set(list_region_encoders()) <= set(names("encoder"))  # every built-in builder has a zoo entry
     assert names("imported") == []  # no released checkpoint is named by default (see model/zoo.py)
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -49,7 +50,7 @@ def test_entries_carry_weights_licence_and_description():
     for entry in list_entries():
         assert entry.description and entry.group, entry.name
         json.dumps(entry.to_dict())  # JSON-ready for `napari-xt models --json`
-        assert not entry.gated  # nothing gated yet (foundation encoders come with issue 12)
+        assert not entry.gated or (entry.kind == "encoder" and entry.weights.kind == "hub"), entry.name
     demo = get_entry("demo-tissue")
     assert demo.weights == WeightSource("shipped", "demo_tissue.safetensors") and demo.available
     assert demo.licence and demo.xt_config().class_names["segmentation"][-1] == "gland"

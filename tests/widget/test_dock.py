@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from dockhelpers import COLORS, GapMeter, configure, make_dock
 from napari_xt.app.layers import (
     default_store_path,
     layer_to_large_image,
+    results_dir,
     unique_store_path,
 )
 from napari_xt.engine.store import ResultStore
@@ -32,7 +34,8 @@ def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_view
     assert "nucleus" in dock.model_info.value
     configure(dock, str(seg_checkpoint))
     out = Path(dock.out.value)
-    assert out.name == "tissue.xt.zarr" and out.parent == tissue_ome_tiff.parent
+    # results go to the results folder (a temporary one in tests), never beside the slide
+    assert re.fullmatch(r"tissue(-\d+)?\.xt\.zarr", out.name) and out.parent == results_dir() != tissue_ome_tiff.parent
 
     states: list[tuple[int, int]] = []  # (regions done, labelled pixels the layer shows) at each region signal
 
@@ -150,7 +153,7 @@ def test_combos_come_from_registry_and_models_folder(make_napari_viewer, qtbot, 
 
 
 def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, notes, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the store of a file-less layer goes there
+    monkeypatch.setenv("NAPARI_XT_RESULTS", str(tmp_path / "results"))  # where the dock's results go by default
     viewer, dock = make_dock(make_napari_viewer, qtbot)
     rng = np.random.default_rng(0)
     layer = viewer.add_image(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8), rgb=True, name="pasted",
@@ -158,7 +161,7 @@ def test_layer_without_a_file_runs_with_detections(make_napari_viewer, qtbot, no
     image = layer_to_large_image(layer)
     assert image.levels[0].shape == (512, 512, 3) and image.pixel_size == (0.25, 0.25)
     configure(dock, "tiny-hyper-det", level=0)
-    assert Path(dock.out.value) == tmp_path / "cache" / "napari-xt" / "pasted.xt.zarr"
+    assert Path(dock.out.value) == tmp_path / "results" / "pasted.xt.zarr"
     ends = []
     dock.runner.ended.connect(ends.append)
     dock.start()
@@ -217,14 +220,21 @@ def test_layer_adapter_and_store_names(tmp_path):
     image = layer_to_large_image(FakeLayer())
     assert image.levels[0].shape == (300, 200, 1) and image.pixel_size is None
     np.testing.assert_array_equal(image.read_region(0, 10, 20, 5, 5)[..., 0], FakeLayer.data[10:15, 20:25])
-    img = tmp_path / "slide.ome.tif"
+    slides = tmp_path / "slides"  # the image's folder: never written to by default (often read-only/shared)
+    slides.mkdir()
+    img = slides / "slide.ome.tif"
     img.write_bytes(b"")
     FakeLayer.metadata = {"napari_xt": {"path": str(img)}}
-    assert default_store_path(FakeLayer()) == tmp_path / "slide.xt.zarr"
-    (tmp_path / "slide.xt.zarr").mkdir()
-    (tmp_path / "slide-2.xt.zarr").mkdir()
-    assert default_store_path(FakeLayer()) == tmp_path / "slide-3.xt.zarr"
-    assert unique_store_path(tmp_path / "slide-2.xt.zarr") == tmp_path / "slide-3.xt.zarr"
+    results = tmp_path / "results"
+    assert default_store_path(FakeLayer(), results) == results / "slide.xt.zarr"
+    results.mkdir()
+    (results / "slide.xt.zarr").mkdir()
+    (results / "slide-2.xt.zarr").mkdir()
+    assert default_store_path(FakeLayer(), results) == results / "slide-3.xt.zarr"
+    assert unique_store_path(results / "slide-2.xt.zarr") == results / "slide-3.xt.zarr"
+    # no setting: $NAPARI_XT_RESULTS (tests) or the user data directory; never the image's folder
+    assert default_store_path(FakeLayer()).parent == results_dir() != slides
+    assert list(slides.iterdir()) == [img]
 
 
 def _imports(path: Path) -> set[str]:

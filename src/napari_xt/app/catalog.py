@@ -157,9 +157,25 @@ def find_checkpoints(folder: str | os.PathLike | None) -> list[Path]:
     return sorted(set(found), key=lambda p: p.name.lower())
 
 
+def apply_weights_folder_setting() -> None:
+    """Make the plugin's "encoder weights folder" setting visible to ``model/weights.py`` (as ``NAPARI_XT_WEIGHTS``,
+    unless that is already set: the environment wins). Quiet where napari's settings are unavailable."""
+    if os.environ.get("NAPARI_XT_WEIGHTS"):
+        return
+    try:
+        from napari.settings import get_plugin_settings
+
+        folder = str(getattr(get_plugin_settings("napari-xt").models, "weights_folder", "") or "")
+    except Exception:  # no napari, or a napari without plugin settings
+        return
+    if folder:
+        os.environ["NAPARI_XT_WEIGHTS"] = folder
+
+
 def load_catalog() -> Catalog:
     """Everything the panel's combos list; slow the first time (imports torch): call it off the main thread."""
     keep_triton_out_without_cuda()
+    apply_weights_folder_setting()
     presets = [describe(name) for name in list_presets()]
     return Catalog(presets=presets, region_encoders=list_region_encoders(),
                    context_encoders=list_context_encoders(), devices=detect_devices())

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from .._compat import keep_triton_out_without_cuda
+from ..errors import PlanError
 from .events import (
     Detections,
     RegionDone,
@@ -103,11 +104,14 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
     mpp = opts.mpp if opts.mpp is not None else (cfg.pixel_size if opts.level is None else None)
     if mpp is not None and not image.pixel_size:
         mpp = None  # an image without a pixel size is analysed at the requested level (or 0)
-    plan = make_plan(
-        image, region_size=opts.region_size or cfg.region_size, overlap=opts.overlap, target_pixel_size=mpp,
-        level=opts.level, context=opts.context, window_size=opts.window_size, order=opts.order,
-        use_mask=opts.use_mask, roi=opts.roi, focus=opts.focus,
-    )
+    try:
+        plan = make_plan(
+            image, region_size=opts.region_size or cfg.region_size, overlap=opts.overlap, target_pixel_size=mpp,
+            level=opts.level, context=opts.context, window_size=opts.window_size, order=opts.order,
+            use_mask=opts.use_mask, roi=opts.roi, focus=opts.focus,
+        )
+    except PlanError as err:  # in a batch of hundreds, an error must say which image it is about
+        raise PlanError(f"{request.image}: {err}", option=err.option) from None
     identity = {"model_checksum": model_checksum(model), "image_fingerprint": image_fingerprint(image),
                 "plan_checksum": plan.checksum()}
     return Inputs(request, image, model, plan, identity)
@@ -223,7 +227,7 @@ def finish(run: InferenceRun, seconds: float, status: RunStatus, error: BaseExce
     summary = RunSummary(
         store=str(run.store.path), regions_total=run.n_total, regions_done=run.n_done, regions_new=new,
         regions_skipped=len(run.plan.skipped), regions_failed=run.n_failed, cancelled=run.cancelled,
-        regions_per_s=rate(new, seconds), device=str(run.device), precision=run.options.precision,
+        regions_per_s=rate(new, seconds), device=str(run.device), precision=_precision_name(run.amp),
         image_scores=None if image_scores is None else tuple(round(float(v), 5) for v in image_scores),
     )
     if status == "complete":
@@ -269,3 +273,8 @@ def _leave_a_core() -> int | None:
     torch.set_num_threads(wanted)
     log.debug("torch threads %d -> %d while the viewer runs", before, wanted)
     return before
+
+
+def _precision_name(amp: object) -> str:
+    """The precision a run actually used ("auto" resolved): fp32 without autocast, else its dtype's short name."""
+    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(amp), "fp32")

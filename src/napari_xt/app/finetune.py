@@ -33,6 +33,8 @@ class FinetuneRequest:
     epochs: int = 10
     region_size: int | None = None
     freeze_encoder: bool = False
+    mode: str = "full"  # "quick": frozen encoder over the on-disk feature cache
+    time_budget_s: float | None = None
     zero_is_unlabelled: bool = True
     device: str = "auto"
     precision: str = "fp32"
@@ -95,6 +97,7 @@ def training_events(request: FinetuneRequest, holder: dict | None = None) -> Ite
     item = TrainingImage(image, segmentation=seg, detection=det, name=str(request.image_layer.name))
     options = TrainOptions(out=request.out, base=request.base, epochs=int(request.epochs),
                            region_size=request.region_size, freeze_encoder=request.freeze_encoder,
+                           mode=request.mode, time_budget_s=request.time_budget_s,
                            device=request.device, precision=request.precision,
                            description=f"fine-tuned in napari on {request.image_layer.name}")
     trainer = Trainer([item], options)

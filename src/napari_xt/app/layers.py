@@ -124,15 +124,34 @@ def user_cache_dir() -> Path:
         return Path.home() / ".cache" / "napari-xt"
 
 
-def default_store_path(layer: Any) -> Path:
-    """``<image>.xt.zarr`` beside the image when that folder is writable, else in the user cache; never existing."""
+def results_dir(setting: str | os.PathLike | None = None) -> Path:
+    """Where the dock writes result stores: the plugin setting when set, else ``$NAPARI_XT_RESULTS``, else napari-xt's
+    folder in the user data directory.
+
+    Never beside the image by default: slides often sit on read-only or shared storage, and a run must not fail (or
+    litter a shared folder) because of where the image happens to live.
+    """
+    if setting:
+        return Path(os.path.expanduser(os.fspath(setting)))
+    env = os.environ.get("NAPARI_XT_RESULTS")
+    if env:
+        return Path(os.path.expanduser(env))
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("napari-xt")) / "results"
+    except ImportError:
+        return Path.home() / ".local" / "share" / "napari-xt" / "results"
+
+
+def default_store_path(layer: Any, folder: str | os.PathLike | None = None) -> Path:
+    """``<results folder>/<image name>.xt.zarr``, never an existing path (``-2``, ``-3``... appended)."""
     path = layer_path(layer)
-    if path is not None and os.access(Path(path).resolve().parent, os.W_OK):
-        folder, stem = Path(path).resolve().parent, _stem(Path(path.rstrip("/")).name)
+    if path is not None:
+        stem = _stem(Path(path.rstrip("/")).name)
     else:
-        folder = user_cache_dir()
         stem = re.sub(r"[^\w.-]+", "_", str(getattr(layer, "name", "image"))).strip("_.") or "image"
-    return unique_store_path(folder / f"{stem}.xt.zarr")
+    return unique_store_path(results_dir(folder) / f"{stem}.xt.zarr")
 
 
 def unique_store_path(path: str | os.PathLike) -> Path:

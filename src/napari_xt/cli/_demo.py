@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .._sample_data import sar_scene, tissue_slide
     from ..model.checkpoint import demo_model_path
+    from ..widget._window import fit_to_screen
 
     model = args.model or f"demo-{args.which}"
     if args.model is None and demo_model_path(model) is None:
@@ -52,6 +53,14 @@ def run(args: argparse.Namespace) -> int:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     viewer.layers.selection.active = viewer.layers[0]
     _, dock = viewer.window.add_plugin_dock_widget("napari-xt", "xT analysis")
+
+    def fit_window() -> None:
+        layout = fit_to_screen(viewer, hide_controls_when_narrow=True)
+        if layout is not None:
+            print(f"napari-xt demo: window {layout.window[0]} x {layout.window[1]} px, canvas {layout.canvas[0]} x "
+                  f"{layout.canvas[1]} px ({layout.canvas_share:.0%} of the width)", file=sys.stderr)
+
+    QTimer.singleShot(0, fit_window)  # at once, and again once the model list has filled the dock
     print(f"napari-xt demo: {DEMO_NOTE}", file=sys.stderr)
     state: dict[str, Any] = {"t_run": None, "first": None, "code": 0}
 
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         dock.image.value = viewer.layers[0]
         if not dock.add_checkpoint(model):  # lists and selects it; a notification says why when it cannot
             return quit_(1) if args.smoke else None
+        fit_window()
         if args.no_run:
             return None
         state["t_run"] = time.perf_counter()

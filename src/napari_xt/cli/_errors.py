@@ -30,7 +30,7 @@ def describe(err: BaseException, out_flag: str = "--out") -> str:
     if isinstance(err, StoreMismatch):
         return f"{text}; use a new {out_flag}, drop --resume, or pass --overwrite to replace it"
     if isinstance(err, PlanError) and err.option == "mpp":
-        return "the image has no pixel size; give --level instead of --mpp"
+        return f"{text}; give --level instead of --mpp"
     if isinstance(err, PlanError) and err.option in _PLAN_FLAGS:
         return f"{_PLAN_FLAGS[err.option]}: {text}"
     if isinstance(err, DeviceUnavailable):

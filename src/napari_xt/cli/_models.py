@@ -38,7 +38,25 @@ def entries(kind: str | None = None) -> list[dict[str, Any]]:
     """The zoo's entries as JSON-ready dicts (imports torch through the model package)."""
     from ..model.zoo import list_entries
 
-    return [e.to_dict() for e in list_entries(kind)]  # type: ignore[arg-type]  # argparse checked the choice
+    found = [e.to_dict() for e in list_entries(kind)]  # type: ignore[arg-type]  # argparse checked the choice
+    for e in found:
+        e["weight_state"] = weight_state(e)
+    return found
+
+
+def weight_state(entry: Mapping[str, Any]) -> str:
+    """``shipped``/``random`` for models; for encoders ``cached``, ``folder``, ``downloadable``, ``needs a token``,
+    ``missing`` or ``none``, from the hub cache and weights folder only (no network)."""
+    if entry["kind"] != "encoder":
+        return {"shipped": "shipped", "random": "random"}.get(entry["weights"]["kind"],
+                                                              "file" if entry["weights"]["available"] else "missing")
+    from ..model import encoder_spec
+    from ..model.weights import weight_state as state
+
+    try:
+        return state(encoder_spec.weights_source(entry["name"]))
+    except Exception:  # a timm without this model: say so rather than fail the listing
+        return "unknown"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,13 +85,14 @@ def format_text(found: list[dict[str, Any]], kinds: list[str]) -> str:
                                    subsequent_indent=" " * (width + 4))
             gated = "gated (needs a hub token)" if e["gated"] else "not gated"
             licence = e["licence"] or "-"
-            lines.append(f"  {'':<{width}}  weights: {_weights(e['weights'])}; licence: {licence}; {gated}")
+            state = f" [{e['weight_state']}]" if e.get("weight_state") and e["kind"] == "encoder" else ""
+            lines.append(f"  {'':<{width}}  weights: {_weights(e['weights'])}{state}; licence: {licence}; {gated}")
     return "\n".join(lines)
 
 
 def _weights(source: Mapping[str, Any]) -> str:
     ref, missing = source["ref"], "" if source["available"] else " (MISSING)"
-    return {"shipped": f"shipped file {ref}{missing}", "random": "random init", "timm": f"timm {ref} (--pretrained)",
+    return {"shipped": f"shipped file {ref}{missing}", "random": "random init", "timm": f"timm {ref}",
             "hub": f"hub {ref}", "file": f"file {ref}{missing}"}.get(source["kind"], source["kind"])
 
 

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
         "demo", "preset", "imported"))
     p.add_argument("--out", metavar="STORE", help="result store folder (zarr v3) of a single image")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--precision", default=RunOptions().precision, choices=PRECISIONS,
+                   help="auto (default): bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--batch-size", type=int, default=4, help="regions encoded together (default 4)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--mpp", type=float, help="analysis pixel size (default: the model's, else level 0)")

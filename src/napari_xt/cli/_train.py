@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from . import _models
@@ -17,7 +18,9 @@ def add_parser(sub) -> None:
                     "--ignore-label 255 for dense ground truth with a background class 0).")
     p.add_argument("--image", action="append", required=True, metavar="IMG", help="training image (repeatable)")
     ann = p.add_argument_group("annotations (at least one kind; one file per --image, in the same order)")
-    ann.add_argument("--labels", action="append", metavar="LBL", help="label image (TIFF/OME-TIFF/OME-Zarr/.npy)")
+    ann.add_argument("--labels", action="append", metavar="LBL", help="label image (TIFF/OME-TIFF/OME-Zarr/.npy) or "
+                     "QuPath GeoJSON polygons (.geojson: classification names -> class ids, 0 = not annotated; with "
+                     "--class-names the first name is 'not annotated')")
     ann.add_argument("--points", action="append", metavar="PTS", help="objects: CSV (x,y[,width,height][,class]) "
                      "or GeoJSON (QuPath points/polygons), level-0 px")
     ann.add_argument("--classes", metavar="CSV", help="image-level classes: CSV rows 'image,class'")
@@ -25,16 +28,28 @@ def add_parser(sub) -> None:
     p.add_argument("--base", help=_models.zoo_help(
         "start from this checkpoint (.safetensors, released xT .ckpt/.pth) or model ({names}); default: a fresh "
         "model (--region-encoder/--context-encoder)", "demo", "preset", "imported"))
-    p.add_argument("--region-encoder", default="tiny", help=_models.zoo_help(
-        "fresh model's region encoder (default tiny): {names}; see `napari-xt models --kind encoder`", "encoder"))
+    p.add_argument("--region-encoder", default="tiny", metavar="SPEC", help=_models.zoo_help(
+        "fresh model's region encoder (default tiny): a catalogue name ({names}), timm:NAME or hf-hub:ORG/REPO; "
+        "pretrained weights whenever it has them (hub cache first); see `napari-xt models --kind encoder`",
+        "encoder"))
     p.add_argument("--context-encoder", default="hyper", help="fresh model's context encoder (default hyper)")
     p.add_argument("--context-options", metavar="JSON", help='fresh model\'s context encoder options, e.g. '
                    '\'{"hidden": 128}\'')
-    p.add_argument("--pretrained", action="store_true", help="timm-pretrained region encoder (needs it cached)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--encoder-weights", metavar="FILE", help="region-encoder weights from a local file "
+                         "(.safetensors/.pth/.bin state dict, read weights-only, every key checked)")
+    weights.add_argument("--random-init", action="store_true", help="random region-encoder weights (the only way "
+                         "to get them for an encoder that has pretrained weights)")
+    weights.add_argument("--pretrained", action="store_true", help="pretrained region encoder (the default whenever "
+                         "it has weights; kept for old scripts)")
     p.add_argument("--class-names", help="comma-separated segmentation class names, in class-id order")
     p.add_argument("--class-colors", help="segmentation class colours 'r,g,b;r,g,b;...' in class-id order")
     p.add_argument("--ignore-label", type=int, default=0, help="label value meaning 'not annotated' (default 0)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, help="at most this many epochs (default: as many as --time-budget allows)")
+    p.add_argument("--time-budget", metavar="TIME", help="wall-clock budget, e.g. 300, 90s, 5m, 1h: the learning-rate "
+                   "schedule runs over it and the last epoch ends inside it (default 5m unless --epochs is given)")
+    p.add_argument("--loss", choices=["balanced", "ce"], default="balanced", help="segmentation loss: cross entropy "
+                   "weighted by capped inverse class frequency + soft Dice (default), or plain cross entropy")
     p.add_argument("--region-size", type=int, help="region size in analysis px (default: the base's, else 256)")
     p.add_argument("--sub-region-size", type=int, help="sub-region size for a fresh model")
     where = p.add_mutually_exclusive_group()
@@ -43,9 +58,16 @@ def add_parser(sub) -> None:
     p.add_argument("--window-size", type=int, default=2, help="regions per context-window side (default 2)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the context encoder and heads")
+    p.add_argument("--mode", choices=["full", "quick"], default="full", help="full: train end to end (default); "
+                   "quick: frozen region encoder, its features cached on disk (float16 zarr, keyed by model, image "
+                   "and plan) so the context encoder and heads train many epochs fast")
+    p.add_argument("--quick", dest="mode", action="store_const", const="quick", help="same as --mode quick")
+    p.add_argument("--feature-cache", metavar="DIR", help="Quick mode's cache folder (default: napari-xt's user "
+                   "cache; also $NAPARI_XT_FEATURE_CACHE)")
     p.add_argument("--grad-fraction", type=float, default=1.0, help="share of regions with gradients (default 1)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of windows held out (default 0.2)")
-    p.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping")
+    p.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping (counted once "
+                   "the validation score is above 0; segmentation scores the mean IoU of the non-dominant classes)")
     p.add_argument("--max-windows", type=int, help="training windows per epoch (random subset)")
     p.add_argument("--no-mask", action="store_true", help="also train on background regions")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations/colour/speckle augmentation")
@@ -63,7 +85,6 @@ def build_images(args) -> list:
     from ..io import open_image
     from ..train import (
         AnnotationError,
-        SegmentationLabels,
         TrainingImage,
         image_classes_from_csv,
         points_from_file,
@@ -84,14 +105,30 @@ def build_images(args) -> list:
     for i, path in enumerate(args.image):
         image = open_image(path)
         shape = image.levels[0].shape[:2]
-        seg = (SegmentationLabels.from_file(args.labels[i], shape, ignore=args.ignore_label, class_names=names or [],
-                                            class_colors=colors)
-               if args.labels else None)
+        seg = label_file(args.labels[i], shape, args.ignore_label, names, colors) if args.labels else None
         det = points_from_file(args.points[i], det_names) if args.points else None
         if det is not None and det_names is None:
             det_names = det.class_names
         out.append(TrainingImage(image, segmentation=seg, detection=det, image_class=classes[i], name=str(path)))
     return out
+
+
+def label_file(path: str, shape: tuple[int, int], ignore: int, names: list[str] | None, colors: list[list[int]]):
+    """A label image, or QuPath GeoJSON polygons (rasterised lazily per region; skipped classes are reported)."""
+    from pathlib import Path
+
+    from ..train import SegmentationLabels
+    from ..train.polygons import PolygonLabels, describe_skipped
+
+    if Path(path).suffix.lower() in (".geojson", ".json"):
+        labels = PolygonLabels.from_geojson(path, shape, class_names=names)
+        if colors and len(colors) == labels.num_classes():
+            labels.class_colors = colors
+        note = describe_skipped(labels)
+        if note:
+            print(f"{path}: {note} (not one of the classes {', '.join(labels.class_names[1:])})", file=sys.stderr)
+        return labels
+    return SegmentationLabels.from_file(path, shape, ignore=ignore, class_names=names or [], class_colors=colors)
 
 
 def parse_colors(text: str) -> list[list[int]]:
@@ -104,6 +141,44 @@ def parse_colors(text: str) -> list[list[int]]:
     return colors
 
 
+def encoder_pretrained(args: argparse.Namespace) -> bool:
+    """Pretrained unless --random-init, whenever the encoder has weights (tiny has none); a weights file implies it.
+
+    (Owned by the encoder flags of issue 12: a fresh model never gets a silent random init.)
+    """
+    if args.base and (args.encoder_weights or args.random_init):
+        raise ValueError("--encoder-weights/--random-init apply to a fresh model; --base keeps its own encoder")
+    if args.encoder_weights:
+        return True
+    if args.random_init:
+        return False
+    from ..model.encoder_spec import has_pretrained
+
+    return has_pretrained(args.region_encoder)
+
+
+def parse_duration(text: str) -> float:
+    """'300', '90s', '5m', '1.5h' -> seconds."""
+    value = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:])
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"--time-budget {text!r}: expected seconds or a number with s, m or h, e.g. 5m") from None
+    if seconds <= 0:
+        raise ValueError(f"--time-budget {text!r} must be positive")
+    return seconds
+
+
+def budget_and_epochs(args: argparse.Namespace) -> tuple[float | None, int]:
+    """No flag: 5 minutes (up to 1000 epochs). --epochs alone: that many, no budget. Both: whichever ends first."""
+    if args.time_budget:
+        return parse_duration(args.time_budget), args.epochs or 1000
+    if args.epochs:
+        return None, args.epochs
+    return 300.0, 1000
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import Augment, Trainer, TrainOptions
 
@@ -114,15 +189,19 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(context_kwargs, dict):
         raise TypeError("--context-options must be a JSON object, e.g. '{\"hidden\": 128}'")
     images = build_images(args)
+    budget, epochs = budget_and_epochs(args)
     options = TrainOptions(
         out=args.out, base=args.base, region_encoder=args.region_encoder, context_encoder=args.context_encoder,
         context_kwargs=context_kwargs, region_size=args.region_size, sub_region_size=args.sub_region_size,
         pixel_size=args.mpp, level=args.level,
-        window_size=args.window_size, epochs=args.epochs, lr=args.lr, freeze_encoder=args.freeze_encoder,
+        window_size=args.window_size, epochs=epochs, time_budget_s=budget, lr=args.lr,
+        freeze_encoder=args.freeze_encoder, class_balance=args.loss == "balanced",
+        dice=1.0 if args.loss == "balanced" else 0.0, mode=args.mode, feature_cache_dir=args.feature_cache,
         grad_fraction=args.grad_fraction, val_fraction=args.val_fraction, patience=args.patience,
         max_windows=args.max_windows, device=args.device, precision=args.precision, seed=args.seed,
         augment=Augment(geometric=False, colour=0, speckle_looks=0) if args.no_augment else Augment(),
-        use_mask=not args.no_mask, overwrite=args.overwrite, pretrained=args.pretrained, name=args.name,
+        use_mask=not args.no_mask, overwrite=args.overwrite, pretrained=encoder_pretrained(args),
+        encoder_weights=args.encoder_weights, name=args.name,
         description=args.description,
     )
     trainer = Trainer(images, options)
@@ -162,17 +241,41 @@ class _Progress:
             self.bar = Progress(TextColumn("[bold]train"), TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                                 MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                                 TextColumn("val {task.fields[val]}"), TimeRemainingColumn())
-            self.task = self.bar.add_task("steps", total=e["steps"], epoch=0, loss="-", val=self.val)
+            self.budget = e.get("time_budget_s")  # with a budget the bar runs over seconds, not steps
+            total = self.budget if self.budget else e["steps"]
+            self.task = self.bar.add_task("steps", total=total, epoch=0, loss="-", val=self.val)
             self.t0 = time.perf_counter()
             self.bar.start()
         elif e["kind"] == "step" and self.bar:
-            self.bar.update(self.task, completed=e["step"], epoch=e["epoch"], loss=f"{e['loss']:.3f}")
+            done = min(time.perf_counter() - self.t0, self.budget) if self.budget else e["step"]
+            self.bar.update(self.task, completed=done, epoch=e["epoch"], loss=f"{e['loss']:.3f}")
         elif e["kind"] == "epoch" and self.bar:
             score = e["val"].get("score") if e["val"] else None
             if isinstance(score, float):
                 self.val = f"{score:.3f}"
             self.bar.update(self.task, val=self.val)
+            line = epoch_line(e)
+            if line:
+                self.bar.console.print(line, highlight=False)
 
     def stop(self) -> None:
         if self.bar:
             self.bar.stop()
+
+
+def epoch_line(e: dict) -> str:
+    """'epoch 3: sea IoU 0.998 F1 0.999 | ship IoU 0.412 F1 0.583 (best)' plus a warning per class never predicted."""
+    val = e.get("val") or {}
+    names, iou, f1 = val.get("class_names"), val.get("iou"), val.get("class_f1")
+    if not names or iou is None or f1 is None:
+        return ""
+    annotated = val.get("annotated_px") or [1] * len(names)
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    parts = [f"{n} IoU {fmt(i)} F1 {fmt(f)}" for n, i, f, a in zip(names, iou, f1, annotated, strict=True) if a]
+    line = f"epoch {e['epoch']}: " + " | ".join(parts) + (" (best, saved)" if e.get("saved") else "")
+    for name in val.get("never_predicted", []):
+        line += f"\n  warning: {name}: 0 px predicted (the model never outputs it on the validation windows)"
+    return line

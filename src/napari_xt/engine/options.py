@@ -15,7 +15,7 @@ Roi = tuple[float, float, float, float] | tuple[tuple[float, float], ...]
 CONTEXT_MODES = ("window", "global")
 ORDERS = ("row-major", "serpentine", "nearest")
 DEVICES_HELP = "auto | cpu | cuda | cuda:N | mps"
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # auto: bf16 autocast on CUDA (where supported), else fp32
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RunOptions:
     """How to run (not what): device, precision, batching, read-ahead, detection decoding, outputs."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
     batch_size: int = 4  # regions encoded together (consecutive regions of one window)
     prefetch: int = 4  # regions read ahead
     read_workers: int = 2  # threads reading regions

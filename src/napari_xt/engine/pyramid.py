@@ -9,6 +9,7 @@ finish in. Public because the exporters lay out their OME-Zarr labels the same w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -48,14 +49,25 @@ def strided_parts(box: Box, level: int) -> tuple[tuple[slice, slice], tuple[slic
     return dst, src
 
 
-def write_strided(levels: Sequence, box: Box, data: np.ndarray) -> None:
-    """Write ``data`` (the core, level-0 resolution) into every level of ``levels`` (zarr arrays, level 0 first)."""
+def write_strided(levels: Sequence, box: Box, data: np.ndarray, pool: Executor | None = None) -> None:
+    """Write ``data`` (the core, level-0 resolution) into every level of ``levels`` (zarr arrays, level 0 first).
+
+    With ``pool`` the levels are written concurrently (they are independent arrays; chunk encoding and file writes
+    release the GIL) and the call returns once every level is on disk, raising the first error.
+    """
+    jobs = []
     for level, arr in enumerate(levels):
         parts = strided_parts(box, level)
         if parts is None:
             continue
         dst, src = parts
-        arr[dst] = data[src]
+        if pool is None:
+            arr[dst] = data[src]
+        else:
+            jobs.append(pool.submit(arr.__setitem__, dst, np.ascontiguousarray(data[src])))
+    errors = [err for err in (job.exception() for job in jobs) if err is not None]  # waits for every level
+    if errors:
+        raise errors[0]
 
 
 def ngff_label_attrs(n_levels: int, downsample_to_level0: float, class_names: Sequence[str],

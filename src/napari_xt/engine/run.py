@@ -20,7 +20,9 @@ import torch
 from ..errors import DeviceUnavailable
 from .normalise import Normaliser
 from .options import RunOptions
+from .pipeline import Pipeline, StoreWriteError
 from .plan import Plan, Region
+from .postprocess import RegionOutput, region_outputs
 from .reader import Prefetcher
 from .store import ResultStore
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InferenceRun", "RegionResult", "RunOptions", "autocast_dtype", "resolve_device"]
+__all__ = ["InferenceRun", "RegionResult", "RunOptions", "StoreWriteError", "autocast_dtype", "resolve_device"]
 
 
 @dataclass
@@ -46,6 +48,18 @@ class RegionResult:
     n_done: int = 0
     n_total: int = 0
     error: str | None = None
+
+
+@dataclass
+class _Job:
+    """A batch on its way from the model to the store (or a read failure / window scores, kept in stream order)."""
+
+    regions: list[Region]
+    outputs: dict | None = None  # model outputs (device tensors) until post-processed
+    payload: list[RegionOutput] | None = None
+    seconds: float = 0.0  # compute seconds per region
+    error: str | None = None
+    window_scores: np.ndarray | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,6 +79,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a precision name on ``device`` (None: plain fp32).
+
+    ``auto`` is bf16 on a CUDA device that supports it (the GPU default to aim for: half the memory traffic, same
+    range as fp32) and fp32 everywhere else, so CPU results never change with it.
+    """
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -73,7 +94,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cpu":
             raise DeviceUnavailable("fp16 precision needs a GPU; use bf16 or fp32 on the CPU", str(device))
         return torch.float16
-    raise DeviceUnavailable(f"precision must be fp32, bf16 or fp16, not {precision!r}")
+    raise DeviceUnavailable(f"precision must be fp32, bf16, fp16 or auto, not {precision!r}")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -84,12 +105,16 @@ class InferenceRun:
     """One run of ``model`` over ``plan`` on ``image``, writing ``store``; iterate it to make progress."""
 
     def __init__(self, model: XTModel, image: LargeImage, plan: Plan, store: ResultStore,
-                 options: RunOptions | None = None):
+                 options: RunOptions | None = None, pipeline: bool = True, queue_depth: int = 2):
         self.model, self.image, self.plan, self.store = model, image, plan, store
         self.options = options or RunOptions()
         self.device = resolve_device(self.options.device)
         self.amp = autocast_dtype(self.options.precision, self.device)
         self.normaliser = Normaliser.from_config(model.config, image)
+        #: Post-process and write on their own threads (False: everything on the caller's thread, the reference
+        #: path the tests compare against); ``queue_depth`` batches may wait before each of those two stages.
+        #: Engine knobs, not user options: they change speed, never results.
+        self.pipeline, self.queue_depth = bool(pipeline), max(1, int(queue_depth))
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._pending: list[int] = list(plan.run_order)  # window ids still to run: the run's queue, not the plan's
@@ -102,6 +127,9 @@ class InferenceRun:
         #: The first batch of a run holds one region, so the first result (the viewer's first overlay) arrives
         #: after one region's work, not a whole batch's; causal context makes the outputs identical.
         self._first_batch = True
+        #: Busy seconds per stage (benchmarks): compute-thread stages plus the pipeline threads' post and write.
+        self.stage_seconds: dict[str, float] = {"read wait": 0.0, "normalise": 0.0, "model": 0.0, "post": 0.0,
+                                                "write": 0.0}
 
     # -- control (any thread) --------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -128,6 +156,9 @@ class InferenceRun:
 
     def __iter__(self) -> Iterator[RegionResult]:
         self.model.eval().to(self.device)
+        if self.device.type == "cuda":  # GPU habits; never taken on the CPU, so CI never depends on them
+            torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
+            self.model.to(memory_format=torch.channels_last)  # inputs arrive NHWC (Normaliser.batch)
         while not self.cancelled:
             window = self._next_window()
             if window is None:
@@ -135,44 +166,61 @@ class InferenceRun:
             yield from self._run_window([self.plan.regions[i] for i in self.plan.windows[window]])
 
     def _run_window(self, regions: list[Region]) -> Iterator[RegionResult]:
-        """Stream one context window. Regions already done are re-encoded for the context but not rewritten."""
+        """Stream one context window. Regions already done are re-encoded for the context but not rewritten.
+
+        The compute happens here (the caller's thread); post-processing and store writes run behind it in
+        :class:`Pipeline` (``RunOptions.pipeline``), and a region's result is yielded once its data are on disk.
+        """
         memory = None
         reader = Prefetcher(self.image, self.plan, regions, self.options.prefetch, self.options.read_workers)
+        pipe = Pipeline(self._post, self._write, self.queue_depth, threaded=self.pipeline)
         batch: list[tuple[Region, np.ndarray]] = []
         stream = iter(reader)
         try:
-            for region, pixels in stream:
+            while True:
+                t0 = time.perf_counter()
+                item = next(stream, None)
+                self.stage_seconds["read wait"] += time.perf_counter() - t0
+                if item is None:
+                    break
+                region, pixels = item
                 if isinstance(pixels, BaseException):
                     self.n_failed += 1
                     log.error("region %d at %s could not be read: %s", region.id, region.box, pixels)
-                    yield self._result(region, None, {}, 0.0, error=f"region {region.id} at {region.box}: {pixels}")
+                    pipe.submit(_Job([region], error=f"region {region.id} at {region.box}: {pixels}"))
                     continue
                 batch.append((region, pixels))
                 if len(batch) >= (1 if self._first_batch else self.batch_size):
-                    self._first_batch = False
-                    memory, results = self._run_batch(batch, memory)
+                    first, self._first_batch = self._first_batch, False
+                    memory = self._run_batch(batch, memory, pipe)
                     batch = []
-                    yield from results
+                    yield from (pipe.wait_first() if first else pipe.ready())
                     if self.cancelled:
-                        return
-            if batch:
-                memory, results = self._run_batch(batch, memory)
-                yield from results
-            if memory is not None and "classification" in self.model.heads:
-                scores = self._classify(memory)
-                self.store.set_window_scores(regions[0].window, scores)
-                yield self._result(regions[-1], None, {}, 0.0, window_scores=scores, count=False)
+                        break
+            if batch and not self.cancelled:
+                memory = self._run_batch(batch, memory, pipe)
+            if memory is not None and "classification" in self.model.heads and not self.cancelled:
+                pipe.submit(_Job([regions[-1]], window_scores=self._classify(memory)))
+            yield from pipe.finish()
+        except Exception:
+            # the model (or a read) failed: what the writer has already stored is reported before the error, so the
+            # viewer and the progress count agree with the store
+            pipe.close()
+            yield from pipe.ready()
+            raise
         finally:
             reader.close()
+            pipe.close()
+            for stage, seconds in pipe.busy.items():
+                self.stage_seconds[stage] += seconds
 
-    def _run_batch(self, batch, memory):
+    def _run_batch(self, batch, memory, pipe: Pipeline):
         """Encode a batch; on out-of-memory halve the batch and retry the same regions (never skip them)."""
-        results: list[RegionResult] = []
         i = 0
         while i < len(batch):
             chunk = batch[i : i + self.batch_size]
             try:
-                memory, done = self._forward_batch(chunk, memory)
+                memory, job = self._forward_batch(chunk, memory)
             except RuntimeError as err:
                 if not _is_oom(err) or len(chunk) == 1:
                     raise
@@ -181,67 +229,55 @@ class InferenceRun:
                 self.batch_size = max(1, len(chunk) // 2)
                 log.warning("out of memory: retrying the same regions with batch size %d", self.batch_size)
                 continue
-            results += done
+            pipe.submit(job)
             i += len(chunk)
-        return memory, results
+        return memory
 
     @torch.inference_mode()
     def _forward_batch(self, batch, memory):
         t0 = time.perf_counter()
-        x = torch.from_numpy(np.stack([self.normaliser(p) for _, p in batch])).to(self.device)
-        x = x.permute(0, 3, 1, 2).contiguous()
+        x = self.normaliser.batch([p for _, p in batch], self.device, channels_last=self.device.type == "cuda")
+        t1 = time.perf_counter()
         regions = [r for r, _ in batch]
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             if memory is None:
                 memory = self.model.init_memory(1, device=self.device)
             outputs, memory = self.model.stream_regions(x, [r.window_pos for r in regions], memory)
-        per_region = (time.perf_counter() - t0) / len(batch)
+        t2 = time.perf_counter()
+        self.stage_seconds["normalise"] += t1 - t0
+        self.stage_seconds["model"] += t2 - t1
+        return memory, _Job(regions, outputs=outputs, seconds=(t2 - t0) / len(batch))
+
+    # -- the stages behind the model (pipeline threads, or inline with pipeline=False) -------------------------
+    def _post(self, job: _Job) -> _Job:
+        if job.outputs is not None:
+            job.payload = region_outputs(job.outputs, job.regions, self.plan, self.options.probabilities,
+                                         self.options.score_threshold, self.options.max_detections_per_region)
+            job.outputs = None  # frees the logits (device memory) as soon as they are reduced
+        return job
+
+    def _write(self, job: _Job) -> list[RegionResult]:
+        """Store a batch; the results exist only once their regions are on disk and marked done."""
+        if job.error is not None:
+            return [self._result(job.regions[0], None, {}, 0.0, error=job.error)]
+        if job.window_scores is not None:
+            region = job.regions[0]
+            self._guard_write(None, self.store.set_window_scores, region.window, job.window_scores)
+            return [self._result(region, None, {}, 0.0, window_scores=job.window_scores, count=False)]
         results = []
-        for i, region in enumerate(regions):
-            labels, probs = self._labels(outputs, i, region)
-            dets = self._detections(outputs, i, region)
+        for region, out in zip(job.regions, job.payload or []):
             if not self.store.is_done(region.id):
-                self.store.write_region(region.id, region.core, labels, probabilities=probs, detections=dets)
+                self._guard_write(region.id, self.store.write_region, region.id, region.core, out.labels,
+                                  probabilities=out.probabilities, detections=out.detections)
                 self.n_done += 1
-            results.append(self._result(region, labels, dets, per_region))
-        return memory, results
+            results.append(self._result(region, out.labels, out.detections, job.seconds))
+        return results
 
-    def _labels(self, outputs, i, region):
-        seg = outputs.get("segmentation")
-        if seg is None:
-            return None, None
-        cy0, cx0 = region.core[0] - region.box[0], region.core[1] - region.box[1]
-        cy1, cx1 = region.core[2] - region.box[0], region.core[3] - region.box[1]
-        logits = seg[i, :, cy0:cy1, cx0:cx1].float()
-        dtype = np.uint8 if logits.shape[0] <= 256 else np.uint16
-        labels = logits.argmax(0).cpu().numpy().astype(dtype)
-        probs = None
-        if self.options.probabilities:
-            probs = (logits.softmax(0) * 255).round().byte().cpu().numpy()
-        return labels, probs
-
-    def _detections(self, outputs, i, region) -> dict[str, np.ndarray]:
-        if "detection" not in outputs:
-            return {}
-        from ..model.heads import decode_detections
-
-        dets = decode_detections(
-            outputs["detection"], i, score_threshold=self.options.score_threshold,
-            max_detections=self.options.max_detections_per_region,
-        )
-        y = dets["y"] + region.box[0]
-        x = dets["x"] + region.box[1]
-        y0, x0, y1, x1 = region.core
-        inside = (y >= y0) & (y < y1) & (x >= x0) & (x < x1)  # each object belongs to the region owning its centre
-        f = self.plan.downsample_to_level0
-        return {
-            "y": (y[inside] * f).astype(np.float32),
-            "x": (x[inside] * f).astype(np.float32),
-            "h": (dets["h"][inside] * f).astype(np.float32),
-            "w": (dets["w"][inside] * f).astype(np.float32),
-            "cls": dets["cls"][inside].astype(np.int32),
-            "score": dets["score"][inside].astype(np.float32),
-        }
+    def _guard_write(self, region_id: int | None, write, *args, **kwargs) -> None:
+        try:
+            write(*args, **kwargs)
+        except OSError as err:
+            raise StoreWriteError(self.store.path, region_id, err) from err
 
     @torch.inference_mode()
     def _classify(self, memory) -> np.ndarray:

@@ -26,6 +26,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +36,7 @@ import zarr
 
 from .._atomic import replace_path
 from ..errors import NotAStore, StoreError, StoreExists, StoreMismatch
+from .chunkio import ChunkWriter
 from .pyramid import write_strided
 from .store_layout import (
     DET_COLUMNS,
@@ -101,6 +103,7 @@ class ResultStore:
             raise StoreError(f"{self.path} {why} (no zarr.json with napari-xt attributes and meta.json).")
         self.mode = mode
         self._lock = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
         try:
             self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
             # zarr's own types describe every node as array-or-group; this store's layout is fixed, so Any
@@ -121,6 +124,12 @@ class ResultStore:
             # in-memory mirrors of done/attempt for writers (None read-only: every write checks writable first)
             self._done: Any = self._done_arr[:] if self.writable else None
             self._attempts: Any = self._attempt[:] if self.writable else None
+            # direct chunk writers (engine/chunkio.py): the same bytes zarr would write, without its per-call cost
+            w = self.writable
+            self._w_labels = [ChunkWriter(a) for a in self.labels] if w else []
+            self._w_probs = ChunkWriter(self.probabilities) if w and self.probabilities is not None else None
+            self._w_done: ChunkWriter | None = ChunkWriter(self._done_arr) if w else None
+            self._w_attempt: ChunkWriter | None = ChunkWriter(self._attempt) if w else None
         except StoreError:
             raise
         except Exception as err:
@@ -246,16 +255,23 @@ class ResultStore:
             if self._done[region_id]:  # a rewrite: the region is not done again until everything is rewritten
                 self._set_done(region_id, False)
             if labels is not None:
-                write_strided(self.labels, (y0, x0, y1, x1), labels)
-            if probabilities is not None:
-                self.probabilities[:, y0:y1, x0:x1] = probabilities
+                write_strided(self._w_labels, (y0, x0, y1, x1), labels, pool=self._write_pool())
+            if probabilities is not None and self._w_probs is not None:
+                self._w_probs[:, y0:y1, x0:x1] = probabilities
             attempt = self._append_detections(rows)
             for window_id, scores in (window_scores or {}).items():
                 self.set_window_scores(window_id, scores)
             if self._attempts[region_id] != attempt:
-                self._attempt[region_id] = attempt
+                assert self._w_attempt is not None
+                self._w_attempt[region_id : region_id + 1] = np.asarray([attempt])
                 self._attempts[region_id] = attempt
             self._mark_done(region_id)
+
+    def _write_pool(self) -> ThreadPoolExecutor | None:
+        """Threads that write a region's label levels side by side (file renames dominate on a slow disk)."""
+        if self._pool is None and len(self._w_labels) > 1:
+            self._pool = ThreadPoolExecutor(min(4, len(self._w_labels)), thread_name_prefix="napari-xt-store")
+        return self._pool
 
     def _check_labels(self, region_id, labels, shape):
         if labels is None:
@@ -305,7 +321,8 @@ class ResultStore:
         return start + 1
 
     def _set_done(self, region_id: int, value: bool) -> None:
-        self._done_arr[region_id] = value
+        assert self._w_done is not None
+        self._w_done[region_id : region_id + 1] = np.asarray([value])
         self._done[region_id] = value
 
     def _mark_done(self, region_id: int) -> None:
@@ -372,8 +389,11 @@ class ResultStore:
         self._update_meta(finished=now_iso(), summary=summary, complete=True)
 
     def close(self) -> None:
-        """Nothing is buffered (every write is on disk when its call returns); drops the handles."""
+        """Nothing is buffered (every write is on disk when its call returns); drops the handles and threads."""
         self.labels, self.probabilities = [], None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def __enter__(self) -> ResultStore:
         return self

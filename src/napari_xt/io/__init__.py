@@ -13,17 +13,35 @@ from pathlib import Path
 from ._array import array_image
 from ._large_image import ImageReadError, LargeImage
 
-__all__ = ["open_image", "array_image", "LargeImage", "ImageReadError", "SUPPORTED_SUFFIXES"]
+__all__ = ["CONVERSION_HINTS", "SUPPORTED_SUFFIXES", "ImageReadError", "LargeImage", "array_image", "open_image"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
-    ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".dcm", ".zarr",
+    ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".qptiff", ".btf",
+    ".tf8", ".ome.btf", ".dcm", ".zarr",
 )
 _BACKENDS = ("openslide", "tifffile", "zarr")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: TIFF-based suffixes read by tifffile when no backend is forced; .scn and .bif stay with OpenSlide, which knows
 #: their vendor layouts (Leica collections, Ventana overlapping tiles)
-_TIFFFILE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff")
+_TIFFFILE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".qptiff", ".btf", ".tf8")
 _OPENSLIDE_ONLY = (".mrxs", ".vms", ".scn", ".bif", ".dcm")
+#: formats napari-xt does not read, with what would open them: said in the error instead of a bare "unsupported"
+CONVERSION_HINTS: dict[str, str] = {
+    ".vsi": "Olympus/Evident VSI: convert it to a pyramidal OME-TIFF with QuPath (File > Export) or "
+            "`bioformats2raw` + `raw2ometiff`",
+    ".czi": "Zeiss CZI: convert it to a pyramidal OME-TIFF with `bioformats2raw` + `raw2ometiff` (or Zeiss ZEN), or "
+            "read it with pylibCZIrw and save an OME-TIFF",
+    ".lif": "Leica LIF: convert it to OME-TIFF with `bfconvert` (Bio-Formats) or read it with readlif",
+    ".nd2": "Nikon ND2: convert it to OME-TIFF with `bfconvert` or read it with the nd2 package",
+    ".isyntax": "Philips iSyntax: convert it with Philips' SDK or pathology-toolkit's isyntax2raw + raw2ometiff",
+    ".mds": "3DHISTECH MDS: export it as MRXS or OME-TIFF from CaseViewer / SlideViewer",
+    ".jpg": "a plain JPEG has no pyramid: write a tiled pyramidal TIFF first, e.g. `vips tiffsave in.jpg out.tif "
+            "--tile --pyramid --compression jpeg`",
+    ".png": "a plain PNG has no pyramid: write a tiled pyramidal TIFF first, e.g. `vips tiffsave in.png out.tif "
+            "--tile --pyramid`",
+}
+CONVERSION_HINTS[".jpeg"] = CONVERSION_HINTS[".jpg"]
+
 _KNOWN_MAGIC = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -75,6 +93,9 @@ def open_image(path: str | os.PathLike, backend: str | None = None) -> LargeImag
         return open_tiff(spath)
     if not name.endswith(SUPPORTED_SUFFIXES):
         suffix = "".join(p.suffixes[-2:]) or "(no suffix)"
+        hint = CONVERSION_HINTS.get(p.suffix.lower())
+        if hint:
+            raise ImageReadError(f"{spath}: napari-xt cannot read {p.suffix} files; {hint}.")
         raise ImageReadError(f"{spath} has an unsupported file type {suffix}; supported are "
                              f"{', '.join(SUPPORTED_SUFFIXES)}.")
     if name.endswith(_OPENSLIDE_ONLY):

@@ -7,6 +7,7 @@ third-party accelerator (``mamba_ssm``) is guarded inside its own module.
 
 from __future__ import annotations
 
+from . import encoder_catalog as _encoder_catalog  # noqa: F401  (registers the foundation-model encoders)
 from . import heads as _heads  # noqa: F401  (registers heads)
 from . import region_encoders as _region_encoders  # noqa: F401  (registers region encoders + their zoo entries)
 from .checkpoint import PRESETS, CheckpointError, list_presets, load_model, read_config, save_model

@@ -4,32 +4,27 @@
 exact attribute name so released xT checkpoints (``encoder.model.layers_0...``) map key-for-key onto
 ``region_encoder.model.layers_0...``. ``forward`` always returns NCHW maps, one per stage (timm's Swin emits NHWC).
 
-Pretrained weights are fetched only when asked. The hub is probed first with a short timeout (in a daemon thread, so
-a hanging DNS lookup cannot block), and any failure falls back to random init with a warning: the plugin must never
-hang on an offline workstation.
+Pretrained weights are never a silent random init: ``pretrained=True`` loads a checked file (``weights=FILE``, the
+weights folder or the hub cache, see :mod:`.weights`) or raises :class:`~napari_xt.errors.WeightsUnavailable` with the
+fix. Plain ViTs (``timm:``/``hf-hub:`` specs and the foundation-model catalogue in :mod:`.encoder_catalog`) get a
+feature pyramid (:mod:`.vit_pyramid`).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import warnings
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import WeightsUnavailable
 from .config import IMAGENET_MEAN, IMAGENET_STD
 from .registry import get_region_encoder_builder, list_region_encoders, register_region_encoder
 from .zoo import WeightSource, ZooEntry, register_entry
 
 log = logging.getLogger(__name__)
-
-HUB_HOST = "huggingface.co"
-HUB_TIMEOUT_S = 3.0
-
 
 class RegionEncoder(nn.Module):
     """Wraps a multi-scale backbone: ``forward(x [N, C, S, S]) -> [stage maps NCHW]``.
@@ -108,7 +103,7 @@ def tiny(in_chans: int = 3, pretrained: bool = False, img_size: int | None = Non
     if len(widths) != 4:
         raise ValueError("tiny needs 4 stage widths")
     if pretrained:
-        _warn("no pretrained weights exist for 'tiny': random init")
+        raise WeightsUnavailable("tiny", "none", "build it without pretrained weights (--random-init)")
     return RegionEncoder(TinyConvNet(in_chans, tuple(widths)), list(widths), [4, 8, 16, 32], name="tiny")
 
 
@@ -119,78 +114,21 @@ register_entry(ZooEntry(
 
 
 # -- timm backbones ------------------------------------------------------------------------------------------------
-def _warn(msg: str) -> None:
-    log.warning(msg)
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
-
-
-def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """True if a TCP connection to the weights hub opens within ``timeout`` s (DNS included)."""
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((HUB_HOST, 443), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(result and result[0])
-
-
-def _weights_cached(timm_name: str) -> bool:
-    """True if the hub cache already holds this model's weights (then no network is needed)."""
-    try:
-        import timm
-        from huggingface_hub import try_to_load_from_cache
-
-        cfg = timm.models.get_pretrained_cfg(timm_name)
-        repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        if not repo:
-            return False
-        repo = repo.split("@")[0]
-        return any(
-            isinstance(try_to_load_from_cache(repo, fname), str)
-            for fname in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
-        )
-    except Exception:  # any failure just means "not known to be cached"
-        return False
-
-
-def _create_timm(timm_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
-    import timm
-
-    if pretrained and not _weights_cached(timm_name) and not _hub_reachable():
-        _warn(f"offline: random init for {timm_name} (pretrained weights are not cached and the hub is unreachable)")
-        pretrained = False
-    try:
-        return timm.create_model(timm_name, features_only=True, pretrained=pretrained, **kwargs)
-    except Exception as err:  # a failed download must not stop the model from being built
-        if not pretrained:
-            raise
-        _warn(f"offline: random init for {timm_name} (download failed: {err})")
-        return timm.create_model(timm_name, features_only=True, pretrained=False, **kwargs)
-
-
 def _timm_encoder(key: str, timm_name: str, native: int, sized: bool) -> Callable[..., RegionEncoder]:
-    """Register ``key`` -> timm ``timm_name``; ``sized`` backbones get ``img_size`` (their position tables depend on
-    it)."""
+    """Register ``key`` -> timm ``timm_name`` (hierarchical, ``features_only``); ``sized`` backbones get ``img_size``
+    (their position tables depend on it). Pretrained weights come through :mod:`.encoder_spec` (a checked file)."""
 
-    def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None, **kwargs: Any) -> RegionEncoder:
+    def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None, weights: str | None = None,
+              **kwargs: Any) -> RegionEncoder:
+        from .encoder_spec import build_encoder, timm_recipe, with_name
+
         if img_size is not None and img_size % 32:
             raise ValueError(f"{key}: sub-region size must be a multiple of 32, got {img_size}")
         if sized and img_size is not None and img_size != native:
-            kwargs.setdefault("img_size", img_size)
-        model = _create_timm(timm_name, pretrained, in_chans=in_chans, **kwargs)
-        info = cast(Any, model).feature_info  # timm FeatureInfo
-        fmt = str(getattr(model, "output_fmt", "NCHW"))
-        return RegionEncoder(
-            model, info.channels(), info.reduction(), channels_last=fmt.endswith("NHWC"),
-            native_size=native, size_multiple=32, name=key,
-        )
+            kwargs.setdefault("model_img_size", img_size)
+        recipe = with_name(timm_recipe(key, timm_name), key)
+        return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, weights=weights,
+                             **kwargs)
 
     build.__name__ = key
     build.__doc__ = f"timm ``{timm_name}`` (native input {native} px; sub-region sizes must be multiples of 32)."
@@ -224,14 +162,23 @@ for _key, (_timm_name, _native, _sized) in TIMM_ENCODERS.items():
     _what, _tags, _licence = _TIMM_FAMILIES[_key.split("_")[0]]
     register_entry(ZooEntry(
         name=_key, kind="encoder", group="general", tags=_tags, licence=_licence,
-        description=f"{_what}, timm {_timm_name}; native input {_native} px, sub-regions multiples of 32",
+        description=f"{_what}, timm {_timm_name} (ImageNet weights); native input {_native} px, sub-regions "
+                    "multiples of 32",
         config={"builder": "timm", "model_name": _timm_name, "img_size_follows_sub_region": _sized},
         weights=WeightSource("timm", _timm_name), native_size=_native, mean=tuple(IMAGENET_MEAN),
         std=tuple(IMAGENET_STD)))
 
 
 def create_region_encoder(name: str, in_chans: int = 3, pretrained: bool = False, **kwargs: Any) -> RegionEncoder:
-    """Build a registered region encoder; ``img_size=`` sets the sub-region size for Swin/Hiera."""
+    """Build a region encoder: a registered name (the catalogue) or a ``timm:NAME`` / ``hf-hub:ORG/REPO`` spec.
+
+    ``img_size=`` is the sub-region size (validated against the encoder's patch/stride); ``pretrained=True`` loads
+    checked weights (``weights=FILE`` or the hub cache / weights folder) or raises ``WeightsUnavailable``.
+    """
+    if name.startswith(("timm:", "hf-hub:", "hf_hub:")):
+        from .encoder_spec import create_from_spec
+
+        return create_from_spec(name, in_chans=in_chans, pretrained=pretrained, **kwargs)
     return get_region_encoder_builder(name)(in_chans=in_chans, pretrained=pretrained, **kwargs)
 
 

@@ -48,7 +48,7 @@ class WeightSource:
     """Where an entry's weights come from.
 
     ``kind``: ``shipped`` (``ref`` is a file name in ``napari_xt/data``), ``random`` (random init; no weights),
-    ``timm`` (``ref`` is the timm model name whose pretrained weights timm fetches from the hub when asked),
+    ``timm`` (``ref`` is the timm model name whose pretrained weights live on the hub, see ``model/weights.py``),
     ``hub`` (``ref`` is a hub id such as ``hf-hub:org/repo``), ``file`` (``ref`` is a local path).
     """
 
@@ -75,7 +75,7 @@ class WeightSource:
         return {
             "shipped": f"shipped file {self.ref}{missing}",
             "random": "random init (no trained weights)",
-            "timm": f"timm pretrained {self.ref} (only with --pretrained; random init otherwise)",
+            "timm": f"timm pretrained {self.ref}",
             "hub": f"hub {self.ref}",
             "file": f"file {self.ref}{missing}",
         }[self.kind]

@@ -1,7 +1,8 @@
 """Fine-tuning xT on the user's own annotations, memory-bounded (no Qt): see docs/train.md.
 
 ``Trainer(images, TrainOptions(out=...)).fit()`` trains on :class:`TrainingImage` items carrying
-:class:`SegmentationLabels`, :class:`DetectionAnnotations` and/or :class:`ImageClass`, and keeps the best checkpoint
+:class:`SegmentationLabels` (or QuPath polygons, :class:`PolygonLabels`), :class:`DetectionAnnotations` and/or
+:class:`ImageClass`, and keeps the best checkpoint
 (napari-xt ``.safetensors`` with its full config) at ``out``. ``napari-xt train`` and the dock's Fine-tune tab call it.
 """
 
@@ -19,6 +20,7 @@ from .annotations import (
 )
 from .data import IGNORE, Augment, TrainingImage
 from .loop import Trainer, TrainOptions
+from .polygons import PolygonLabels
 
 __all__ = [
     "IGNORE",
@@ -26,6 +28,7 @@ __all__ = [
     "Augment",
     "DetectionAnnotations",
     "ImageClass",
+    "PolygonLabels",
     "SegmentationLabels",
     "TrainOptions",
     "Trainer",

@@ -60,6 +60,8 @@ class RegionSample:
     segmentation: np.ndarray | None = None  # (R, R) int64 class ids, IGNORE where unlabelled
     objects: dict | None = None  # region-local px: y, x, h, w (NaN: unknown), cls; 'valid' (R/4, R/4) bool
     region_id: int = -1
+    image: int = 0  # index of the training image
+    transform: tuple[int, bool] = (0, False)  # the window's rotation (k x 90 degrees) and flip, already applied
 
 
 @dataclass
@@ -176,8 +178,12 @@ class RegionCache:
 
 
 def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.random.Generator | None,
-                augment: Augment | None, cache: RegionCache | None = None) -> Iterator[RegionSample]:
-    """Yield the window's regions in stream order (after the window's augmentation), one at a time."""
+                augment: Augment | None, cache: RegionCache | None = None, pixels: bool = True
+                ) -> Iterator[RegionSample]:
+    """Yield the window's regions in stream order (after the window's augmentation), one at a time.
+
+    ``pixels=False`` (Quick training over cached features) reads only the labels: the pixels are read by whoever
+    encodes a region the cache does not hold yet."""
     item, plan = ws.images[ref.image], ws.plans[ref.image]
     regions = ws.regions(ref)
     k, flip = 0, False
@@ -194,11 +200,16 @@ def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.r
         jitter = _pixel_jitter(item.image, augment, rng)
     for n, position in order:
         region = regions[n]
-        raw, labels = (cache.get((ref.image, region.id), lambda r=region: _read(item, plan, r)) if cache
-                       else _read(item, plan, region))
-        pixels = raw if jitter is None else jitter(raw, rng)
-        x = normaliser(pixels)  # (R, R, C)
-        sample = RegionSample(dihedral(x, k, flip).transpose(2, 0, 1).copy(), position, region_id=region.id)
+        if pixels:
+            raw, labels = (cache.get((ref.image, region.id), lambda r=region: _read(item, plan, r)) if cache
+                           else _read(item, plan, region))
+            x = normaliser(raw if jitter is None else jitter(raw, rng))  # (R, R, C)
+            chw = dihedral(x, k, flip).transpose(2, 0, 1).copy()
+        else:
+            labels = (cache.get(("labels", ref.image, region.id), lambda r=region: (read_labels(item, plan, r),))[0]
+                      if cache else read_labels(item, plan, region))
+            chw = np.zeros((0, 0, 0), np.float32)
+        sample = RegionSample(chw, position, region_id=region.id, image=ref.image, transform=(k, flip))
         if labels is not None:
             sample.segmentation = dihedral(labels, k, flip)
         if item.detection is not None:
@@ -207,19 +218,23 @@ def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.r
 
 
 def _read(item: TrainingImage, plan: Plan, region) -> tuple[np.ndarray, np.ndarray | None]:
-    pixels = read_region_pixels(item.image, plan, region)
-    labels = None
-    if item.segmentation is not None:
-        f = plan.downsample_to_level0
-        box0 = tuple(v * f for v in region.box)
-        raw = item.segmentation.read(box0, (plan.region_size, plan.region_size))
-        labels = np.where(raw == item.segmentation.ignore, IGNORE, raw).astype(np.int64)
-        # pixels of the region past the image edge are padding, never a class
-        y0, x0, _, _ = region.box
-        h, w = plan.analysis_shape
-        labels[max(0, h - y0):, :] = IGNORE
-        labels[:, max(0, w - x0):] = IGNORE
-    return pixels, labels
+    return read_region_pixels(item.image, plan, region), read_labels(item, plan, region)
+
+
+def read_labels(item: TrainingImage, plan: Plan, region) -> np.ndarray | None:
+    """The region's segmentation targets at the analysis level (``IGNORE`` where unlabelled), or None."""
+    if item.segmentation is None:
+        return None
+    f = plan.downsample_to_level0
+    box0 = tuple(v * f for v in region.box)
+    raw = item.segmentation.read(box0, (plan.region_size, plan.region_size))
+    labels = np.where(raw == item.segmentation.ignore, IGNORE, raw).astype(np.int64)
+    # pixels of the region past the image edge are padding, never a class
+    y0, x0, _, _ = region.box
+    h, w = plan.analysis_shape
+    labels[max(0, h - y0):, :] = IGNORE
+    labels[:, max(0, w - x0):] = IGNORE
+    return labels
 
 
 def _objects(ann: DetectionAnnotations, plan: Plan, region, k: int, flip: bool, stride: int = 4) -> dict:

@@ -29,15 +29,20 @@ from ..model import save_model
 from ..model.heads import decode_detections
 from ..model.xt import RegionFeatures
 from .annotations import AnnotationError
+from .cache import FeatureCache, cache_key, cached_features, default_root
 from .data import Augment, RegionCache, TrainingImage, build_windows, iter_window
 from .losses import (
     DetectionMetric,
     SegmentationMetric,
+    class_weights,
     detection_loss,
     detection_targets,
     segmentation_loss,
+    segmentation_report,
 )
-from .model_setup import default_colors, make_model
+from .model_setup import make_model
+from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
+from .tasks import tasks_from_annotations
 
 
 @dataclass
@@ -54,7 +59,8 @@ class TrainOptions:
     pixel_size: float | None = None  # analysis px size; None: the base's, else level 0 (or ``level``)
     level: int | None = None
     window_size: int = 2
-    epochs: int = 10
+    epochs: int = 10  # at most this many; with ``time_budget_s`` training also ends when the budget is spent
+    time_budget_s: float | None = None  # wall-clock budget: the LR schedule runs over it, the last epoch fits in it
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of all steps
@@ -64,7 +70,14 @@ class TrainOptions:
     chunk: int = 1  # regions per backward chunk
     grad_fraction: float = 1.0  # share of chunks that get gradients (others only advance the memory)
     val_fraction: float = 0.2
-    patience: int = 5  # epochs without validation improvement before stopping
+    patience: int = 5  # epochs without validation improvement (once the score is above 0) before stopping
+    class_balance: bool = True  # CE weighted by capped inverse class frequency of the annotated pixels
+    weight_cap: float = 10.0
+    dice: float = 1.0  # weight of the soft Dice term (0: cross entropy only)
+    balanced_sampling: bool = True  # windows holding rare classes repeated (every class seen every epoch)
+    mode: str = "full"  # "full": end to end; "quick": frozen encoder over an on-disk feature cache (train/cache.py)
+    feature_cache_dir: str | None = None  # Quick mode's cache folder (default: napari-xt's user cache)
+    feature_cache_mb: float = 4096.0
     max_windows: int | None = None  # training windows per epoch (random subset)
     device: str = "auto"
     precision: str = "fp32"
@@ -74,6 +87,7 @@ class TrainOptions:
     use_mask: bool = True
     overwrite: bool = False
     pretrained: bool = False
+    encoder_weights: str | None = None  # a fresh model's region-encoder weights file (implies pretrained)
     class_names: list[str] | None = None  # segmentation class names (else from the labels)
     name: str = ""
     description: str = ""
@@ -94,12 +108,13 @@ class Trainer:
         self.out = out
         self.device = resolve_device(options.device)
         self.amp = autocast_dtype(options.precision, self.device)
-        self.tasks, names, colors = _tasks(images, options.class_names)
+        self.tasks, names, colors = tasks_from_annotations(images, options.class_names)
         first = images[0].image
         self.model = make_model(self.tasks, names, colors, base=options.base, region_encoder=options.region_encoder,
                                 context_encoder=options.context_encoder, region_size=options.region_size,
                                 sub_region_size=options.sub_region_size, first_image=first,
-                                pretrained=options.pretrained, context_kwargs=options.context_kwargs)
+                                pretrained=options.pretrained, context_kwargs=options.context_kwargs,
+                                encoder_weights=options.encoder_weights)
         cfg = self.model.config
         pixel = options.pixel_size if options.pixel_size is not None else (
             cfg.pixel_size if options.level is None else None)
@@ -107,18 +122,46 @@ class Trainer:
                                      pixel_size=pixel, level=options.level, use_mask=options.use_mask)
         self.normalisers = [Normaliser.from_config(cfg, item.image) for item in images]
         self.train_refs, self.val_refs = self.windows.split(options.val_fraction, options.seed)
+        self._imbalance()
         plan0 = self.windows.plans[0]
         if first.pixel_size:
             cfg.pixel_size = float(first.pixel_size[1]) * plan0.downsample_to_level0
         cfg.name = options.name or cfg.name or out.stem
         cfg.description = options.description or cfg.description
         self.model.to(self.device)
+        self.features: list[FeatureCache] = []
+        if options.mode == "quick":
+            options.freeze_encoder = True
+            root = options.feature_cache_dir or default_root()
+            self.features = [FeatureCache(root, cache_key(self.model, item.image, plan), options.feature_cache_mb)
+                             for item, plan in zip(images, self.windows.plans, strict=True)]
+        elif options.mode != "full":
+            raise ValueError(f"training mode must be 'full' or 'quick', not {options.mode!r}")
         self._stop = False
         self.cache = RegionCache(options.cache_mb)
         self.history: list[dict] = []
 
     def stop(self) -> None:
         self._stop = True
+
+    def _imbalance(self) -> None:
+        """Annotated pixels per class and per training window (labels only): class weights, dominant class, and the
+        counts that the epoch's window sampling uses."""
+        o = self.options
+        k = int(self.tasks["segmentation"]["num_classes"]) if "segmentation" in self.tasks else 0
+        self.window_counts = (window_class_counts(self.windows, self.train_refs, k) if k
+                              else np.zeros((len(self.train_refs), 0), np.int64))
+        self.class_counts = self.window_counts.sum(0)
+        self.dominant = dominant_class(self.window_counts) if k else -1
+        self.seg_weights = None
+        if k and o.class_balance:
+            self.seg_weights = torch.as_tensor(class_weights(self.class_counts, o.weight_cap), dtype=torch.float32)
+
+    def _epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        o = self.options
+        if o.balanced_sampling and self.window_counts.shape[1]:
+            return epoch_order(self.window_counts, rng, o.max_windows)
+        return rng.permutation(len(self.train_refs))[:o.max_windows or len(self.train_refs)]
 
     # -- one window ------------------------------------------------------------------------------------------------
     def _encode(self, x: torch.Tensor, grad: bool) -> RegionFeatures:
@@ -141,7 +184,7 @@ class Trainer:
 
     def _chunks(self, ref, rng, augment: bool):
         samples = iter_window(self.windows, ref, self.normalisers[ref.image], rng if augment else None,
-                              self.options.augment if augment else None, self.cache)
+                              self.options.augment if augment else None, self.cache, pixels=not self.features)
         chunk = []
         for s in samples:
             chunk.append(s)
@@ -153,26 +196,31 @@ class Trainer:
 
     def _forward_chunk(self, chunk, memory, grad: bool):
         model = self.model
-        x = torch.from_numpy(np.stack([s.pixels for s in chunk])).to(self.device)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            feats = self._encode(x, grad)
+            if self.features:
+                feats = cached_features(chunk, self.features, self.windows, self.normalisers, model, self.device)
+            else:
+                feats = self._encode(torch.from_numpy(np.stack([s.pixels for s in chunk])).to(self.device), grad)
             positions = model.region_positions([s.position for s in chunk], feats.grid, self.device)
             ctx, memory = model.step_context(feats, memory, positions, batch=1)
             outs = model.decode(feats, ctx)
         return outs, ctx, memory
 
-    def _chunk_loss(self, outs, chunk) -> torch.Tensor:
+    def _chunk_loss(self, outs, chunk, n_chunks: int, objects: float) -> torch.Tensor:
+        """Segmentation: the chunk's mean over its labelled pixels, 1/n_chunks of the window. Detection: the focal
+        sum over the *window's* object count (CenterNet normalises by the batch's positives): normalising per chunk
+        let a region with no object weigh as much as one with many, so with sparse objects the negatives won."""
         loss = torch.zeros((), device=self.device)
         if "segmentation" in outs:
             target = torch.from_numpy(np.stack([s.segmentation for s in chunk])).to(self.device)
-            total, count = segmentation_loss(outs["segmentation"], target)
-            loss = loss + total / max(count, 1)
+            total, count = segmentation_loss(outs["segmentation"], target, self.seg_weights, self.options.dice)
+            loss = loss + total / max(count, 1) / n_chunks
         if "detection" in outs:
             head = self.model.heads["detection"]
             cells = outs["detection"]["heatmap"].shape[-1]
             t = detection_targets([s.objects for s in chunk], head.num_classes, cells, head.stride, self.device)
-            total, n_obj = detection_loss(outs["detection"], t)
-            loss = loss + total / max(n_obj, 1.0)
+            total, _ = detection_loss(outs["detection"], t)
+            loss = loss + total / max(objects, 1.0)
         return loss
 
     def _train_window(self, ref, rng) -> float:
@@ -180,6 +228,7 @@ class Trainer:
         memory = model.init_memory(1, device=self.device)
         n_regions = len(self.windows.regions(ref))
         n_chunks = math.ceil(n_regions / self.options.chunk)
+        objects = window_objects(self.windows, ref)
         with_grad = np.ones(n_chunks, bool)
         if self.options.grad_fraction < 1.0:
             k = max(1, round(self.options.grad_fraction * n_chunks))
@@ -192,7 +241,8 @@ class Trainer:
             last = i == n_chunks - 1
             with torch.set_grad_enabled(grad or (last and label is not None)):
                 outs, ctx, memory = self._forward_chunk(chunk, memory, grad)
-                loss = self._chunk_loss(outs, chunk) / n_chunks if grad else torch.zeros((), device=self.device)
+                loss = (self._chunk_loss(outs, chunk, n_chunks, objects) if grad
+                        else torch.zeros((), device=self.device))
                 flat = ctx.reshape(-1, ctx.shape[-1]).float()
                 token_sum = flat.sum(0) + (token_sum.detach() if token_sum is not None else 0)
                 n_tokens += flat.shape[0]
@@ -235,13 +285,12 @@ class Trainer:
                 seen += 1
         out: dict[str, Any] = {}
         if seg is not None:
-            out["miou"] = seg.miou()
-            out["iou"] = [None if np.isnan(v) else round(float(v), 4) for v in seg.iou()]
+            out.update(segmentation_report(seg, self.dominant, self.model.config.class_names.get("segmentation")))
         if det is not None:
             out["f1"] = det.f1()
         if seen:
             out["accuracy"] = correct / seen
-        scores = [v for k, v in out.items() if k in ("miou", "f1", "accuracy") and not np.isnan(v)]
+        scores = [v for k, v in out.items() if k in ("minority_iou", "f1", "accuracy") and not np.isnan(v)]
         out["score"] = float(np.mean(scores)) if scores else float("nan")
         return out
 
@@ -265,25 +314,38 @@ class Trainer:
         if o.freeze_encoder:
             model.region_encoder.requires_grad_(False)
         optimiser = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-        per_epoch = min(len(self.train_refs), o.max_windows or len(self.train_refs))
+        per_epoch = expected_epoch_length(self.window_counts, o.max_windows) if self.window_counts.shape[1] else \
+            min(len(self.train_refs), o.max_windows or len(self.train_refs))
         steps = max(1, per_epoch * o.epochs)
-        warm = max(1, int(o.warmup * steps))
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warm) * (
-            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        initial = self.evaluate() if self.val_refs else {}
-        best, best_epoch, since_best, step = -math.inf, -1, 0, 0
+        budget = o.time_budget_s
+        warm = max(1, int(o.warmup * steps)) if budget is None else max(1, min(int(o.warmup * steps), per_epoch))
         t0 = time.perf_counter()
+
+        def progress(s: int) -> float:  # share of the training done: by steps, or by time when there is a budget
+            done = s / steps
+            return max(done, (time.perf_counter() - t0) / budget) if budget else done
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warm) * (
+            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(s))))))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        t_val = time.perf_counter()
+        initial = self.evaluate() if self.val_refs else {}
+        val_seconds = time.perf_counter() - t_val
+        best, best_epoch, since_best, step = -math.inf, -1, 0, 0
         yield {"kind": "start", "epochs": o.epochs, "steps": steps, "train_windows": len(self.train_refs),
-               "val_windows": len(self.val_refs), "initial": initial}
+               "val_windows": len(self.val_refs), "initial": initial, "time_budget_s": budget,
+               "class_weights": None if self.seg_weights is None else [round(float(v), 3) for v in self.seg_weights],
+               "dominant_class": self.dominant}
         for epoch in range(1, o.epochs + 1):
             model.train()
             if o.freeze_encoder:
                 model.region_encoder.eval()
-            order = rng.permutation(len(self.train_refs))[:per_epoch]
-            losses = []
+            order = self._epoch_order(rng)
+            losses: list[float] = []
+            t_epoch = time.perf_counter()
             for n, idx in enumerate(order):
-                if self._stop:
+                window_s = (time.perf_counter() - t_epoch) / max(len(losses), 1)  # the next window and validation
+                if self._stop or (budget and losses and time.perf_counter() - t0 + val_seconds + window_s > budget):
                     break
                 optimiser.zero_grad(set_to_none=True)
                 losses.append(self._train_window(self.train_refs[idx], rng))
@@ -294,19 +356,23 @@ class Trainer:
                 schedule.step()
                 step += 1
                 elapsed = time.perf_counter() - t0
+                eta = elapsed / step * (steps - step)
                 yield {"kind": "step", "epoch": epoch, "step": step, "steps": steps, "loss": losses[-1],
-                       "lr": schedule.get_last_lr()[0], "eta_s": elapsed / step * (steps - step),
+                       "lr": schedule.get_last_lr()[0], "eta_s": min(eta, budget - elapsed) if budget else eta,
                        "window": n + 1, "windows": len(order)}
             if not losses:
                 break
+            t_val = time.perf_counter()
             val = self.evaluate() if self.val_refs else {}
+            val_seconds = time.perf_counter() - t_val
             score = val.get("score", float("nan")) if val else -float(np.mean(losses))
             improved = not np.isnan(score) and score > best
             if improved:
                 best, best_epoch, since_best = score, epoch, 0
                 self._save()
-            else:
+            elif best > 0:  # patience counts only once something was learnt: early epochs often score 0
                 since_best += 1
+            epoch_seconds = time.perf_counter() - t_epoch
             record = {"kind": "epoch", "epoch": epoch, "epochs": o.epochs, "loss": float(np.mean(losses)),
                       "val": val, "best": best, "best_epoch": best_epoch, "saved": improved,
                       "seconds": time.perf_counter() - t0}
@@ -314,13 +380,16 @@ class Trainer:
             yield record
             if self._stop or since_best >= o.patience:
                 break
+            if budget and time.perf_counter() - t0 + 0.5 * epoch_seconds > budget:
+                break  # not even half an epoch fits: stop rather than overrun the budget
         if best_epoch < 0:
             self._save()  # nothing improved on a finite score (e.g. stopped at once): keep what we have
         summary = {"out": str(self.out), "epochs_run": len(self.history), "best_epoch": best_epoch,
                    "best_score": None if best == -math.inf else best, "initial": initial,
                    "final": self.history[-1]["val"] if self.history else {}, "stopped": self._stop,
                    "train_windows": len(self.train_refs), "val_windows": len(self.val_refs),
-                   "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks)}
+                   "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks),
+                   "class_counts": [int(v) for v in self.class_counts]}
         yield {"kind": "done", **summary}
 
     def _save(self) -> None:
@@ -341,34 +410,3 @@ def _detach(memory):
         return type(memory)(_detach(v) for v in memory)
     return memory
 
-
-def _tasks(images: list[TrainingImage], seg_names: list[str] | None):
-    """Heads and class names implied by the annotations (all images must agree on the class lists)."""
-    tasks, names, colors = {}, {}, {}
-    segs = [i.segmentation for i in images if i.segmentation is not None]
-    if segs:
-        given = seg_names or next((s.class_names for s in segs if s.class_names), None)
-        n = len(given) if given else max(s.num_classes() for s in segs)
-        if n < 2:
-            raise AnnotationError("segmentation needs at least 2 classes in the labels (or class names given)")
-        tasks["segmentation"] = {"num_classes": n}
-        names["segmentation"] = list(given) if given else ["unlabelled"] + [f"class {i}" for i in range(1, n)]
-        cols = next((s.class_colors for s in segs if s.class_colors), None)
-        colors["segmentation"] = [list(c) for c in cols] if cols and len(cols) == n else default_colors(n)
-    dets = [i.detection for i in images if i.detection is not None]
-    if dets:
-        det_names = dets[0].class_names
-        if any(d.class_names != det_names for d in dets):
-            raise AnnotationError("every image's points must use the same classes")
-        tasks["detection"] = {"num_classes": len(det_names)}
-        names["detection"] = list(det_names)
-        colors["detection"] = dets[0].class_colors or default_colors(len(det_names) + 1)[1:]
-    labels = [i.image_class for i in images if i.image_class is not None]
-    if labels:
-        if len(labels) != len(images):
-            raise AnnotationError("classification needs a class for every training image")
-        tasks["classification"] = {"num_classes": len(labels[0].class_names)}
-        names["classification"] = list(labels[0].class_names)
-    if not tasks:
-        raise AnnotationError("no annotations: give labels, points or image classes")
-    return tasks, names, colors

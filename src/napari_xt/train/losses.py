@@ -16,13 +16,69 @@ import torch.nn.functional as F
 from .data import IGNORE
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Cross entropy over labelled pixels; returns (summed loss, labelled pixel count) so chunks average exactly."""
-    labelled = int((target != IGNORE).sum())
+def class_weights(counts: np.ndarray, cap: float = 10.0) -> np.ndarray:
+    """Capped inverse frequency of the *annotated* pixels per class: the most frequent class gets 1, a class seen
+    ``r`` times less gets ``min(r, cap)``; a class never annotated gets 1 (it has no targets, so it cannot matter).
+
+    Why: with ships at 0.1 % of the pixels, plain cross entropy is minimised by calling everything sea. Counts must
+    come from annotated pixels only (``IGNORE`` excluded), or sparse painting would look like a sea of background.
+    The cap keeps a handful of painted pixels from dominating every step (and from flooding predictions with them).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    out = np.ones(len(counts))
+    seen = counts > 0
+    if seen.any():
+        out[seen] = np.minimum(counts[seen].max() / counts[seen], cap)
+    return out
+
+
+def label_counts(target: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels per class among the annotated pixels of ``target`` (``IGNORE`` never counted)."""
+    t = np.asarray(target).reshape(-1)
+    t = t[(t != IGNORE) & (t >= 0) & (t < num_classes)]
+    return np.bincount(t.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                      dice: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Cross entropy over labelled pixels, optionally class-weighted, plus ``dice`` x soft Dice over labelled pixels.
+
+    Returns (loss x labelled pixel count, labelled pixel count), so chunks of a window average exactly. With
+    ``weights`` the cross entropy is the weighted mean (sum of w_i ce_i / sum of w_i); the Dice term averages
+    1 - Dice over the classes annotated in this chunk, with probabilities masked to the labelled pixels. Both terms
+    see only labelled pixels, so what was not annotated still teaches nothing.
+    """
+    valid = target != IGNORE
+    labelled = int(valid.sum())
     if labelled == 0:
         return logits.sum() * 0.0, 0
-    loss = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
-    return loss, labelled
+    logits = logits.float()
+    if weights is None:
+        loss = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum") / labelled
+    else:
+        w = weights.to(logits.device, torch.float32)
+        ce = F.cross_entropy(logits, target, weight=w, ignore_index=IGNORE, reduction="sum")
+        loss = ce / w[target[valid]].sum()
+    if dice > 0:
+        loss = loss + dice * soft_dice_loss(logits, target)
+    return loss * labelled, labelled
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean over the classes present in ``target`` of 1 - soft Dice, over labelled pixels only.
+
+    Dice is insensitive to how many pixels a class has, so a 20-pixel ship counts as much as the sea around it.
+    """
+    valid = (target != IGNORE).unsqueeze(1)
+    probs = logits.float().softmax(1) * valid
+    k = logits.shape[1]
+    onehot = F.one_hot(target.clamp(min=0), k).permute(0, 3, 1, 2).to(probs.dtype) * valid
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    denom = probs.sum(dims) + onehot.sum(dims)
+    present = onehot.sum(dims) > 0
+    per_class = 1 - (2 * inter + smooth) / (denom + smooth)
+    return per_class[present].mean() if bool(present.any()) else logits.sum() * 0.0
 
 
 def detection_targets(objects: list[dict], num_classes: int, cells: int, stride: int, device) -> dict:
@@ -75,7 +131,11 @@ def detection_loss(out: dict, t: dict, size_weight: float = 0.05) -> tuple[torch
 
 # -- metrics ---------------------------------------------------------------------------------------------------------
 class SegmentationMetric:
-    """Confusion counts over labelled pixels; ``miou`` averages the classes present in the targets."""
+    """Confusion counts over labelled pixels: per-class IoU and F1, mIoU, and the mean IoU without the dominant class.
+
+    ``miou`` averages the classes present in the targets; ``minority_iou(dominant)`` leaves the dominant class out,
+    because with 0.1 % ships "everything is sea" already scores a sea IoU of 0.999 and an mIoU near 0.5.
+    """
 
     def __init__(self, num_classes: int):
         self.confusion = np.zeros((num_classes, num_classes), np.int64)
@@ -92,10 +152,34 @@ class SegmentationMetric:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denom > 0, tp / denom, np.nan)
 
+    def f1(self) -> np.ndarray:
+        """Per-class pixel F1 (= Dice); NaN for a class neither annotated nor predicted."""
+        tp = np.diag(self.confusion).astype(float)
+        denom = self.confusion.sum(0) + self.confusion.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, 2 * tp / denom, np.nan)
+
+    def predicted(self) -> np.ndarray:
+        """Labelled pixels predicted as each class."""
+        return self.confusion.sum(0)
+
+    def annotated(self) -> np.ndarray:
+        return self.confusion.sum(1)
+
     def miou(self) -> float:
         present = self.confusion.sum(1) > 0
         values = self.iou()[present]
         return float(np.nanmean(values)) if values.size else float("nan")
+
+    def minority_iou(self, dominant: int) -> float:
+        """Mean IoU of the annotated classes other than ``dominant`` (the mIoU when no other class is annotated)."""
+        present = self.confusion.sum(1) > 0
+        if 0 <= dominant < len(present):
+            rest = present.copy()
+            rest[dominant] = False
+            if rest.any():
+                return float(np.nanmean(self.iou()[rest]))
+        return self.miou()
 
 
 class DetectionMetric:
@@ -138,3 +222,19 @@ def _inside(y, x, valid, stride, cells) -> np.ndarray:
     out = np.zeros(len(iy), bool)
     out[ok] = valid[iy[ok], ix[ok]]
     return out
+
+
+def segmentation_report(seg: SegmentationMetric, dominant: int, names: list[str] | None) -> dict:
+    """Per-class IoU/F1/predicted pixels, mIoU, mean IoU without the dominant class, and the classes that were
+    annotated in validation but never predicted (a model that calls everything sea must say so)."""
+    k = seg.confusion.shape[0]
+    names = list(names or []) + [f"class {i}" for i in range(len(names or []), k)]
+
+    def clean(values) -> list:
+        return [None if np.isnan(v) else round(float(v), 4) for v in values]
+
+    annotated, predicted = seg.annotated(), seg.predicted()
+    return {"miou": seg.miou(), "minority_iou": seg.minority_iou(dominant), "iou": clean(seg.iou()),
+            "class_f1": clean(seg.f1()), "predicted_px": [int(v) for v in predicted],
+            "annotated_px": [int(v) for v in annotated], "class_names": names[:k],
+            "never_predicted": [names[c] for c in range(k) if annotated[c] > 0 and predicted[c] == 0]}

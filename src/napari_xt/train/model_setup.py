@@ -8,9 +8,11 @@ classes). Heads for tasks the user did not annotate are dropped: a saved model m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..model import XTConfig, build_model, load_model
+from ..model import XTConfig, build_model, encoder_spec, load_model
 from ..palette import default_colors
 
 __all__ = ["data_statistics", "default_colors", "make_model"]  # default_colors: the project palette, for loop.py
@@ -35,8 +37,14 @@ def data_statistics(image, channels: int) -> tuple[list[float], list[float]]:
 
 def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_colors: dict[str, list[list[int]]],
                *, base: str | None, region_encoder: str, context_encoder: str, region_size: int | None,
-               sub_region_size: int | None, first_image, pretrained: bool = False, context_kwargs: dict | None = None):
-    """Build the model to train and its config. ``tasks`` maps head name -> head options (with num_classes)."""
+               sub_region_size: int | None, first_image, pretrained: bool = False, context_kwargs: dict | None = None,
+               encoder_weights: str | None = None):
+    """Build the model to train and its config. ``tasks`` maps head name -> head options (with num_classes).
+
+    A fresh model's region encoder is a catalogue name or a ``timm:``/``hf-hub:`` spec; ``pretrained`` loads its
+    checked weights (``encoder_weights`` FILE, else weights folder / hub cache; ``WeightsUnavailable`` otherwise).
+    An encoder that has pretrained weights but is built without them is labelled "random-init" in the description.
+    """
     if base:
         model = load_model(base)
         cfg = model.config
@@ -61,10 +69,23 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
     mean = std = None
     if np.dtype(first_image.levels[0].dtype).kind == "f" or channels not in (1, 3):
         mean, std = data_statistics(first_image, channels)
+    elif channels == 3 and (norm := encoder_spec.normalisation(region_encoder)) is not None:
+        mean, std = list(norm[0]), list(norm[1])  # the encoder's own normalisation (H-optimus, Lunit)
     region = int(region_size or 256)
-    sub = int(sub_region_size or (64 if region_encoder == "tiny" else min(256, region)))
-    cfg = XTConfig(region_encoder=region_encoder, region_size=region, sub_region_size=sub,
-                   context_encoder=context_encoder, context_encoder_kwargs=dict(context_kwargs or {}),
+    sub = int(sub_region_size or encoder_spec.suggest_sub_region(region_encoder, region))
+    pretrained = bool(pretrained or encoder_weights)
+    enc_kwargs = encoder_spec.pin_options(region_encoder) if pretrained or encoder_spec.is_spec(region_encoder) else {}
+    if encoder_weights:
+        enc_kwargs["weights"] = str(encoder_weights)
+    cfg = XTConfig(region_encoder=region_encoder, region_encoder_kwargs=enc_kwargs, region_size=region,
+                   sub_region_size=sub, context_encoder=context_encoder,
+                   context_encoder_kwargs=dict(context_kwargs or {}),
                    heads={k: dict(v) for k, v in tasks.items()}, class_names=class_names, class_colors=class_colors,
                    in_chans=channels, mean=mean, std=std, input_kind=getattr(first_image, "kind", "brightfield"))
-    return build_model(cfg, pretrained=pretrained)
+    model = build_model(cfg, pretrained=pretrained)
+    model.config.region_encoder_kwargs.pop("weights", None)  # a local path: used once, never stored
+    if encoder_weights:
+        model.config.description = f"{region_encoder} region encoder from {Path(encoder_weights).name}"
+    elif not pretrained and encoder_spec.has_pretrained(region_encoder):
+        model.config.description = f"random-init {region_encoder} region encoder (not pretrained)"
+    return model

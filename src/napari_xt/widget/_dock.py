@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container
 from napari.qt.threading import create_worker
 from napari.utils import notifications
-from qtpy.QtWidgets import QTabWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QWidget
 from superqt.utils import qdebounced
 
 from .._compat import keep_triton_out_without_cuda, partial_labels_refresh_supported
@@ -25,6 +27,7 @@ from ..app.events import RegionDone, RegionFailed, RunFinished
 from ..app.layers import (
     default_store_path,
     layer_path,
+    results_dir,
     shapes_to_roi,
     unique_store_path,
     world_to_level0,
@@ -38,6 +41,7 @@ from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
 from ._runner import Runner
+from ._window import compact_fields
 
 #: the model selected at start when the models folder has none: the shipped demo, else a random-weight preset
 DEFAULT_MODELS = ("demo-tissue", "tiny-hyper-seg", "tiny-xl-seg")
@@ -68,12 +72,15 @@ class XTDock(Container):
         self.panel = RunPanel(self)
         for name in FIELDS:
             setattr(self, name, getattr(self.panel, name))
+        self.out.tooltip = (f"The result store (zarr). New runs go to {results_dir(F.results_folder_setting())} "
+                            "(Preferences > Plugins > napari-xt > Results folder), never beside the image.")
         self.export_button = ExportButton(self._store_for_export, self)
         self.panel.append(self.export_button)
         self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
+        compact_fields(self.finetune.native)  # as narrow as its labels need, not its longest name (Run: done)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.panel.native, "Run")
-        self.tabs.addTab(self.finetune.native, "Fine-tune")
+        self.tabs.addTab(_scrolling(self.panel.native), "Run")
+        self.tabs.addTab(_scrolling(self.finetune.native), "Fine-tune")
         self.native.layout().addWidget(self.tabs)
         self.margins = (0, 0, 0, 0)
 
@@ -91,12 +98,14 @@ class XTDock(Container):
         self.runner.ended.connect(self._on_ended)
         self.runner.failed.connect(self._on_failed)
         self.runner.state_changed.connect(self._update_buttons)
+        self.native.destroyed.connect(partial(_detach, self.runner))
         self._on_camera_moved = qdebounced(self._prioritise_view, timeout=300)
         F.camera(self.viewer).events.center.connect(self._on_camera_moved)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
 
         self._on_image_changed(self.image.value)
+        self._adopt_opened_store()
         self._update_buttons()
         worker = create_worker(F.load_catalog, self.models_folder, _ignore_errors=True)
         worker.returned.connect(self._on_catalog)
@@ -117,7 +126,7 @@ class XTDock(Container):
 
     def precisions(self, _w=None):
         cuda = any(d.startswith("cuda") for d in self.catalog_list("devices"))
-        return ["fp32", "bf16"] + (["fp16"] if cuda else [])
+        return ["auto", "fp32", "bf16"] + (["fp16"] if cuda else [])  # auto: bf16 on CUDA, fp32 on the CPU
 
     def resolution_choices(self, _w=None):
         return F.resolution_choices(self.image.value if hasattr(self, "image") else None)
@@ -153,6 +162,19 @@ class XTDock(Container):
     def _on_layers_changed(self, _event=None) -> None:
         self.image.reset_choices()
         self.roi.reset_choices()
+        self._adopt_opened_store()
+
+    def _adopt_opened_store(self) -> None:
+        """A result store opened in napari (its layers carry the store path): point Results at it, so Export and
+        Resume work on it, unless the user already chose a store or a run is going."""
+        if not self._out_auto or self.runner.busy:
+            return
+        for layer in self.viewer.layers:
+            store = ((layer.metadata or {}).get("napari_xt") or {}).get("store")
+            if store and is_store(store):
+                self._set_out(Path(store))
+                self._out_auto = False
+                return
 
     # -- the model ---------------------------------------------------------------------------------------------------
     def add_checkpoint(self, path) -> bool:
@@ -218,7 +240,7 @@ class XTDock(Container):
     def _on_image_changed(self, layer) -> None:
         self.resolution.reset_choices()
         if layer is not None and self._out_auto:
-            self._set_out(default_store_path(layer))
+            self._set_out(default_store_path(layer, F.results_folder_setting()))
         self._update_buttons()
 
     def _set_out(self, path) -> None:
@@ -281,7 +303,7 @@ class XTDock(Container):
             return
         out = Path(self.out.value) if str(self.out.value) not in ("", ".") else None
         if out is None and self.image.value is not None:
-            self._set_out(default_store_path(self.image.value))
+            self._set_out(default_store_path(self.image.value, F.results_folder_setting()))
         elif out is not None and out.exists():
             new = unique_store_path(out)
             notifications.show_info(f"{out.name} already exists (Resume continues it); writing to {new.name}.")
@@ -355,7 +377,7 @@ class XTDock(Container):
         done, total, store = s.regions_done, s.regions_total, Path(s.store).name
         self.status.value = F.format_status(done, total, s.regions_per_s, end.status)
         if end.status == "complete":
-            notifications.show_info(f"xT analysis finished: {done} regions in {store}.")
+            notifications.show_info(f"xT analysis finished: {done} regions in {s.store}.")
         elif end.status == "cancelled":
             notifications.show_info(f"Cancelled: {done} of {total} regions are kept in {store}; Resume continues.")
         elif end.status == "failed":
@@ -390,3 +412,39 @@ class XTDock(Container):
     def _store_for_export(self) -> str | None:
         out = str(self.out.value)
         return out if out not in ("", ".") and is_store(out) else None
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls vertically only: never narrower than its page needs (nothing cut at the side), any height."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        page, bar = self.widget(), self.verticalScrollBar()
+        if page is not None:
+            hint.setWidth(page.minimumSizeHint().width() + (bar.sizeHint().width() if bar is not None else 0))
+        return hint
+
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
+        if obj is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the page's needs changed (model list loaded, long names): re-ask the dock
+        return super().eventFilter(obj, event)
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """A tab page that scrolls instead of forcing its full height on the window (1366 x 768 laptops)."""
+    area = _VerticalScroll()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
+
+
+def _detach(runner: Runner, *_args: object) -> None:
+    """The dock's widgets are gone (viewer closed): stop the run and stop calling into them.
+
+    A run still yields for up to one batch after Cancel; without this its events reach deleted Qt widgets.
+    """
+    runner.cancel()
+    for signal in (runner.prepared, runner.region, runner.window, runner.ended, runner.failed, runner.state_changed):
+        signal.disconnect()

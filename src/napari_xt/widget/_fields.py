@@ -48,6 +48,16 @@ def models_folder_setting() -> str:
         return ""
 
 
+def results_folder_setting() -> str:
+    """The "results folder" plugin setting; "" when unset (the user data directory is used) or unsupported."""
+    try:
+        from napari.settings import get_plugin_settings
+
+        return str(get_plugin_settings("napari-xt").results.folder or "")
+    except Exception:
+        return ""
+
+
 def image_layer_choices(viewer) -> list[tuple[str, object]]:
     from napari.layers import Image
 

@@ -81,6 +81,10 @@ class FinetuneTab(Container):
                              tooltip="where every object was marked (points outside it are not negatives)")
         self.base = ComboBox(label="Start from", choices=self._bases)
         self.epochs = SpinBox(label="Epochs", value=10, min=1, max=1000)
+        self.mode = ComboBox(label="Mode", choices=[("Full (train end to end)", "full"),
+                                                    ("Quick (frozen encoder, cached features)", "quick")],
+                             value="full", tooltip="Quick encodes each region once and trains the context encoder "
+                             "and heads over the cached features: fast, best with a pretrained encoder")
         self.freeze = CheckBox(text="Freeze region encoder", value=False)
         self.zero_unlabelled = CheckBox(text="Label 0 = not annotated", value=True)
         self.out = FileEdit(label="Save as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.safetensors",
@@ -88,9 +92,10 @@ class FinetuneTab(Container):
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="Paint labels or add points on an image, then Train.")
-        self.extend([self.image, self.labels_layer, self.points, self.area, self.base, self.epochs, self.freeze,
-                     self.zero_unlabelled, self.out, Container(widgets=[self.train_button, self.stop_button],
-                                                               layout="horizontal", labels=False), self.status])
+        self.extend([self.image, self.labels_layer, self.points, self.area, self.base, self.mode, self.epochs,
+                     self.freeze, self.zero_unlabelled, self.out,
+                     Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
+                     self.status])
         self.curve = CurveView()
         self.native.layout().addWidget(self.curve)
         self.status.native.setWordWrap(True)
@@ -149,7 +154,7 @@ class FinetuneTab(Container):
         base = None if self.base.value == FRESH else self.base.value
         return FinetuneRequest(self.image.value, self.labels_layer.value, self.points.value, self.area.value,
                                base=base, out=str(out), epochs=int(self.epochs.value),
-                               freeze_encoder=bool(self.freeze.value),
+                               freeze_encoder=bool(self.freeze.value), mode=str(self.mode.value),
                                zero_is_unlabelled=bool(self.zero_unlabelled.value))
 
     def start(self, _=None) -> None:
@@ -193,13 +198,22 @@ class FinetuneTab(Container):
             score = (e.get("val") or {}).get("score")
             if isinstance(score, float) and not math.isnan(score):
                 self.curve.val.append(score)
-            self.status.value = f"epoch {e['epoch']}/{e['epochs']} · loss {e['loss']:.3f} · val {_metrics(e['val'])}"
+            self.status.value = (f"epoch {e['epoch']}/{e['epochs']} · loss {e['loss']:.3f} · val {_metrics(e['val'])}"
+                                 + _per_class(e.get("val") or {}))
         elif kind == "done":
             final = _metrics(e.get("final") or {})
             self.status.value = (f"saved {Path(e['out']).name} (best epoch {e['best_epoch']}, {final}); selected "
                                  "in the Run tab")
             self._on_trained(e["out"])
+            self._continue_from(e["out"])
         self.curve.update()
+
+    def _continue_from(self, path: str) -> None:
+        """The interactive loop: the next Train starts from the model just saved (correct the labels, Train again)."""
+        self.base.reset_choices()
+        if any(value == path for _label, value in self._bases()):
+            self.base.value = path
+        self.out.value = self._default_out()
 
     def _on_error(self, err: BaseException) -> None:
         text = str(err).strip() or type(err).__name__
@@ -213,6 +227,16 @@ class FinetuneTab(Container):
     def _set_running(self, running: bool) -> None:
         self.train_button.enabled = not running
         self.stop_button.enabled = running
+
+
+def _per_class(val: dict) -> str:
+    """' · sea 0.99 · ship 0.41' and a warning for each annotated class the model never predicted."""
+    names, iou, annotated = val.get("class_names") or [], val.get("iou") or [], val.get("annotated_px") or []
+    parts = [f"{n} {v:.2f}" for n, v, a in zip(names, iou, annotated, strict=False) if a and v is not None]
+    text = "".join(f" · {p}" for p in parts)
+    for name in val.get("never_predicted") or []:
+        text += f"\n⚠ {name}: 0 px predicted"
+    return text
 
 
 def _metrics(val: dict) -> str:

@@ -39,7 +39,7 @@ def describe(err: BaseException) -> str:
     if isinstance(err, StoreMismatch):
         return _sentence(f"{text}. Name another Results store, or press Run for a new one.")
     if isinstance(err, PlanError) and err.option == "mpp":
-        return "The image has no pixel size; choose a pyramid level instead of a pixel size."
+        return _sentence(f"{text}. Pick a pyramid level under Resolution.")
     if isinstance(err, PlanError) and err.option in _PLAN_FIELDS:
         return _sentence(f"{_PLAN_FIELDS[err.option]}: {text}.")
     if isinstance(err, ChannelMismatch):

@@ -22,6 +22,7 @@ from superqt import QCollapsible
 
 from ..engine.options import ORDERS, RunOptions
 from . import _fields as F
+from ._window import compact_fields
 
 #: run and plan options most runs leave alone, in a collapsed "Advanced" section (every option stays reachable)
 ADVANCED_FIELDS = ("mpp", "overlap", "order", "probabilities", "max_detections", "prefetch", "read_workers")
@@ -58,7 +59,8 @@ class RunPanel(Container):
         self.context = ComboBox(label="Context", choices=["window", "global"],
                                 tooltip="window: context over blocks of regions; global: the whole image")
         self.window_size = SpinBox(label="Window", value=4, min=1, max=64, tooltip="Regions per window side")
-        self.use_mask = CheckBox(text="Foreground only (skip empty background)", value=True)
+        self.use_mask = CheckBox(text="Foreground only", value=True,
+                                 tooltip="Skip regions of empty background (glass, no-data), found on a low level")
         self.roi = ComboBox(label="Only inside", choices=lambda _w: F.roi_choices(source.viewer),
                             tooltip="First polygon or rectangle of a Shapes layer")
         self.out = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.xt.zarr")
@@ -83,9 +85,11 @@ class RunPanel(Container):
                      self.status, self.top_classes])
         for label in (self.model_info, self.top_classes):
             label.native.setWordWrap(True)
-            label.native.setMinimumWidth(260)
+            label.native.setMinimumWidth(200)
         self.context.changed.connect(lambda v: setattr(self.window_size, "enabled", v == "window"))
         self._add_advanced(defaults)
+        self.margins = (4, 4, 4, 4)  # the canvas needs the width more than the margins do
+        compact_fields(self.native)
 
     def _add_advanced(self, defaults: RunOptions) -> None:
         self.mpp = FloatSpinBox(label="Pixel size", value=0.0, min=0.0, max=10000.0, step=0.25,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_context_encoder
@@ -71,7 +72,6 @@ class RelPartialLearnableAttention(nn.Module):
         for i0 in range(0, L, self.query_block):
             i1 = min(L, i0 + self.query_block)
             k_end = n_mem + i1  # keys after the block's last query are masked anyway
-            ac = torch.einsum("bhid,bhjd->bhij", q_u[:, :, i0:i1], k[:, :, :k_end])
             bd_by_dist = torch.einsum("bhid,jhd->bhij", q_v[:, :, i0:i1], r[:k_end])  # column = distance
             qi = torch.arange(i0, i1, device=x_all.device)[:, None] + n_mem  # absolute query index
             kj = torch.arange(k_end, device=x_all.device)[None, :]
@@ -79,10 +79,12 @@ class RelPartialLearnableAttention(nn.Module):
             causal_mask = distance < 0
             index = distance.clamp(0, k_end - 1).expand(b, h, -1, -1)
             bd = torch.gather(bd_by_dist, -1, index)  # exact equivalent of Transformer-XL's rel-shift
-            scores = (ac + bd) * self.scale
-            scores = scores.masked_fill(causal_mask, float("-inf"))
-            attn = self.drop(torch.softmax(scores.float(), dim=-1).to(v.dtype))
-            outs.append(attn @ v[:, :, :k_end])
+            # the content term, softmax and weighted sum in one fused kernel (flash / memory-efficient on a GPU,
+            # the fused CPU kernel otherwise); the relative-position term enters as an additive bias
+            bias = (bd * self.scale).masked_fill(causal_mask, float("-inf"))
+            outs.append(F.scaled_dot_product_attention(
+                q_u[:, :, i0:i1], k[:, :, :k_end], v[:, :, :k_end], attn_mask=bias.to(q.dtype),
+                dropout_p=self.drop.p if self.training else 0.0, scale=self.scale))
         out = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, L, self.hidden)
         return self.out_proj(out)
 

@@ -1,0 +1,39 @@
+"""``napari-xt download NAME``: fetch a region encoder's pretrained weights into the hub cache (progress bar).
+
+After it, the encoder builds offline (``HF_HUB_OFFLINE=1``) from the cache. Gated weights need a token
+(``HF_TOKEN`` or ``hf auth login``) and the terms accepted on the model's hub page; the error says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("download", help="download a region encoder's pretrained weights into the hub cache",
+                       description="Fetch the pretrained weights of a catalogue encoder, timm:NAME or "
+                                   "hf-hub:ORG/REPO into the Hugging Face cache (HF_HOME; HF_ENDPOINT and HF_TOKEN "
+                                   "are honoured), so later runs work offline.")
+    p.add_argument("name", metavar="NAME", help="encoder: catalogue name (see `napari-xt models --kind encoder`), "
+                                                "timm:NAME or hf-hub:ORG/REPO")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import WeightsUnavailable
+    from ..model import encoder_spec
+    from ..model.weights import HubWeights, download
+
+    name = str(args.name)
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        repo = name.split(":", 1)[1]
+        download(name, HubWeights(repo, files=("config.json",)))  # the architecture, for offline builds
+        hub: HubWeights | None = HubWeights(repo)
+    else:
+        hub = encoder_spec.weights_source(name)
+    if hub is None:
+        raise WeightsUnavailable(name, "none", "nothing to download (train it with --random-init)")
+    path = download(name, hub)
+    print(f"{name}: {path}")
+    return 0

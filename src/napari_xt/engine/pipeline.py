@@ -1,0 +1,179 @@
+"""The stages after the model: post-processing and store writes on their own threads, behind bounded queues.
+
+Why: on a GPU the model is a few ms per region while argmax, codecs and file writes are CPU work; done one after the
+other on one thread they capped the engine at ~12 regions/s whatever the GPU. Here the compute thread (the run's
+iterator) hands each batch's outputs to a post-processing thread (argmax/softmax/detection decoding; GIL released in
+numpy and torch) and from there to a writer thread (the store; zstd and file writes release the GIL too), so all
+three overlap. The queues are bounded (``depth`` batches each): memory stays bounded and a slow disk slows the model
+instead of filling RAM.
+
+Rules kept from the serial engine:
+* a region's :class:`RegionResult` is produced by the writer only after ``store.write_region`` returned, i.e. after
+  its data and then its done flag are on disk (kill -9 + resume stays exact: what is not done is recomputed);
+* results come out in the order the compute thread submitted them (one FIFO writer);
+* a failure in a stage stops the pipeline: later jobs are dropped, never half-written, and the error surfaces in
+  the compute thread as the typed :class:`StoreWriteError` (disk full, permissions) or as the stage's own error.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = ["Pipeline", "StoreWriteError"]
+
+_STOP = object()
+
+
+class StoreWriteError(StoreError):
+    """The store could not take a region's results (disk full, permissions, a vanished folder).
+
+    The run stops; every region reported done before is on disk and marked done, so the same command with
+    ``--resume`` continues once the cause is fixed.
+    """
+
+    def __init__(self, path: Any, region_id: int | None, cause: BaseException):
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause) or type(cause).__name__
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            why = "no space left on the device"
+        where = f"region {region_id}" if region_id is not None else "results"
+        super().__init__(f"could not write {where} to the result store {path}: {why}. The regions finished so far "
+                         f"are kept; run again with resume once this is fixed.", path)
+        self.region_id = region_id
+        self.cause = cause
+
+
+class Pipeline:
+    """``submit(job)`` from the compute thread; ``post(job)`` then ``write(job) -> [results]`` run on two threads.
+
+    ``threaded=False`` runs both inline in ``submit`` (the one-thread reference path the tests compare against).
+    ``busy`` holds each stage's busy seconds (benchmarks).
+    """
+
+    def __init__(self, post: Callable[[Any], Any], write: Callable[[Any], list], depth: int = 2,
+                 threaded: bool = True) -> None:
+        self._post, self._write = post, write
+        self._threaded = threaded
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._failed = threading.Event()
+        self.busy = {"post": 0.0, "write": 0.0}
+        self._threads: list[threading.Thread] = []
+        if threaded:
+            depth = max(1, int(depth))
+            self._q_post: queue.Queue = queue.Queue(maxsize=depth)
+            self._q_write: queue.Queue = queue.Queue(maxsize=depth)
+            self._threads = [
+                threading.Thread(target=self._loop, args=(self._q_post, self._run_post, self._q_write),
+                                 name="napari-xt-post", daemon=True),
+                threading.Thread(target=self._loop, args=(self._q_write, self._run_write, None),
+                                 name="napari-xt-write", daemon=True),
+            ]
+            for t in self._threads:
+                t.start()
+
+    # -- stage bodies ------------------------------------------------------------------------------------------
+    def _run_post(self, job: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self._post(job)
+        self.busy["post"] += time.perf_counter() - t0
+        return out
+
+    def _run_write(self, job: Any) -> None:
+        t0 = time.perf_counter()
+        for result in self._write(job):
+            self._done.put(result)
+        self.busy["write"] += time.perf_counter() - t0
+
+    def _loop(self, inbox: queue.Queue, body: Callable[[Any], Any], outbox: queue.Queue | None) -> None:
+        while True:
+            job = inbox.get()
+            if job is _STOP:
+                if outbox is not None:
+                    outbox.put(_STOP)
+                return
+            if self._failed.is_set():
+                continue  # drain without working: the run is stopping, nothing more is written
+            try:
+                out = body(job)
+            except BaseException as err:  # handed to the compute thread, which raises it
+                self._error = err
+                self._failed.set()
+                continue
+            if outbox is not None:
+                self._put(outbox, out)
+
+    def _put(self, q: queue.Queue, item: Any) -> None:
+        while True:  # never block forever on a queue whose consumer died
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._failed.is_set() and item is not _STOP:
+                    return
+
+    # -- the compute thread's side -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise the first stage error, if any (the compute thread calls this between batches)."""
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: Any) -> None:
+        """Queue a job (blocks while the post stage is ``depth`` jobs behind); raises a stage's error."""
+        self.check()
+        if not self._threaded:
+            out = self._run_post(job)
+            try:
+                self._run_write(out)
+            except BaseException as err:
+                self._error = err
+                self._failed.set()
+                raise
+            return
+        self._put(self._q_post, job)
+        self.check()
+
+    def ready(self) -> Iterator[Any]:
+        """Results whose data are on disk, in submission order; never waits."""
+        while True:
+            try:
+                yield self._done.get_nowait()
+            except queue.Empty:
+                return
+
+    def wait_first(self, timeout: float = 30.0) -> Iterator[Any]:
+        """Block until one result is on disk (or a stage failed, or ``timeout``), then yield every ready result.
+
+        Used once per run, after its one-region first batch: the viewer's first overlay then arrives after one
+        region's work instead of after the next batch's compute as well.
+        """
+        if self._threaded:
+            deadline = time.perf_counter() + timeout
+            while not self._failed.is_set() and time.perf_counter() < deadline:
+                try:
+                    yield self._done.get(timeout=0.05)
+                    break
+                except queue.Empty:
+                    continue
+        yield from self.ready()
+        self.check()
+
+    def finish(self) -> Iterator[Any]:
+        """Wait for every queued job, yield the remaining results, then raise a stage's error if there was one."""
+        self.close()
+        yield from self.ready()
+        self.check()
+
+    def close(self) -> None:
+        """Stop the threads after the queued jobs (or at once after a failure); safe to call twice."""
+        if self._threaded and self._threads:
+            self._put(self._q_post, _STOP)
+            for t in self._threads:
+                t.join()
+            self._threads = []

@@ -1,0 +1,111 @@
+"""The foundation-model region encoders users ask for, each with its exact timm call, weights, licence and input.
+
+Every entry is a :class:`~.encoder_spec.Recipe` (the builder call as the model card gives it, with layer classes by
+name so it is JSON-able), registered three ways: as a region-encoder builder (``create_region_encoder("uni")``), as a
+zoo entry of kind ``encoder`` (``napari-xt models``, the dock) and in :data:`CATALOGUE`. The builder options and
+normalisation come from the model cards (checked against public loaders of each model); the weights are fetched
+only through :mod:`.weights` (cache first, never a silent random init).
+
+Licences are the weights' as their hub pages state them; "gated" means the hub asks for an account, accepted terms
+and a token before it serves the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import IMAGENET_MEAN, IMAGENET_STD
+from .encoder_spec import Recipe, build_encoder
+from .region_encoders import RegionEncoder
+from .registry import register_region_encoder
+from .weights import HubWeights
+from .zoo import WeightSource, ZooEntry, register_entry
+
+#: name -> recipe, for every catalogue encoder defined here.
+CATALOGUE: dict[str, Recipe] = {}
+#: Dinov2/ImageNet normalisation (most pathology models kept it).
+_IN = (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
+_VIT = {"num_classes": 0, "dynamic_img_size": True}
+
+
+def _entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, *, what: str, licence: str,
+           gated: bool, native: int, patch: int, registers: int = 0, files: tuple[str, ...] | None = None,
+           norm: tuple[tuple[float, ...], tuple[float, ...]] | None = _IN, note: str = "") -> None:
+    hub = HubWeights(repo, gated=gated, names=(name,), **({"files": files} if files else {}))
+    recipe = Recipe(name=name, arch=arch, kwargs={**_VIT, **kwargs}, hub=hub, native_size=native, plain_vit=True,
+                    mean=norm[0] if norm else None, std=norm[1] if norm else None, download_name=name)
+    CATALOGUE[name] = recipe
+
+    def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None,
+              **options: Any) -> RegionEncoder:
+        return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, **options)
+
+    build.__name__ = name.replace("-", "_")
+    build.__doc__ = f"{what} ({recipe.call()}; weights hf-hub:{repo})."
+    register_region_encoder(name)(build)
+    regs = f", {registers} register tokens" if registers else ""
+    gate = "; gated: request access on the hub, then set HF_TOKEN" if gated else ""
+    register_entry(ZooEntry(
+        name=name, kind="encoder", group=group, tags=("vit", "foundation", f"patch{patch}"), licence=licence,
+        gated=gated,
+        description=f"{what}: ViT patch {patch}{regs}, native {native} px, sub-regions multiples of "
+                    f"{patch * 32 // _gcd(patch, 32)} px{gate}{'; ' + note if note else ''}",
+        config={"builder": "vit", "arch": arch, "kwargs": dict(recipe.kwargs), "hub": repo,
+                "files": list(hub.files), "call": recipe.call()},
+        weights=WeightSource("hub", f"hf-hub:{repo}"), native_size=native, mean=recipe.mean, std=recipe.std,
+        patch_size=patch, registers=registers))
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+# -- pathology -------------------------------------------------------------------------------------------------------
+_entry("uni", "pathology", "vit_large_patch16_224", {"img_size": 224, "patch_size": 16, "init_values": 1e-5},
+       "MahmoodLab/uni", what="UNI (Mahmood Lab, H&E, 100M tiles), ViT-L/16", licence="CC-BY-NC-ND-4.0", gated=True,
+       native=224, patch=16, files=("pytorch_model.bin",))
+_entry("uni2-h", "pathology", "vit_giant_patch14_224",
+       {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
+        "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU",
+        "reg_tokens": 8},
+       "MahmoodLab/UNI2-h", what="UNI2-h (Mahmood Lab, H&E + IHC, 200M tiles), ViT-H/14 SwiGLU",
+       licence="CC-BY-NC-ND-4.0", gated=True, native=224, patch=14, registers=8, files=("pytorch_model.bin",))
+_entry("virchow2", "pathology", "vit_huge_patch14_224",
+       {"img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375, "global_pool": "",
+        "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"},
+       "paige-ai/Virchow2", what="Virchow2 (Paige, 3.1M slides, mixed magnification), ViT-H/14 SwiGLU",
+       licence="CC-BY-NC-ND-4.0", gated=True, native=224, patch=14, registers=4)
+_entry("h-optimus-0", "pathology", "vit_giant_patch14_reg4_dinov2", {"img_size": 224, "init_values": 1e-5},
+       "bioptimus/H-optimus-0", what="H-optimus-0 (Bioptimus, 500k slides), ViT-g/14", licence="Apache-2.0",
+       gated=True, native=224, patch=14, registers=4,
+       norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)))
+_entry("prov-gigapath", "pathology", "vit_giant_patch14_dinov2",
+       {"img_size": 224, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24, "init_values": 1e-5,
+        "mlp_ratio": 5.33334},
+       "prov-gigapath/prov-gigapath", what="Prov-GigaPath tile encoder (Providence/Microsoft, 1.3B tiles), ViT-g/16",
+       licence="Apache-2.0", gated=True, native=224, patch=16, files=("pytorch_model.bin",))
+_entry("lunit-vits8", "pathology", "vit_small_patch8_224", {"img_size": 224},
+       "1aurent/vit_small_patch8_224.lunit_dino", what="Lunit DINO ViT-S/8 (benchmark-ssl-pathology, 19M tiles)",
+       licence="other (Lunit benchmark-ssl-pathology terms; non-commercial)", gated=False, native=224, patch=8,
+       norm=((0.70322989, 0.53606487, 0.66096631), (0.21716536, 0.26081574, 0.20723464)),
+       note="timm port of Lunit's release by a community account")
+
+# -- remote sensing --------------------------------------------------------------------------------------------------
+for _method in ("moco", "dino"):
+    _repo = f"torchgeo/vit_small_patch16_224_sentinel2_all_{_method}"
+    _entry(f"ssl4eo-s2-vits16-{_method}", "remote sensing", "vit_small_patch16_224", {"img_size": 224}, _repo,
+           what=f"SSL4EO-S12 Sentinel-2 ViT-S/16 ({_method.upper()}, 13 L1C bands, torchgeo weights)",
+           licence="CC-BY-4.0", gated=False, native=224, patch=16, norm=None,
+           files=(f"vit_small_patch16_224_sentinel2_all_{_method}.pth",),
+           note="13-band input (in_chans 13; other counts adapt the first layer); normalise DN/10000 from the data")
+
+# -- general ---------------------------------------------------------------------------------------------------------
+for _size, _dim in (("s", "small"), ("b", "base"), ("l", "large")):
+    _arch = f"vit_{_dim}_patch14_dinov2.lvd142m"
+    _entry(f"dinov2-vit{_size}14", "general", _arch, {}, f"timm/{_arch}",
+           what=f"DINOv2 ViT-{_size.upper()}/14 (Meta, LVD-142M natural images)", licence="Apache-2.0", gated=False,
+           native=518, patch=14, files=("model.safetensors",), note="native 518 px; 224 px sub-regions work")
+
+__all__ = ["CATALOGUE"]

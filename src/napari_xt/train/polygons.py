@@ -1,0 +1,131 @@
+"""Segmentation labels from QuPath GeoJSON polygons, rasterised lazily region by region.
+
+Pathologists annotate in QuPath: polygons (with holes, and multipolygons) carrying a ``classification.name``. A
+100k x 100k slide's annotations must never become one array, so :class:`PolygonLabels` keeps the polygons (level-0
+px, x then y as QuPath writes them) with their bounding boxes and rasterises only those that touch the box a
+training region asks for, at that region's resolution. It is a :class:`SegmentationLabels` to the trainer: ``read``,
+``coarse_annotated`` and ``num_classes`` behave the same, and what no polygon covers is unlabelled (class 0 is
+"not annotated", as with painted labels). A hole is unlabelled too: QuPath excludes it from the annotation, which
+says nothing about what is inside. Later features are drawn over earlier ones, as QuPath shows them.
+
+Class names map to class ids through ``class_names`` (id 0 is "unlabelled"); without it, the names found are sorted
+and numbered from 1. Features whose class is not in ``class_names``, features without a class and non-polygon
+features are skipped and counted in ``skipped`` (name -> count), so the CLI and the tab can say what was left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .annotations import AnnotationError, SegmentationLabels
+
+UNLABELLED = 0
+
+
+class PolygonLabels(SegmentationLabels):
+    """Polygons ``[(class id, exterior (N, 2) x/y, [holes...]), ...]`` over an image of ``image_shape`` (level 0)."""
+
+    def __init__(self, polygons: list[tuple[int, np.ndarray, list[np.ndarray]]], image_shape: tuple[int, int],
+                 class_names: list[str], skipped: dict[str, int] | None = None):
+        super().__init__(levels=[], downsamples=[], ignore=UNLABELLED, class_names=list(class_names))
+        self.polygons = polygons
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]))
+        self.skipped = dict(skipped or {})
+        boxes = [(ext[:, 1].min(), ext[:, 0].min(), ext[:, 1].max(), ext[:, 0].max()) for _, ext, _ in polygons]
+        self.boxes = np.asarray(boxes, float).reshape(-1, 4)  # y0, x0, y1, x1
+
+    @classmethod
+    def from_geojson(cls, path: str | Path, image_shape: tuple[int, int],
+                     class_names: list[str] | None = None) -> PolygonLabels:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise AnnotationError(f"{path}: not a readable GeoJSON file ({err})") from None
+        feats = doc.get("features", []) if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else (
+            doc if isinstance(doc, list) else [doc])
+        shapes: list[tuple[str, np.ndarray, list[np.ndarray]]] = []
+        skipped: dict[str, int] = {}
+        for f in feats:
+            geom = (f or {}).get("geometry") or {}
+            kind, coords = geom.get("type"), geom.get("coordinates") or []
+            name = ((f.get("properties") or {}).get("classification") or {}).get("name")
+            if kind not in ("Polygon", "MultiPolygon"):
+                skipped[f"{kind or 'empty'} feature"] = skipped.get(f"{kind or 'empty'} feature", 0) + 1
+                continue
+            if not name:
+                skipped["(no class)"] = skipped.get("(no class)", 0) + 1
+                continue
+            for poly in ([coords] if kind == "Polygon" else list(coords)):
+                rings = [np.asarray(r, float)[:, :2] for r in poly if len(r) >= 3]
+                if rings:
+                    shapes.append((str(name), rings[0], rings[1:]))
+        names = list(class_names) if class_names else ["unlabelled"] + sorted({s[0] for s in shapes})
+        lookup = {n: i for i, n in enumerate(names) if i != UNLABELLED}
+        polygons = []
+        for name, ext, holes in shapes:
+            if name not in lookup:
+                skipped[name] = skipped.get(name, 0) + 1
+                continue
+            polygons.append((lookup[name], ext, holes))
+        if not polygons:
+            raise AnnotationError(f"{path}: no polygon with a known class"
+                                  + (f" (skipped: {_describe(skipped)})" if skipped else ""))
+        return cls(polygons, image_shape, names, skipped)
+
+    def read(self, box0: tuple[float, float, float, float], out_shape: tuple[int, int]) -> np.ndarray:
+        """Class ids of a level-0 box at ``out_shape`` (pixel centres), from the polygons that touch it only."""
+        y0, x0, y1, x1 = box0
+        out = np.full(out_shape, UNLABELLED, dtype=np.int64)
+        if not len(self.boxes):
+            return out
+        b = self.boxes
+        hit = np.flatnonzero((b[:, 0] < y1) & (b[:, 2] > y0) & (b[:, 1] < x1) & (b[:, 3] > x0))
+        sy, sx = (y1 - y0) / out_shape[0], (x1 - x0) / out_shape[1]
+        for i in hit:  # in file order: later polygons over earlier ones
+            cid, ext, holes = self.polygons[i]
+            inside = _fill(ext, y0, x0, sy, sx, out_shape)
+            for hole in holes:
+                inside &= ~_fill(hole, y0, x0, sy, sx, out_shape)
+            out[inside] = cid
+        return out
+
+    def coarse_annotated(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
+        h, w = self.image_shape
+        step = max(1.0, max(h, w) / max_side)
+        shape = (max(1, math.ceil(h / step)), max(1, math.ceil(w / step)))
+        # a polygon smaller than a coarse pixel still marks its pixel: rasterise, then add the bounding-box corners
+        mask = self.read((0.0, 0.0, shape[0] * step, shape[1] * step), shape) != UNLABELLED
+        for y0, x0, _, _ in self.boxes:
+            mask[min(shape[0] - 1, int(y0 / step)), min(shape[1] - 1, int(x0 / step))] = True
+        return mask, step
+
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _fill(ring: np.ndarray, y0: float, x0: float, sy: float, sx: float, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels of ``shape`` whose centres lie inside ``ring`` (x, y in level-0 px) after mapping to output px."""
+    from skimage.draw import polygon
+
+    rows = (ring[:, 1] - y0) / sy - 0.5
+    cols = (ring[:, 0] - x0) / sx - 0.5
+    mask = np.zeros(shape, dtype=bool)
+    rr, cc = polygon(rows, cols, shape)
+    mask[rr, cc] = True
+    return mask
+
+
+def _describe(skipped: dict[str, Any]) -> str:
+    return ", ".join(f"{name} x{n}" for name, n in sorted(skipped.items()))
+
+
+def describe_skipped(labels: SegmentationLabels) -> str:
+    """'' or 'skipped: tumor x3, Point feature x2' for the features a GeoJSON file had that were not used."""
+    skipped = getattr(labels, "skipped", None)
+    return f"skipped: {_describe(skipped)}" if skipped else ""
