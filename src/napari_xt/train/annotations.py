@@ -213,16 +213,22 @@ def points_from_csv(path, class_names: list[str] | None = None, scale: float = 1
                                 column("width", "w") * scale, ids, classes)
 
 
-def points_from_geojson(path, class_names: list[str] | None = None) -> DetectionAnnotations:
-    """Point or Polygon features (QuPath export, coordinates level-0 px, x then y); class from
-    ``properties.classification.name``; polygons give their bounding box as the object size."""
+def read_geojson_features(path: str | Path) -> list[Any]:
+    """The features of a GeoJSON file as QuPath writes it: a FeatureCollection, a list of features, or one feature."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise AnnotationError(f"{path}: not a readable GeoJSON file ({err})") from None
-    feats = doc.get("features", []) if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else (
-        doc if isinstance(doc, list) else [doc])
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        return list(doc.get("features", []))
+    return list(doc) if isinstance(doc, list) else [doc]
+
+
+def points_from_geojson(path, class_names: list[str] | None = None) -> DetectionAnnotations:
+    """Point or Polygon features (QuPath export, coordinates level-0 px, x then y); class from
+    ``properties.classification.name``; polygons give their bounding box as the object size."""
+    feats = read_geojson_features(path)
     ys, xs, hs, ws, names = [], [], [], [], []
     for f in feats:
         geom = (f or {}).get("geometry") or {}

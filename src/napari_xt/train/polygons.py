@@ -15,14 +15,13 @@ features are skipped and counted in ``skipped`` (name -> count), so the CLI and 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .annotations import AnnotationError, SegmentationLabels
+from .annotations import AnnotationError, SegmentationLabels, read_geojson_features
 
 UNLABELLED = 0
 
@@ -43,12 +42,7 @@ class PolygonLabels(SegmentationLabels):
     def from_geojson(cls, path: str | Path, image_shape: tuple[int, int],
                      class_names: list[str] | None = None) -> PolygonLabels:
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise AnnotationError(f"{path}: not a readable GeoJSON file ({err})") from None
-        feats = doc.get("features", []) if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else (
-            doc if isinstance(doc, list) else [doc])
+        feats = read_geojson_features(path)
         shapes: list[tuple[str, np.ndarray, list[np.ndarray]]] = []
         skipped: dict[str, int] = {}
         for f in feats:
