@@ -223,3 +223,27 @@ def test_train_cli_end_to_end(tmp_path, capsys):
                  "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
     assert pred["regions_done"] == pred["regions_total"] > 0
+
+
+def test_frozen_vit_keeps_its_backbone_and_trains_its_pyramid(tmp_path):
+    """A plain ViT's feature pyramid starts random: "freeze the encoder" must freeze the backbone, not the pyramid."""
+    from napari_xt.model import XTConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    cfg = XTConfig(region_encoder="timm:vit_small_patch16_224",
+                   region_encoder_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2}, region_size=256,
+                   sub_region_size=128, context_encoder="none", heads={"segmentation": {"num_classes": 4}},
+                   class_names={"segmentation": ["background", "stroma", "nucleus", "gland"]})
+    base = save_model(build_model(cfg, pretrained=False), tmp_path / "vit.safetensors")
+    opts = TrainOptions(out=str(tmp_path / "f.safetensors"), base=str(base), epochs=1, pixel_size=1.0,
+                        freeze_encoder=True, val_fraction=0, max_windows=2)
+    trainer = Trainer([tissue_item(1024)], opts)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    floats = [k for k in after if after[k].is_floating_point()]
+    backbone = [k for k in floats if k.startswith("region_encoder.model.")]
+    neck = [k for k in floats if k.startswith("region_encoder.neck.")]
+    assert backbone and neck
+    assert all(torch.equal(after[k], start[k]) for k in backbone)
+    assert any(not torch.equal(after[k], start[k]) for k in neck)
