@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dockhelpers import COLORS, GapMeter, configure, make_dock
+from qtpy.QtCore import QTimer
 
 from napari_xt.app.layers import (
     default_store_path,
@@ -52,6 +53,11 @@ def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_view
 
     dock.runner.region.connect(on_region)
     dock.overlays.refreshed.connect(on_refresh)
+    # also sample what the canvas holds every 30 ms: a refresh that napari slices asynchronously lands after the
+    # refresh signal, and results may reach the viewer a batch at a time (the engine's writer runs behind the model)
+    sampler = QTimer()
+    sampler.timeout.connect(lambda: on_refresh(0) if dock.overlays.labels is not None else None)
+    sampler.start(30)
     meter, streaming = GapMeter(), GapMeter()
     dock.runner.prepared.connect(lambda _run: streaming.start())  # after the overlay layer exists
     meter.start()
@@ -61,6 +67,8 @@ def test_run_shows_regions_progressively_then_cancel_and_resume(make_napari_view
     dock.cancel_button.native.click()
     assert not dock.run_button.enabled and not dock.cancel_button.enabled  # cancelling: nothing to press
     qtbot.waitUntil(lambda: not dock.runner.busy, timeout=60_000)
+    qtbot.wait(300)  # the last slice lands
+    sampler.stop()
     meter.stop()
     streaming.stop()
     print(f"longest event-loop gap: {meter.max_gap * 1000:.0f} ms from Run (incl. making the Labels layer), "
