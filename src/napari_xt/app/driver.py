@@ -135,8 +135,13 @@ def _store_meta(inputs: Inputs) -> dict[str, object]:
 
 
 def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeImage | None = None,
-            inputs: Inputs | None = None) -> PreparedRun:
-    """Resolve ``request`` (unless ``inputs`` are given) and make or reopen its store; nothing runs yet."""
+            inputs: Inputs | None = None, staged: bool = True) -> PreparedRun:
+    """Resolve ``request`` (unless ``inputs`` are given) and make or reopen its store; nothing runs yet.
+
+    ``staged``: post-processing and store writes on their own threads behind the model (the engine's pipeline);
+    False runs the same stages on one thread (identical results, tested), which the dock uses for now: with the
+    staged engine its Labels layer in a hidden test viewer sometimes stopped showing new regions (under study).
+    """
     from ..engine.run import InferenceRun
     from ..engine.store import ResultStore, StoreSpec, is_store
 
@@ -155,7 +160,7 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
             downsample_to_level0=plan.downsample_to_level0,
         )
         store = ResultStore.create(out, spec, _store_meta(inputs), overwrite=request.overwrite)
-    run = InferenceRun(inputs.model, inputs.image, plan, store, request.run)
+    run = InferenceRun(inputs.model, inputs.image, plan, store, request.run, pipeline=staged)
     layout = None
     if "classification" in cfg.heads:
         from .scores import score_layout
