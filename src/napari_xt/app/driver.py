@@ -139,8 +139,7 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
     """Resolve ``request`` (unless ``inputs`` are given) and make or reopen its store; nothing runs yet.
 
     ``staged``: post-processing and store writes on their own threads behind the model (the engine's pipeline);
-    False runs the same stages on one thread (identical results, tested), which the dock uses for now: with the
-    staged engine its Labels layer in a hidden test viewer sometimes stopped showing new regions (under study).
+    False runs the same stages on one thread (identical results, tested: the reference path).
     """
     from ..engine.run import InferenceRun
     from ..engine.store import ResultStore, StoreSpec, is_store

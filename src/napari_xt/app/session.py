@@ -21,7 +21,7 @@ def prepare(request: PredictRequest, layer: Any = None, model: XTModel | None = 
     """Open the image (from ``layer`` when given: all bands of the file it came from), load the model unless given,
     make the store; raises the typed errors of :mod:`napari_xt.errors` for user mistakes."""
     image = layer_to_large_image(layer) if layer is not None else None
-    return driver.prepare(request, model=model, image=image, staged=False)
+    return driver.prepare(request, model=model, image=image)
 
 
 def stream(prepared: driver.PreparedRun) -> Iterator[RunEvent]:
