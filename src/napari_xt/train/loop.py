@@ -40,7 +40,7 @@ from .losses import (
     segmentation_loss,
     segmentation_report,
 )
-from .model_setup import make_model
+from .model_setup import frozen_by_freezing, has_trainable_neck, make_model
 from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
 from .tasks import tasks_from_annotations
 
@@ -166,7 +166,7 @@ class Trainer:
     # -- one window ------------------------------------------------------------------------------------------------
     def _encode(self, x: torch.Tensor, grad: bool) -> RegionFeatures:
         model = self.model
-        if not grad or (self.options.freeze_encoder and not _has_trainable_neck(model)):
+        if not grad or (self.options.freeze_encoder and not has_trainable_neck(model)):
             with torch.no_grad():
                 return model.encode_regions(x)
         if self.options.freeze_encoder:  # frozen backbone, trained pyramid: autograd records from the neck on only
@@ -311,10 +311,10 @@ class Trainer:
         o, model = self.options, self.model
         rng = np.random.default_rng(o.seed)
         torch.manual_seed(o.seed)
-        params = [p for n, p in model.named_parameters() if not (o.freeze_encoder and _frozen_name(n))]
+        params = [p for n, p in model.named_parameters() if not (o.freeze_encoder and frozen_by_freezing(n))]
         if o.freeze_encoder:
             model.region_encoder.requires_grad_(False)
-            if _has_trainable_neck(model):
+            if has_trainable_neck(model):
                 model.region_encoder.neck.requires_grad_(True)
         optimiser = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         per_epoch = expected_epoch_length(self.window_counts, o.max_windows) if self.window_counts.shape[1] else \
@@ -412,13 +412,3 @@ def _detach(memory):
     if isinstance(memory, (list, tuple)):
         return type(memory)(_detach(v) for v in memory)
     return memory
-
-
-def _has_trainable_neck(model: torch.nn.Module) -> bool:
-    """A plain-ViT encoder's feature pyramid (``region_encoder.neck``) starts random: it trains even when frozen."""
-    return isinstance(getattr(model.region_encoder, "neck", None), torch.nn.Module)
-
-
-def _frozen_name(name: str) -> bool:
-    """Parameters a frozen encoder keeps: the backbone's, not the pyramid neck built on top of it."""
-    return name.startswith("region_encoder.") and not name.startswith("region_encoder.neck.")

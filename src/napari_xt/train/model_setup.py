@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..model import XTConfig, build_model, encoder_spec, load_model
 from ..palette import default_colors
@@ -89,3 +90,13 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
     elif not pretrained and encoder_spec.has_pretrained(region_encoder):
         model.config.description = f"random-init {region_encoder} region encoder (not pretrained)"
     return model
+
+
+def has_trainable_neck(model: torch.nn.Module) -> bool:
+    """A plain-ViT encoder's feature pyramid (``region_encoder.neck``) starts random: it trains even when frozen."""
+    return isinstance(getattr(model.region_encoder, "neck", None), torch.nn.Module)
+
+
+def frozen_by_freezing(name: str) -> bool:
+    """Parameters a frozen encoder keeps: the backbone's, not the pyramid neck built on top of it."""
+    return name.startswith("region_encoder.") and not name.startswith("region_encoder.neck.")

@@ -17,8 +17,7 @@ from typing import Any
 from magicgui.widgets import Container
 from napari.qt.threading import create_worker
 from napari.utils import notifications
-from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QWidget
+from qtpy.QtWidgets import QTabWidget
 from superqt.utils import qdebounced
 
 from .._compat import keep_triton_out_without_cuda, partial_labels_refresh_supported
@@ -41,7 +40,7 @@ from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
 from ._runner import Runner
-from ._window import compact_fields
+from ._window import compact_fields, scrolling
 
 #: the model selected at start when the models folder has none: the shipped demo, else a random-weight preset
 DEFAULT_MODELS = ("demo-tissue", "tiny-hyper-seg", "tiny-xl-seg")
@@ -79,8 +78,8 @@ class XTDock(Container):
         self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
         compact_fields(self.finetune.native)  # as narrow as its labels need, not its longest name (Run: done)
         self.tabs = QTabWidget()
-        self.tabs.addTab(_scrolling(self.panel.native), "Run")
-        self.tabs.addTab(_scrolling(self.finetune.native), "Fine-tune")
+        self.tabs.addTab(scrolling(self.panel.native), "Run")
+        self.tabs.addTab(scrolling(self.finetune.native), "Fine-tune")
         self.native.layout().addWidget(self.tabs)
         self.margins = (0, 0, 0, 0)
 
@@ -412,32 +411,6 @@ class XTDock(Container):
     def _store_for_export(self) -> str | None:
         out = str(self.out.value)
         return out if out not in ("", ".") and is_store(out) else None
-
-
-class _VerticalScroll(QScrollArea):
-    """Scrolls vertically only: never narrower than its page needs (nothing cut at the side), any height."""
-
-    def minimumSizeHint(self) -> QSize:
-        hint = super().minimumSizeHint()
-        page, bar = self.widget(), self.verticalScrollBar()
-        if page is not None:
-            hint.setWidth(page.minimumSizeHint().width() + (bar.sizeHint().width() if bar is not None else 0))
-        return hint
-
-    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
-        if obj is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the page's needs changed (model list loaded, long names): re-ask the dock
-        return super().eventFilter(obj, event)
-
-
-def _scrolling(widget: QWidget) -> QScrollArea:
-    """A tab page that scrolls instead of forcing its full height on the window (1366 x 768 laptops)."""
-    area = _VerticalScroll()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    return area
 
 
 def _detach(runner: Runner, *_args: object) -> None:

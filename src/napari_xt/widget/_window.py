@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication, QDockWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import QApplication, QDockWidget, QFrame, QScrollArea, QWidget
 
 from .._compat import canvas_widget, main_window
 
@@ -98,3 +98,29 @@ def compact_fields(widget: Any, min_chars: int = 6) -> None:
         combo.setMinimumContentsLength(min_chars)
     for line in widget.findChildren(QLineEdit):
         line.setMinimumWidth(60)
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls vertically only: never narrower than its page needs (nothing cut at the side), any height."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        page, bar = self.widget(), self.verticalScrollBar()
+        if page is not None:
+            hint.setWidth(page.minimumSizeHint().width() + (bar.sizeHint().width() if bar is not None else 0))
+        return hint
+
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
+        if obj is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the page's needs changed (model list loaded, long names): re-ask the dock
+        return super().eventFilter(obj, event)
+
+
+def scrolling(widget: QWidget) -> QScrollArea:
+    """A tab page that scrolls instead of forcing its full height on the window (1366 x 768 laptops)."""
+    area = _VerticalScroll()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
