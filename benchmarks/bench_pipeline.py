@@ -11,13 +11,27 @@ Run: ``python benchmarks/bench_pipeline.py [--size 4096] [--batch 4] [--skip-rat
    0.95) and end-to-end / whole model with pixels in RAM with the tiny encoder + Hyper (goal >= 0.90).
 
 ``--serial`` runs the one-thread reference path (``InferenceRun.pipeline = False``) for a before/after in one checkout.
-Every number is wall time on whatever machine runs it; record them with the command in docs/engine.md.
+``--before SRC`` (a folder holding another version's ``napari_xt`` package, e.g. ``git archive HEAD src | tar -x -C
+/tmp/before``, then ``--before /tmp/before/src``) measures the tiny + Hyper ratio of both versions in one run, in
+subprocesses taking turns, best of ``--repeat-ratios`` each: on a shared machine only ratios measured side by side
+mean anything. ``--window-batch N [N ...]`` measures the ratios for each window batch.
+
+The whole-model rate runs the model on a worker thread, as the engine's compute does since issue 14: on this 2-core
+machine, loaded by other jobs, torch's small ops (LayerNorm, softmax, elementwise) ran 2-10x slower on the main
+thread than on a worker thread (OpenMP barriers of the main thread's team under oversubscription), which made the
+main-thread rate a poor baseline. Every number is wall time on whatever machine runs it; record them with the
+command in docs/engine.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,7 +63,7 @@ def zero_cost_model(region: int, classes: int, batch: int):
     coarse = torch.randn(batch, classes, region // 32, region // 32)
     logits = torch.nn.functional.interpolate(coarse, size=(region, region), mode="bilinear").contiguous()
 
-    def stream_regions(x, window_positions, memory):
+    def stream_regions(x, window_positions, memory, windows=1):
         return {"segmentation": logits[: x.shape[0]]}, memory
 
     model.stream_regions = stream_regions  # type: ignore[method-assign]
@@ -118,20 +132,58 @@ def stages_alone(slide: Path, tmp: Path, model, batch: int) -> dict[str, float]:
     return {k: 1000 * v / len(regions) for k, v in out.items()}
 
 
-def ratios(tmp: Path, batch: int, serial: bool, repeat: int) -> None:
+ENCODERS = {"swinv2_tiny": "bare encoder", "tiny": "whole model in RAM"}
+
+
+def ratios(tmp: Path, batch: int, serial: bool, repeat: int, encoders: list[str], window_batch: int = 1,
+           regions: int = 8, window_size: int = 4) -> None:
     """Each rate is the best of ``repeat`` tries, base and end-to-end interleaved: on a shared 2-core machine one
     try can lose a third of its CPU to a neighbour, and the best try is the least disturbed one."""
-    slide = make_slide(tmp, 1024, 2048)  # 8 regions of 512 px
-    for encoder, what in (("swinv2_tiny", "bare encoder"), ("tiny", "whole model in RAM")):
-        n, base, e2e = _ratio(slide, tmp, encoder, what, batch, serial, repeat)
-        goal = 0.95 if what == "bare encoder" else 0.90
-        r = e2e / base
-        print(f"   {encoder:12s} + hyper, {n} regions of 512 px: {what} {base:6.2f}/s, end-to-end {e2e:6.2f}/s, "
-              f"ratio {r:.3f} (goal >= {goal}: {'met' if r >= goal else 'NOT met'})")
+    slide = make_slide(tmp, 1024, 256 * regions)  # 2 rows of regions of 512 px
+    note = f", window size {window_size}, window batch {window_batch}" if (window_batch, window_size) != (1, 4) else ""
+    for encoder in encoders:
+        what = ENCODERS[encoder]
+        n, base, e2e = _ratio(slide, tmp, encoder, what, batch, serial, repeat, window_batch, window_size)
+        _print_ratio(encoder, what, n, base, e2e, note)
+
+
+def _print_ratio(encoder: str, what: str, n: int, base: float, e2e: float, note: str = "") -> None:
+    goal = 0.95 if what == "bare encoder" else 0.90
+    r = e2e / base
+    print(f"   {encoder:12s} + hyper, {n} regions of 512 px{note}: {what} {base:6.2f}/s, end-to-end {e2e:6.2f}/s, "
+          f"ratio {r:.3f} (goal >= {goal}: {'met' if r >= goal else 'NOT met'})")
+
+
+def _on_thread(fn):
+    """``fn()`` on a fresh worker thread, as the engine runs its compute (see the module docstring)."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def before_after(tmp: Path, batch: int, repeat: int, before_src: str, encoder: str = "tiny") -> None:
+    """The tiny + Hyper ratio of another version (``before_src`` on ``PYTHONPATH``) and of this checkout, measured
+    in subprocesses taking turns (one try each per round), best of ``repeat``."""
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    best: dict[str, tuple[int, float, float]] = {}
+    for _ in range(repeat):
+        for name, src in (("before", before_src), ("after", here)):
+            env = {**os.environ, "PYTHONPATH": src}
+            (tmp / name).mkdir(exist_ok=True)  # each version its own stores (their formats may differ)
+            out = subprocess.run([sys.executable, __file__, "--ratio-json", encoder, "--tmp", str(tmp / name),
+                                  "--batch", str(batch)], env=env, capture_output=True, text=True, check=True).stdout
+            n, base, e2e = json.loads(out.strip().splitlines()[-1])
+            old = best.get(name)
+            best[name] = (n, max(base, old[1] if old else 0.0), max(e2e, old[2] if old else 0.0))
+    for name in ("before", "after"):
+        n, base, e2e = best[name]
+        _print_ratio(encoder, ENCODERS[encoder], n, base, e2e, f" [{name}]")
 
 
 def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: bool,
-           repeat: int) -> tuple[int, float, float]:
+           repeat: int, window_batch: int = 1, window_size: int = 4) -> tuple[int, float, float]:
     from napari_xt.app.driver import predict, prepare
     from napari_xt.app.request import make_request
     from napari_xt.engine.normalise import Normaliser
@@ -142,9 +194,10 @@ def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: 
     torch.manual_seed(0)
     model = build_model(XTConfig(region_encoder=encoder, region_size=512, sub_region_size=256,
                                  context_encoder="hyper", heads={"segmentation": {"num_classes": 4}})).eval()
+    extra = {"window_batch": window_batch} if window_batch != 1 else {}  # a version before issue 14 lacks it
     with open_image(slide) as image:
         req = make_request(str(slide), encoder, str(tmp / f"{encoder}.zarr"), device="cpu", use_mask=False,
-                           batch_size=batch, overwrite=True)
+                           batch_size=batch, overwrite=True, window_size=window_size, **extra)
         plan = prepare(req, model=model, image=image).run.plan
         norm = Normaliser.from_config(model.config, image)
         windows = [[plan.regions[i] for i in plan.windows[w]] for w in plan.run_order]
@@ -172,7 +225,7 @@ def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: 
             model.encode_regions(next(batches(windows[0]))[1][:1])  # warm-up
         base, e2e = 0.0, 0.0
         for _ in range(repeat):
-            base = max(base, base_rate())
+            base = max(base, _on_thread(base_rate))
             prepared = prepare(req, model=model, image=image)
             prepared.run.pipeline = not serial
             t0 = time.perf_counter()
@@ -192,18 +245,46 @@ def main() -> None:
     p.add_argument("--serial", action="store_true", help="the one-thread reference path (before/after)")
     p.add_argument("--skip-ratios", action="store_true")
     p.add_argument("--skip-stages", action="store_true")
+    p.add_argument("--skip-ceiling", action="store_true")
+    p.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS),
+                   help="which ratios to measure")
+    p.add_argument("--window-batch", nargs="+", type=int, default=[1], help="window batch(es) for the ratios")
+    p.add_argument("--ratio-regions", type=int, default=8, help="regions of 512 px in the ratios' slide (even)")
+    p.add_argument("--ratio-window-size", type=int, default=4, help="window size in the ratios' runs")
+    p.add_argument("--before", metavar="SRC", help="also measure another version's tiny + Hyper ratio (see above)")
+    p.add_argument("--ratio-json", metavar="ENCODER", help=argparse.SUPPRESS)  # one try, for --before
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ratio_json:
+        tmp = Path(args.tmp)
+        n, base, e2e = _ratio(make_slide(tmp, 1024, 2048), tmp, args.ratio_json, ENCODERS[args.ratio_json],
+                              args.batch, False, 1)
+        print(json.dumps([n, base, e2e]))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
+    if args.before:
+        print(f"ratios before/after, subprocesses taking turns, best of {args.repeat_ratios}")
+        before_after(tmp, args.batch, args.repeat_ratios, args.before)
+        return
     slide = make_slide(tmp, args.size)
     model = zero_cost_model(args.region, args.classes, args.batch)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads; slide {args.size}^2 JPEG OME-TIFF, "
           f"{args.region} px regions, batch {args.batch}, {'serial' if args.serial else 'staged'} pipeline")
     best = None
-    for _ in range(args.repeat):
+    for _ in range(0 if args.skip_ceiling else args.repeat):
         seconds, n, stages = run_e2e(model, slide, tmp / "ceiling.zarr", args.batch, args.serial)
         if best is None or seconds < best[0]:
             best = (seconds, n, stages)
-    assert best is not None
+    if best is not None:
+        ceiling(best, args, slide, tmp, model)
+    if not args.skip_ratios:
+        print(f"2. ratios (Hyper context, segmentation head, batch {args.batch})")
+        for wb in args.window_batch:
+            ratios(tmp, args.batch, args.serial, args.repeat_ratios, args.encoders, wb, args.ratio_regions,
+                   args.ratio_window_size)
+
+
+def ceiling(best, args, slide: Path, tmp: Path, model) -> None:
     seconds, n, stages = best
     rate = n / seconds
     print(f"1. ceiling (zero-cost model): {n} regions in {seconds:.2f} s = {rate:.1f} regions/s, "
@@ -214,9 +295,6 @@ def main() -> None:
     if not args.skip_stages:
         alone = stages_alone(slide, tmp, model, args.batch)
         print("   each stage alone, ms/region: " + ", ".join(f"{k} {v:.1f}" for k, v in alone.items()))
-    if not args.skip_ratios:
-        print(f"2. ratios (Hyper context, segmentation head, batch {args.batch})")
-        ratios(tmp, args.batch, args.serial, args.repeat_ratios)
 
 
 if __name__ == "__main__":

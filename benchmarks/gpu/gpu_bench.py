@@ -10,7 +10,9 @@ memory (goal for the SAR scene: < 16 GB). Results go to ``$OUT/gpu_bench.json`` 
 * a 29,000 x 25,000 two-band float32 SAR scene (a rendered 4096 px synthetic block repeated), global context.
 
 Each run stops after ``--seconds`` (a timer calls ``run.cancel()``), so the whole script fits the device tool's
-8-minute call. ``--smoke`` shrinks everything to run on a CPU in a minute (how this script was checked).
+8-minute call. The tissue input runs once per ``--window-batch`` (default 1 and 4: context windows stepped in
+lockstep, issue 14), sharing its seconds. ``--smoke`` shrinks everything to run on a CPU in a minute (how this
+script was checked).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def sample_gpu(stop: threading.Event, out: list) -> None:
         stop.wait(0.25)
 
 
-def bench(name: str, image_path: Path, cfg: dict, args, tmp: Path) -> dict:
+def bench(name: str, image_path: Path, cfg: dict, args, tmp: Path, window_batch: int = 1,
+          seconds: float | None = None) -> dict:
     from napari_xt.app.driver import predict, prepare
     from napari_xt.app.request import make_request
     from napari_xt.io import open_image
@@ -105,9 +108,10 @@ def bench(name: str, image_path: Path, cfg: dict, args, tmp: Path) -> dict:
         torch.cuda.reset_peak_memory_stats()
     with open_image(image_path) as image:
         req = make_request(str(image_path), name, str(tmp / f"{name}.zarr"), device=args.device, use_mask=False,
-                           batch_size=args.batch, precision="auto", overwrite=True, level=0, **args.plan[name])
+                           batch_size=args.batch, precision="auto", overwrite=True, level=0, **args.plan[name],
+                           **({"window_batch": window_batch} if window_batch != 1 else {}))
         prepared = prepare(req, model=model, image=image)
-        timer = threading.Timer(args.seconds, prepared.run.cancel)
+        timer = threading.Timer(seconds or args.seconds, prepared.run.cancel)
         stop, samples = threading.Event(), []
         sampler = threading.Thread(target=sample_gpu, args=(stop, samples), daemon=True)
         sampler.start()
@@ -120,7 +124,8 @@ def bench(name: str, image_path: Path, cfg: dict, args, tmp: Path) -> dict:
         stages = {k: round(v, 3) for k, v in prepared.run.stage_seconds.items()}
     e2e = summary.regions_new / seconds
     util = [u for u, _ in samples[2:]]  # the first samples predate the first batch
-    return {"input": name, "regions": summary.regions_new, "regions_total": prepared.run.n_total,
+    return {"input": name, "window_batch": window_batch, "regions": summary.regions_new,
+            "regions_total": prepared.run.n_total,
             "seconds": round(seconds, 2), "regions_per_s": round(e2e, 2), "bare_encoder_per_s": round(bare, 2),
             "ratio_e2e_bare": round(e2e / bare, 3), "gpu_util_mean": round(float(np.mean(util)), 1) if util else None,
             "gpu_util_samples": len(util), "stage_seconds": stages,
@@ -135,6 +140,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="end-to-end seconds per input (then cancel)")
     p.add_argument("--smoke", action="store_true", help="tiny inputs and models on the CPU (checks the script)")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
+    p.add_argument("--window-batch", type=int, nargs="+", default=[1, 4],
+                   help="window batches for the tissue input (window context), each run for seconds / their count")
     args = p.parse_args()
     from napari_xt.synthetic import SarSample, TissueSample
 
@@ -153,7 +160,8 @@ def main() -> None:
     seg = {"segmentation": {"num_classes": 4}}
     base = dict(region_encoder=enc, region_size=512, sub_region_size=256, context_encoder="hyper", heads=seg)
     args.plan = {"tissue": {}, "sar": {"context": "global"}}
-    results = [bench("tissue", tissue, base, args, tmp),
+    share = args.seconds / len(args.window_batch)
+    results = [*(bench("tissue", tissue, base, args, tmp, wb, share) for wb in args.window_batch),
                bench("sar", sar, {**base, "in_chans": 2, "mean": [-20.0, -25.0], "std": [8.0, 8.0],
                                   "input_kind": "sar"}, args, tmp)]
     report = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",

@@ -1,7 +1,8 @@
 """Atomic file and folder writes: a path holds the old content or the new, never half of the new.
 
 The house rule "nothing half-written ever looks complete" for every output the project writes (result stores and
-their meta.json, exports, batch manifests, checkpoints): write into a hidden sibling, then rename it over the target.
+the metadata in their root zarr.json, exports, batch manifests, checkpoints): write into a hidden sibling, then rename
+it over the target.
 A rename within one folder is atomic on POSIX and Windows (``os.replace``); a folder target is moved aside first,
 because no OS renames a folder over a non-empty one. Standard library only: any layer may use it.
 """

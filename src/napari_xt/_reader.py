@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._compat import keep_triton_out_without_cuda
 from .engine.store import is_store
 from .io import SUPPORTED_SUFFIXES, ImageReadError, LargeImage, open_image
@@ -60,7 +62,8 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
 
 
 def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
-    """A result store: its image plus its overlays (see :mod:`napari_xt._store_reader`)."""
+    """A result store: its image plus its overlays (see :mod:`napari_xt._store_reader`) and, for a classification
+    model, the window-score heat map a live run shows."""
     from ._store_reader import store_layer_data
 
     try:
@@ -69,6 +72,10 @@ def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
         log.exception("cannot open the result store %s", path)
         _notify(f"napari-xt cannot open the result store {path}: {err}")
         return None
+    try:
+        layers += heat_map_layers(path, layers)
+    except Exception:  # the image and the other overlays still come: a heat map is not worth losing them
+        log.exception("cannot rebuild the heat map of %s", path)
     if warning:
         _notify(warning)
 
@@ -76,6 +83,38 @@ def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
         return layers
 
     return read
+
+
+def heat_map_layers(path: str, layers: list[LayerData]) -> list[LayerData]:
+    """The heat-map layer of the store at ``path`` over its image layer (the first of ``layers``, when it is there),
+    painted and placed as the dock paints a live run's (:mod:`napari_xt.app.heatmap`); [] without window scores.
+
+    Only a store with window scores rebuilds its plan, which imports torch (a second or two, once): after
+    :func:`keep_triton_out_without_cuda`, which :func:`napari_get_reader` calls first.
+    """
+    from .app.heatmap import contrast, heat_layer_kwargs, mean_scores, paint, store_layout
+    from .engine.store import ResultStore
+
+    store = ResultStore.open(path)
+    layout = store_layout(store)
+    if layout is None:
+        return []
+    found = store.image_scores()
+    image_scores = found[0] if found is not None and np.isfinite(found[0]).all() else None
+    mean = mean_scores(layout.stored, image_scores)
+    heat, lut = paint(layout, layout.stored, None if mean is None else int(np.argmax(mean)))
+    image = next((kw for _, kw, kind in layers if kind == "image"), None)
+    if image is not None:
+        scale, translate, units = image.get("scale", (1.0, 1.0)), image.get("translate", (0.0, 0.0)), image.get("units")
+    else:  # overlays alone, in the image's level-0 pixels (or its recorded pixel size)
+        scale, translate, units = store.meta.get("image_pixel_size") or (1.0, 1.0), (0.0, 0.0), None
+    kwargs = heat_layer_kwargs(layout, scale, translate, store.path)
+    limits = contrast(lut)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits[0]
+    if units:
+        kwargs["units"] = units
+    return [(heat, kwargs, "image")]
 
 
 def layer_data_for(image: LargeImage) -> list[LayerData]:

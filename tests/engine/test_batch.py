@@ -4,7 +4,6 @@ One cluster and one first batch run serve the whole module; the re-run test chan
 after the tests that read the first run's stores (pytest keeps file order).
 """
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from napari_xt.app.batch import process_image, run_batch
 from napari_xt.app.driver import predict, prepare
 from napari_xt.app.request import PredictRequest, make_request
 from napari_xt.cli._errors import describe as cli_describe
-from napari_xt.engine.store import ResultStore
+from napari_xt.engine.store import ResultStore, read_meta
 
 N_GOOD = 4
 OPTIONS = {"device": "cpu", "batch_size": 2}
@@ -95,7 +94,7 @@ def reference_labels(model_path, tmp_path_factory):
 
 
 def _meta_state(store) -> tuple[bytes, int]:
-    meta = Path(store) / "meta.json"
+    meta = Path(store) / "zarr.json"
     return meta.read_bytes(), meta.stat().st_mtime_ns
 
 
@@ -196,7 +195,7 @@ def test_store_of_another_model_fails_unless_overwrite(images, model_path, tmp_p
     """Worker logic run in this process: same code path as on a worker, without the cluster's start-up."""
     image, store = str(images["small"]), str(tmp_path / "one.xt.zarr")
     assert process_image(image, store, template(model_path))["status"] == "done"
-    checksum = json.loads((tmp_path / "one.xt.zarr" / "meta.json").read_text())["model_checksum"]
+    checksum = read_meta(tmp_path / "one.xt.zarr")["model_checksum"]
 
     replanned = process_image(image, store, template(model_path).with_plan(region_size=128))
     assert replanned["status"] == "failed" and "another region plan" in replanned["error"]
@@ -208,11 +207,11 @@ def test_store_of_another_model_fails_unless_overwrite(images, model_path, tmp_p
     assert "made with another model" in refused["error"] and "--overwrite" not in refused["error"]  # neutral words
     worded = process_image(image, store, other, describe=cli_words)  # the CLI's words add the flag advice
     assert "made with another model" in worded["error"] and "--overwrite" in worded["error"]
-    assert json.loads((tmp_path / "one.xt.zarr" / "meta.json").read_text())["model_checksum"] == checksum
+    assert read_meta(tmp_path / "one.xt.zarr")["model_checksum"] == checksum
 
     replaced = process_image(image, store, other, overwrite=True)
     assert replaced["status"] == "done" and replaced["regions_done"] == replaced["regions_total"]
-    meta = json.loads((tmp_path / "one.xt.zarr" / "meta.json").read_text())
+    meta = read_meta(tmp_path / "one.xt.zarr")
     assert meta["model_checksum"] != checksum and meta["complete"] is True
     assert process_image(image, store, other)["status"] == "skipped"
 

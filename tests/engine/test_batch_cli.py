@@ -6,6 +6,7 @@ import pytest
 
 from napari_xt.cli import build_parser, main
 from napari_xt.cli._batch import single_image
+from napari_xt.engine.store import read_meta
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_batch_from_a_list_file_on_a_local_cluster(two_slides, model_path, tmp_p
     assert summary["images"] == 2 and summary["done"] == 2 and summary["failed"] == 0 and summary["workers"] == 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(r["store"] for r in manifest) == [str(out / "s0.xt.zarr"), str(out / "s1.xt.zarr")]
-    assert all(json.loads((out / f"s{i}.xt.zarr" / "meta.json").read_text())["complete"] for i in range(2))
+    assert all(read_meta(out / f"s{i}.xt.zarr")["complete"] for i in range(2))
 
 
 def test_out_with_several_images_is_a_usage_error(two_slides, tmp_path, capsys):

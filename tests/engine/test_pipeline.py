@@ -33,7 +33,8 @@ def all_heads_path(tmp_path_factory):
 
 
 def _run(image, model, out, pipeline=True, queue_depth=2, **kw):
-    req = make_request(str(image), str(model), str(out), device="cpu", use_mask=False, level=1, window_size=2,
+    kw.setdefault("window_size", 2)
+    req = make_request(str(image), str(model), str(out), device="cpu", use_mask=False, level=1,
                        score_threshold=0.0, probabilities=True, **kw)
     run = prepare(req).run
     run.pipeline, run.queue_depth = pipeline, queue_depth
@@ -56,13 +57,17 @@ def _assert_same_store(a, b):
     assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
 
 
-@pytest.mark.parametrize(("batch_size", "depth"), [(1, 1), (3, 3)])
-def test_staged_pipeline_matches_the_one_thread_path(tissue_ome_tiff, all_heads_path, tmp_path, batch_size, depth):
-    ref_run, ref = _run(tissue_ome_tiff, all_heads_path, tmp_path / "ref.zarr", pipeline=False,
-                        batch_size=batch_size)
+@pytest.mark.parametrize(("batch_size", "window_batch", "depth", "window_size"),
+                         [(1, 1, 1, 2), (3, 1, 3, 2), (4, 2, 1, 2), (6, 3, 2, 2), (4, 2, 2, 3)])
+def test_staged_pipeline_matches_the_one_thread_path(tissue_ome_tiff, all_heads_path, tmp_path, batch_size,
+                                                     window_batch, depth, window_size):
+    """Compute, post-processing and writes on their own threads change nothing, bit for bit: the same arithmetic
+    (same batches, same windows in lockstep) on other threads. Across window batches see test_window_batch.py."""
+    kw = dict(batch_size=batch_size, window_batch=window_batch, window_size=window_size)
+    ref_run, ref = _run(tissue_ome_tiff, all_heads_path, tmp_path / "ref.zarr", pipeline=False, **kw)
     assert ref_run.n_done == ref_run.n_total == 12 and any(w for *_, w in ref)
     out = tmp_path / "staged.zarr"
-    run, results = _run(tissue_ome_tiff, all_heads_path, out, queue_depth=depth, batch_size=batch_size)
+    run, results = _run(tissue_ome_tiff, all_heads_path, out, queue_depth=depth, **kw)
     assert results == ref  # same results, same order, same progress counts
     _assert_same_store(tmp_path / "ref.zarr", out)
 

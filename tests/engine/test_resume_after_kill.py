@@ -16,9 +16,9 @@ from napari_xt.engine.store import ResultStore
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def test_kill_then_resume_matches_uninterrupted(tissue_ome_tiff, model_path, tmp_path):
-    common = ["--model", str(model_path), "--device", "cpu", "--batch-size", "1", "--no-mask", "--json",
-              "--window-size", "3"]
+@pytest.mark.parametrize("batching", [["--batch-size", "1"], ["--batch-size", "2", "--window-batch", "2"]])
+def test_kill_then_resume_matches_uninterrupted(tissue_ome_tiff, model_path, tmp_path, batching):
+    common = ["--model", str(model_path), "--device", "cpu", *batching, "--no-mask", "--json", "--window-size", "3"]
     reference = tmp_path / "reference.zarr"
     assert main(["predict", str(tissue_ome_tiff), "--out", str(reference), *common]) == 0
 

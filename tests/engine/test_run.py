@@ -1,6 +1,5 @@
 """The streaming engine end to end: real OME-TIFF on disk, real tiny xT models, real zarr result store."""
 
-import json
 import threading
 
 import numpy as np
@@ -91,8 +90,7 @@ def test_cancel_then_resume_continues_and_skips_done(tissue_ome_tiff, model_path
         written.append(result.region_id)
     assert not (set(written) & done_before) or resumed.store.n_done == 12
     assert resumed.store.n_done == 12
-    summary = json.loads((out / "meta.json").read_text())
-    assert summary.get("complete") or ResultStore.open(out).n_done == 12
+    assert ResultStore.open(out).n_done == 12  # the store's metadata (where it lives is the store's business)
 
 
 def test_resume_with_another_model_is_refused(tissue_ome_tiff, model_path, tmp_path):

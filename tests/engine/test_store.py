@@ -1,6 +1,5 @@
 """The result store on its own: layout, the strided label pyramid, crash-safe done-map, detections, resume checks."""
 
-import json
 import threading
 
 import numpy as np
@@ -8,13 +7,18 @@ import pytest
 import zarr
 
 from napari_xt import _atomic
-from napari_xt.engine.store import ResultStore, StoreSpec, is_store
+from napari_xt.engine.store import ResultStore, StoreSpec, is_store, read_meta
 from napari_xt.errors import NotAStore, StoreError, StoreExists, StoreMismatch
 
 IDENTITY = {"model_checksum": "m-aaaa", "image_fingerprint": "i-bbbb", "plan_checksum": "p-cccc"}
 META = {**IDENTITY, "model": "seg.safetensors", "model_config": {"region_size": 256, "heads": {"seg": 4}},
         "image": "/data/slide.svs", "image_shape": [2000, 1600], "plan": {"region_size": 256, "overlap": 0},
         "started": "2024-01-01T00:00:00+00:00", "software": "napari-xt 0.1.0"}
+
+
+def root_meta(path) -> dict:
+    """The metadata as other tools see it: the root group's attributes, read by zarr itself."""
+    return dict(zarr.open_group(str(path), mode="r").attrs)["napari_xt"]
 
 
 def spec(shape=(300, 200), num_classes=4, regions=6, **kw):
@@ -52,10 +56,11 @@ def test_create_open_round_trip_and_meta(tmp_path):
     assert all(a.dtype == np.uint8 and a.chunks == (128, 128) and a.fill_value == 0 for a in store.labels)
     assert store.probabilities.shape == (4, 1037, 613) and store.probabilities.dtype == np.uint8
 
-    meta = json.loads((store.path / "meta.json").read_text())
+    meta = root_meta(store.path)
     for key, value in META.items():
         assert meta[key] == value
     assert meta["complete"] is False and meta["spec"]["shape"] == [1037, 613] and "created" in meta
+    assert meta["store_format"] == 2 and not (store.path / "meta.json").exists()
     assert not list(store.path.glob(".*"))  # no temporary files left behind
 
     root = zarr.open_group(str(store.path), mode="r")
@@ -285,11 +290,12 @@ def test_finish_marks_complete(tmp_path):
     reader = ResultStore.open(store.path)
     assert not store.complete and not reader.complete
     store.finish({"regions_done": 6, "regions_per_s": float("nan")})
-    meta = json.loads((store.path / "meta.json").read_text())
+    meta = root_meta(store.path)
     assert meta["complete"] is True and meta["summary"]["regions_done"] == 6 and "finished" in meta
-    assert meta["model_config"] == META["model_config"]
+    assert meta["summary"]["regions_per_s"] is None  # strict JSON in zarr.json: other tools' parsers refuse NaN
+    assert "NaN" not in (store.path / "zarr.json").read_text()
+    assert meta["model_config"] == META["model_config"] and store.meta == meta == read_meta(store.path)
     assert store.complete and reader.complete and ResultStore.open(store.path).complete
-    assert zarr.open_group(str(store.path), mode="r").attrs["napari_xt"]["complete"] is True
     assert not [p for p in store.path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -324,15 +330,16 @@ def test_reader_can_read_while_writer_writes(tmp_path):
     np.testing.assert_array_equal(reader.labels[2][:], reader.labels[0][::4, ::4])
 
 
-def test_meta_json_is_written_atomically(tmp_path, monkeypatch):
+def test_metadata_is_published_atomically(tmp_path, monkeypatch):
     store = ResultStore.create(tmp_path / "s.zarr", spec(), META)
-    before = (store.path / "meta.json").read_text()
+    before = (store.path / "zarr.json").read_text()
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_atomic.os, "replace", boom)  # the rename that publishes meta.json fails
+    monkeypatch.setattr(_atomic.os, "replace", boom)  # the rename that publishes the new zarr.json fails
     with pytest.raises(OSError):
         store.finish({"x": 1})
-    assert (store.path / "meta.json").read_text() == before
+    assert (store.path / "zarr.json").read_text() == before
+    assert not store.complete and not ResultStore.open(store.path).complete  # memory and disk both say: not done
     assert [p.name for p in store.path.iterdir() if p.name.startswith(".")] == []

@@ -386,3 +386,36 @@ def test_bfloat16_runs(name):
     assert shapes(memory) == reference
     summary = model.summarize(memory)
     assert summary.shape == (1, model.out_dim) and summary.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", [*CAUSAL, "hyper", "none"])
+def test_windows_in_lockstep_are_independent_rows(name):
+    """The engine's window batch (issue 14): two windows stepped together, each at its own positions ([B, L, 2]),
+    give each window's outputs alone; a window leaving (select_memory) leaves the other's memory as it was."""
+    if name in SMALL:
+        model = build(name, pos_2d=True)  # positions matter (mamba's default ignores them)
+    else:
+        torch.manual_seed(0)
+        kw = {"hidden": 128, "layers": 2, "mem_len": 96} if name == "hyper" else {}
+        model = get_context_encoder_builder(name)(IN_DIM, **kw).eval()
+    tokens = torch.randn(2, 48, IN_DIM)
+    pos_a, pos_b = window_positions(2, 3), window_positions(1, 3)  # a 2-wide window and a 1-wide column
+    with torch.no_grad():
+        alone = [stream(model, tokens[i : i + 1], p, [16, 32]) for i, p in enumerate((pos_a, pos_b))]
+        memory = model.init_memory(2)
+        out1, memory = model(tokens[:, :16], memory, torch.stack([pos_a[:16], pos_b[:16]]))
+        out2, memory = model(tokens[:, 16:], memory, torch.stack([pos_a[16:], pos_b[16:]]))
+        together = torch.cat([out1, out2], dim=1)
+        for i in range(2):
+            torch.testing.assert_close(together[i : i + 1], alone[i][0], rtol=1e-5, atol=1e-5)
+        # window 0 leaves: window 1 goes on alone from its row, as if it had never shared a batch
+        extra = torch.randn(1, 16, IN_DIM)
+        pos_c = window_positions(1, 4)[32:48]
+        rest, _ = model(extra, model.select_memory(memory, [1]), pos_c)
+        solo, _ = model(extra, alone[1][1], pos_c)
+        torch.testing.assert_close(rest, solo, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.summarize(model.select_memory(memory, [1])), model.summarize(alone[1][1]),
+                                   rtol=1e-5, atol=1e-5)
+    if name != "none":  # "none" ignores positions
+        with pytest.raises(ValueError, match="positions"):
+            model(tokens[:, :16], model.init_memory(2), torch.stack([pos_a[:16]] * 3))

@@ -28,7 +28,7 @@ def test_quick_training_fills_the_feature_cache_and_selects_the_model(make_napar
     out = tmp_path / "quick.safetensors"
     tab.out.value = out
     tab.start()
-    qtbot.waitUntil(lambda: tab.worker is None, timeout=240_000)
+    qtbot.waitUntil(lambda: tab.worker is None and tab.preview_worker is None, timeout=240_000)
     assert not notes.errors(), notes.errors()
     assert out.is_file() and "saved quick.safetensors" in tab.status.value
     folders = [p for p in cache.iterdir() if p.is_dir()]

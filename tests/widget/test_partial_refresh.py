@@ -56,3 +56,34 @@ def test_a_finished_region_goes_through_the_fast_branch(make_napari_viewer, qtbo
     outside = np.ones(view.shape[:2], dtype=bool)
     outside[box] = False
     np.testing.assert_array_equal(view[outside], before[outside])  # nothing else re-uploaded
+
+
+def _shown_labels(make_napari_viewer, qtbot, shape):
+    viewer = make_napari_viewer(show=True)
+    data = np.zeros(shape, dtype=np.uint8)
+    layer = viewer.add_labels(data)
+    visual = viewer.window._qt_viewer.canvas.layer_to_visual[layer]
+    qtbot.waitUntil(lambda: visual.node._texture.shape[:2] == layer._slice.image.raw.shape[:2], timeout=5000)
+    updates = []
+    layer.events.labels_update.connect(lambda event: updates.append((event.offset, event.data.shape[:2])))
+    return layer, data, updates
+
+
+def test_neighbouring_regions_are_read_and_uploaded_as_one_box(make_napari_viewer, qtbot):
+    layer, data, updates = _shown_labels(make_napari_viewer, qtbot, (256, 320))
+    cores = [(0, 0, 64, 64), (0, 64, 64, 128), (64, 0, 128, 64)]  # a batch: neighbours in row-major order
+    for i, (y0, x0, y1, x1) in enumerate(cores):
+        data[y0:y1, x0:x1] = 1 + i
+    assert show_regions(layer, cores)
+    assert updates == [((0, 0), (128, 128))]  # one read, one upload (the box's fourth quarter is still 0 in both)
+    np.testing.assert_array_equal(np.asarray(_compat.labels_slice(layer)[0].image.raw), data)
+
+
+def test_far_apart_regions_are_read_one_by_one(make_napari_viewer, qtbot):
+    layer, data, updates = _shown_labels(make_napari_viewer, qtbot, (1024, 1024))
+    cores = [(0, 0, 64, 64), (900, 900, 964, 964)]
+    data[0:64, 0:64], data[900:964, 900:964] = 1, 2
+    assert show_regions(layer, cores)
+    assert updates == [((0, 0), (64, 64)), ((900, 900), (64, 64))]  # not one 964 x 964 box
+    raw = np.asarray(_compat.labels_slice(layer)[0].image.raw)
+    assert (raw[:64, :64] == 1).all() and (raw[900:964, 900:964] == 2).all()

@@ -3,7 +3,6 @@ a run that fails half-way (or a Resume that is refused) leaves the regions, the 
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 
@@ -120,7 +119,9 @@ def test_failure_half_way_keeps_regions_buttons_and_activity_progress_right(make
     assert buttons(dock) == (True, False, True)
     assert ResultStore.open(out).n_done == 3 and "failed" in dock.status.value
     bar, total, seen = bars[-1]
-    assert bar in listed and total == 12 and seen == [0, 1, 2] and bar.n == 3 and bar.total == 12
+    # the progress bar moves once per batch of regions handed to the viewer, and never past the failure
+    assert bar in listed and total == 12 and bar.n == 3 and bar.total == 12
+    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] < 3
 
     # Resume with another model: refused before anything is written, and the buttons stay as they were
     monkeypatch.undo()
@@ -138,7 +139,7 @@ def test_failure_half_way_keeps_regions_buttons_and_activity_progress_right(make
     assert ends[-1].status == "complete" and ends[-1].summary.regions_new == 9
     bar, total, seen = bars[-1]
     # regions done before are re-encoded for their window's context: they arrive again but do not count
-    assert bar in listed and total == 9 and len(seen) >= 9 and seen[-1] == 8
-    assert all(0 <= b - a <= 1 for a, b in itertools.pairwise(seen))
+    # (the bar moves at most twice a second, so while regions stream in it may lag; it never runs ahead)
+    assert bar in listed and total == 9 and len(seen) >= 9 and seen == sorted(seen) and seen[-1] <= 8
     assert bar.n == bar.total == 9  # it counted regions (not window scores or the end) and never overflowed
     assert buttons(dock) == (True, False, False) and ResultStore.open(out).complete

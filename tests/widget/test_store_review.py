@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dockhelpers import make_dock
+from dockhelpers import CLS_CLASSES, make_dock
 
+from legacystore import make_format_1
 from napari_xt.app import driver
 from napari_xt.app.request import make_request
 from napari_xt.engine.store import ResultStore
@@ -83,3 +84,73 @@ def test_dock_adopts_an_opened_store(make_napari_viewer, qtbot, made_store):
     viewer.open(str(out), plugin="napari-xt")
     assert Path(dock.out.value) == out
     qtbot.waitUntil(lambda: dock.export_button.enabled, timeout=10_000)
+
+
+# -- classification stores: the heat map comes back -------------------------------------------------------------------
+@pytest.fixture
+def cls_store(tmp_path, tissue_ome_tiff, cls_checkpoint):
+    """A finished classification run (level 1: 3 x 4 regions of 256 px, 2 x 2 region windows) and its live layout."""
+    out = tmp_path / "cls.xt.zarr"
+    request = make_request(tissue_ome_tiff, str(cls_checkpoint), out, device="cpu", level=1, use_mask=False,
+                           region_size=256, window_size=2)
+    prepared = driver.prepare(request)
+    driver.predict(request, prepared=prepared)
+    return tissue_ome_tiff, out, prepared.layout
+
+
+def _value_at(layer, image_layer, box) -> float:
+    """A layer's value at the centre of a level-0 box, through napari's own world transforms."""
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    world = centre * np.asarray(image_layer.scale)[-2:] + np.asarray(image_layer.translate)[-2:]
+    i, j = np.round(layer.world_to_data(world)).astype(int)
+    return float(layer.data[i, j])
+
+
+def test_classification_store_brings_its_heat_map_back(make_napari_viewer, qtbot, cls_store):
+    from napari_xt.app.heatmap import store_layout
+    from napari_xt.widget._overlays import Overlays
+
+    image, out, live = cls_store
+    store = ResultStore.open(out)
+    scores, names = store.image_scores()
+    assert store.complete and len(store.window_scores()) == len(live.boxes) == 4 and names == CLS_CLASSES
+    rebuilt = store_layout(store)  # the plan rebuilt from the store's metadata lays the windows out as the run did
+    np.testing.assert_array_equal(rebuilt.window_map, live.window_map)
+    assert (rebuilt.cell, rebuilt.downsample, rebuilt.boxes) == (live.cell, live.downsample, live.boxes)
+
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="napari-xt")
+    layers = {layer.name: layer for layer in viewer.layers}
+    heat = layers[f"xT window scores [{out.name}]"]
+    assert set(layers) == {image.name, heat.name} and type(heat).__name__ == "Image"
+    assert heat.metadata["napari_xt"] == {"store": str(out), "heat_map": True}
+    assert heat.colormap.name == "inferno" and heat.opacity == pytest.approx(0.5)
+    image_layer = layers[image.name]
+    half = np.asarray(heat.scale) / 2, np.asarray(image_layer.scale) / 2  # outer pixel edges: exactly over the image
+    np.testing.assert_allclose(np.asarray(heat.extent.world) + np.stack([-half[0], half[0]]),
+                               np.asarray(image_layer.extent.world)[:, -2:] + np.stack([-half[1], half[1]]))
+    top = int(np.argmax(scores))  # the top class of the image scores, as the dock shows a complete run
+    stored = store.window_scores()
+    assert len({round(float(s[top]), 6) for s in stored.values()}) > 1  # windows differ: a real map, not a constant
+    for w, box in live.boxes.items():
+        assert _value_at(heat, image_layer, box) == pytest.approx(float(stored[w][top]), abs=1e-6), w
+    assert heat.contrast_limits[0] == pytest.approx(min(float(s[top]) for s in stored.values()), abs=1e-3)
+
+    # the dock's heat map (Resume of this store) takes this layer over instead of adding a second one
+    overlays = Overlays(viewer)
+    overlays.scores.attach(live, image_layer, out)
+    assert overlays.scores.layer is heat and len(viewer.layers) == 2
+
+
+def test_format_1_store_opens_in_napari(make_napari_viewer, qtbot, made_store):
+    image, out = made_store
+    make_format_1(out)
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
+    viewer.open(str(out), plugin="napari-xt")
+    layers = _layers_by_type(viewer)
+    assert set(layers) == {"image", "labels"} and layers["image"].metadata["napari_xt"]["path"] == str(image)
+    level0 = layers["labels"].data[0] if layers["labels"].multiscale else layers["labels"].data
+    np.testing.assert_array_equal(np.asarray(level0), np.asarray(ResultStore.open(out).labels[0]))
+    assert Path(dock.out.value) == out
+    qtbot.waitUntil(lambda: dock.export_button.enabled, timeout=10_000)
+    assert not dock.resume_button.enabled  # complete: its meta.json says so

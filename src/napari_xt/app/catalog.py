@@ -48,12 +48,51 @@ class ModelInfo:
         return self.source == "preset"
 
 
+#: Catalogue groups in the order the dock lists them.
+ENCODER_GROUPS = ("pathology", "remote sensing", "general", "small")
+#: Weight states (``model/weights.py``) in words for the dock.
+WEIGHT_STATES = {
+    "cached": "weights cached", "folder": "weights in the weights folder", "downloadable": "downloadable",
+    "needs a token": "needs a hub token (gated)", "missing": "weights missing (offline, not cached)",
+    "none": "random init only (no pretrained weights)", "unknown": "weights unknown",
+}
+
+
+@dataclass
+class EncoderInfo:
+    """A catalogue region encoder as the dock shows it (no torch objects): group, licence, gate, weight state."""
+
+    name: str
+    group: str = "general"
+    description: str = ""
+    licence: str = ""
+    gated: bool = False
+    weight_state: str = "unknown"  # see WEIGHT_STATES
+    native_size: int | None = None
+    patch_size: int | None = None
+
+    @property
+    def random_init(self) -> bool:
+        """Only random weights exist for it (the tiny encoder): say so wherever it is offered."""
+        return self.weight_state == "none"
+
+    @property
+    def label(self) -> str:
+        """``pathology · uni  [cached]``: what the encoder combo lists."""
+        state = "random init" if self.random_init else self.weight_state
+        return f"{self.group} · {self.name}  [{state}]"
+
+    def state_text(self) -> str:
+        return WEIGHT_STATES.get(self.weight_state, self.weight_state)
+
+
 @dataclass
 class Catalog:
     presets: list[ModelInfo]
     region_encoders: list[str]
     context_encoders: list[str]
     devices: list[str]
+    encoders: list[EncoderInfo] = field(default_factory=list)  # grouped, with weight states (the encoder picker)
 
 
 def _info_from_config(cfg: XTConfig, key: str, label: str, source: str, description: str = "", licence: str = "",
@@ -102,6 +141,38 @@ def list_region_encoders() -> list[str]:
     from ..model.zoo import list_entries
 
     return sorted({e.name for e in list_entries("encoder")} | set(_registered()))
+
+
+def encoder_weight_state(name: str) -> str:
+    """``cached``, ``folder``, ``downloadable``, ``needs a token``, ``missing`` or ``none`` for a region encoder, from
+    the weights folder and the hub cache only (no network); ``unknown`` when this install cannot tell (e.g. a timm
+    without that model). The one answer ``napari-xt models`` and the dock show."""
+    from ..model import encoder_spec
+    from ..model.weights import weight_state
+
+    try:
+        return weight_state(encoder_spec.weights_source(name))
+    except Exception:  # a listing must not fail on one entry
+        return "unknown"
+
+
+def list_encoders() -> list[EncoderInfo]:
+    """The zoo's region encoders grouped as :data:`ENCODER_GROUPS` (then by name), each with its weight state; any
+    registered builder without a zoo entry is listed under "general"."""
+    from ..model import list_region_encoders as _registered
+    from ..model.zoo import list_entries
+
+    infos = {e.name: EncoderInfo(e.name, e.group or "general", e.description, e.licence, e.gated,
+                                 encoder_weight_state(e.name), e.native_size, e.patch_size)
+             for e in list_entries("encoder")}
+    for name in _registered():
+        infos.setdefault(name, EncoderInfo(name, weight_state=encoder_weight_state(name)))
+
+    def order(info: EncoderInfo) -> tuple[int, str]:
+        group = ENCODER_GROUPS.index(info.group) if info.group in ENCODER_GROUPS else len(ENCODER_GROUPS)
+        return group, info.name
+
+    return sorted(infos.values(), key=order)
 
 
 def list_context_encoders() -> list[str]:
@@ -178,7 +249,7 @@ def load_catalog() -> Catalog:
     apply_weights_folder_setting()
     presets = [describe(name) for name in list_presets()]
     return Catalog(presets=presets, region_encoders=list_region_encoders(),
-                   context_encoders=list_context_encoders(), devices=detect_devices())
+                   context_encoders=list_context_encoders(), devices=detect_devices(), encoders=list_encoders())
 
 
 def load_model(key: str | os.PathLike[str]) -> XTModel:

@@ -3,21 +3,27 @@
 The tab hands over layers; this module turns them into training data in the engine's terms (level-0 pixels of the
 image the layers lie on) and runs ``napari_xt.train`` — importing torch only inside the calls, so the widget
 stays torch-free and the viewer never waits for it.
+
+The interactive loop's second half lives here too: ``preview_events`` runs the model just trained on the regions in
+view through the one run driver (a plan restricted to the view by its ROI, nearest the view's centre first), into a
+throw-away result store in the user cache that the tab shows as a Labels layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._compat import keep_triton_out_without_cuda
-from .layers import layer_to_large_image, shapes_to_roi, world_to_level0
+from .layers import layer_to_large_image, shapes_to_roi, unique_store_path, user_cache_dir, world_to_level0
 
 if TYPE_CHECKING:
     from ..train import DetectionAnnotations, SegmentationLabels
+    from ..train.polygons import PolygonLabels
 
 
 @dataclass
@@ -28,16 +34,21 @@ class FinetuneRequest:
     labels_layer: Any = None
     points_layer: Any = None
     area_layer: Any = None  # Shapes: where the points annotation is complete
-    base: str | None = None  # checkpoint/preset/demo key; None: a fresh tiny model
+    shapes_layer: Any = None  # Shapes: polygons / rectangles / ellipses whose class comes from a "class" feature
+    shape_class: int = 1  # the class of shapes without a "class" feature
+    base: str | None = None  # checkpoint/preset/demo key; None: a fresh model with ``region_encoder``
+    region_encoder: str = "tiny"  # a fresh model's encoder (catalogue name or timm:/hf-hub: spec)
+    pretrained: bool = False  # a fresh encoder's pretrained weights (WeightsUnavailable with the fix when missing)
     out: str = ""
     epochs: int = 10
     region_size: int | None = None
-    freeze_encoder: bool = False
+    freeze_encoder: bool | None = None  # None: large encoders frozen (train.model_setup.default_freeze)
     mode: str = "full"  # "quick": frozen encoder over the on-disk feature cache
     time_budget_s: float | None = None
     zero_is_unlabelled: bool = True
+    initial_validation: bool = True  # False: no baseline pass before training (the interactive loop's speed)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
 
 
 def labels_from_layer(layer: Any, image_shape: tuple[int, int], zero_is_unlabelled: bool = True
@@ -81,26 +92,192 @@ def points_from_layer(points: Any, image_layer: Any, area_layer: Any = None) -> 
     return DetectionAnnotations(level0[:, 0], level0[:, 1], size, size, cls, names, area=area)
 
 
+def polygons_from_shapes(shapes: Any, image_layer: Any, image_shape: tuple[int, int], default_class: int = 1,
+                         class_names: list[str] | None = None) -> PolygonLabels:
+    """A Shapes layer -> lazily rasterised :class:`~napari_xt.train.polygons.PolygonLabels` in level-0 px.
+
+    Polygons, rectangles and ellipses are areas (an ellipse becomes a 64-point ring); paths and lines enclose
+    nothing and are skipped (counted in ``skipped``). A shape's class is its ``class`` feature: a number is a class
+    id, a name is looked up in ``class_names`` (else the names found are numbered from 1, as in QuPath files);
+    without the feature every shape is ``default_class``. Later shapes are drawn over earlier ones.
+    """
+    from ..train import AnnotationError
+    from ..train.polygons import PolygonLabels, ellipse_ring
+
+    features = getattr(shapes, "features", None)
+    column = (list(features["class"]) if features is not None and "class" in getattr(features, "columns", [])
+              else [default_class] * len(shapes.data))
+    numeric = all(_is_int(v) for v in column)
+    values: list[Any] = [int(v) for v in column] if numeric else [str(v) for v in column]
+    rings: list[tuple[Any, np.ndarray]] = []
+    skipped: dict[str, int] = {}
+    for data, kind, value in zip(shapes.data, shapes.shape_type, values, strict=False):
+        verts = np.asarray(data, float)
+        if kind == "ellipse":
+            verts = ellipse_ring(verts)
+        elif kind not in ("polygon", "rectangle") or len(verts) < 3:
+            skipped[f"{kind} shape"] = skipped.get(f"{kind} shape", 0) + 1
+            continue
+        world = np.array([shapes.data_to_world(v) for v in verts])
+        level0 = np.array([world_to_level0(image_layer, p[-2:]) for p in world])  # (y, x)
+        rings.append((value, level0[:, ::-1]))  # PolygonLabels keeps x, y as QuPath writes them
+    if not rings:
+        raise AnnotationError(f"the Shapes layer {shapes.name!r} has no polygon, rectangle or ellipse")
+    polygons: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
+    if numeric:
+        top = max(int(v) for v, _ in rings)
+        if min(int(v) for v, _ in rings) < 1:
+            raise AnnotationError(f"the Shapes layer {shapes.name!r}: class ids start at 1 (0 is 'not annotated')")
+        names = list(class_names) if class_names and len(class_names) > top else (
+            ["unlabelled"] + [f"class {i}" for i in range(1, top + 1)])
+        polygons = [(int(v), ring, []) for v, ring in rings]  # napari shapes have no holes
+    else:
+        names = list(class_names) if class_names else ["unlabelled"] + sorted({str(v) for v, _ in rings})
+        lookup = {n: i for i, n in enumerate(names) if i}
+        for v, ring in rings:
+            if v in lookup:
+                polygons.append((lookup[v], ring, []))
+            else:
+                skipped[v] = skipped.get(v, 0) + 1
+        if not polygons:
+            raise AnnotationError(f"the Shapes layer {shapes.name!r}: no shape has one of the classes "
+                                  f"{', '.join(names[1:])}")
+    return PolygonLabels(polygons, image_shape, names, skipped)
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def segmentation_from_layers(request: FinetuneRequest, image_shape: tuple[int, int]) -> SegmentationLabels | None:
+    """The request's segmentation targets: painted labels, shapes, or shapes drawn over the paint."""
+    from ..train.polygons import LayeredLabels
+
+    paint = (labels_from_layer(request.labels_layer, image_shape, request.zero_is_unlabelled)
+             if request.labels_layer is not None else None)
+    if request.shapes_layer is None:
+        return paint
+    shapes = polygons_from_shapes(request.shapes_layer, request.image_layer, image_shape, request.shape_class,
+                                  paint.class_names if paint is not None else None)
+    return shapes if paint is None else LayeredLabels(paint, shapes)
+
+
 def training_events(request: FinetuneRequest, holder: dict | None = None) -> Iterator[dict]:
     """Build the trainer from the layers and relay its events; ``holder["trainer"]`` lets the tab call ``stop()``."""
     keep_triton_out_without_cuda()  # before ..train imports timm: this worker may be the process's first model path
     from ..train import Trainer, TrainingImage, TrainOptions
 
-    if request.labels_layer is None and request.points_layer is None:
-        raise ValueError("Choose a Labels layer (segmentation) or a Points layer (detection) with your annotations.")
+    if request.labels_layer is None and request.points_layer is None and request.shapes_layer is None:
+        raise ValueError("Choose a Labels layer or a Shapes layer (segmentation) or a Points layer (detection) with "
+                         "your annotations.")
     image = layer_to_large_image(request.image_layer)
     shape = tuple(image.levels[0].shape[:2])
-    seg = (labels_from_layer(request.labels_layer, shape, request.zero_is_unlabelled)
-           if request.labels_layer is not None else None)
+    seg = segmentation_from_layers(request, (int(shape[0]), int(shape[1])))
     det = (points_from_layer(request.points_layer, request.image_layer, request.area_layer)
            if request.points_layer is not None else None)
     item = TrainingImage(image, segmentation=seg, detection=det, name=str(request.image_layer.name))
-    options = TrainOptions(out=request.out, base=request.base, epochs=int(request.epochs),
+    options = TrainOptions(out=request.out, base=request.base, region_encoder=request.region_encoder,
+                           pretrained=request.pretrained, epochs=int(request.epochs),
                            region_size=request.region_size, freeze_encoder=request.freeze_encoder,
                            mode=request.mode, time_budget_s=request.time_budget_s,
+                           initial_validation=request.initial_validation,
                            device=request.device, precision=request.precision,
-                           description=f"fine-tuned in napari on {request.image_layer.name}")
+                           description=_description(request))
     trainer = Trainer([item], options)
     if holder is not None:
         holder["trainer"] = trainer
     yield from trainer.events()
+
+
+def _description(request: FinetuneRequest) -> str:
+    """What the checkpoint says about itself, with its lineage: the model it continued from, if any."""
+    text = f"fine-tuned in napari on {request.image_layer.name}"
+    return f"{text}, continued from {Path(request.base).name}" if request.base else text
+
+
+# -- the prediction overlay of the interactive loop ---------------------------------------------------------------
+@dataclass
+class PreviewRequest:
+    """Run ``model`` (the checkpoint just saved) on the regions of ``view`` (level-0 (y0, x0, y1, x1))."""
+
+    image_layer: Any
+    model: str
+    view: tuple[float, float, float, float]
+    window_size: int = 2
+    max_regions: int = 64  # a zoomed-out view of a whole slide runs this many regions around its centre, not all
+    folder: str | None = None  # where preview stores go (default: previews/ in napari-xt's user cache)
+    device: str = "auto"
+
+
+def preview_folder(folder: str | None = None) -> Path:
+    return Path(folder) if folder else user_cache_dir() / "previews"
+
+
+def capped_view(view: tuple[float, float, float, float], image_shape: tuple[int, int], region_level0: float,
+                max_regions: int) -> tuple[float, float, float, float]:
+    """The view clipped to the image and, when it spans more than ``max_regions`` regions (of ``region_level0``
+    level-0 px), shrunk about its centre to a square of that many regions."""
+    y0, x0, y1, x1 = view
+    h, w = image_shape
+    y0, x0, y1, x1 = max(0.0, y0), max(0.0, x0), min(float(h), y1), min(float(w), x1)
+    if y1 <= y0 or x1 <= x0:  # the view is off the image: its nearest corner of the image
+        cy, cx = min(max((view[0] + view[2]) / 2, 0.0), h), min(max((view[1] + view[3]) / 2, 0.0), w)
+        y0, y1, x0, x1 = cy - 1, cy + 1, cx - 1, cx + 1
+    if (y1 - y0) * (x1 - x0) > max_regions * region_level0 ** 2:
+        # a box k regions wide can touch k + 1 columns of them: (sqrt(max) - 1) regions wide touches at most max
+        half = max(1.0, (np.sqrt(max_regions) - 1) * region_level0 / 2)
+        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+        hy, hx = min(half, (y1 - y0) / 2), min(half, (x1 - x0) / 2)
+        y0, y1, x0, x1 = cy - hy, cy + hy, cx - hx, cx + hx
+    return (float(y0), float(x0), float(y1), float(x1))
+
+
+def preview_events(request: PreviewRequest, holder: dict | None = None) -> Iterator[Any]:
+    """Yield ``{"kind": "preview", ...}`` (where the store is and how to show it), then the run's events.
+
+    The plan is the model's own (its pixel size, region size) with the training window size, no tissue mask (the
+    user looks there) and an ROI of the view; windows nearest the view's centre run first, so the first overlay
+    arrives after one region. ``holder["run"]`` lets the tab cancel it.
+    """
+    keep_triton_out_without_cuda()
+    from . import driver, session
+    from .request import PlanOptions, PredictRequest, RunOptions
+
+    model = driver.load_model(request.model)
+    image = layer_to_large_image(request.image_layer)
+    cy, cx = (request.view[0] + request.view[2]) / 2, (request.view[1] + request.view[3]) / 2
+    folder = preview_folder(request.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = unique_store_path(folder / f"{Path(request.model).stem}.xt.zarr")
+    predict = PredictRequest(image=f"layer:{request.image_layer.name}", model=request.model, out=str(out),
+                             plan=PlanOptions(window_size=request.window_size, use_mask=False, focus=(cy, cx)),
+                             run=RunOptions(device=request.device, batch_size=2))
+    whole = driver.resolve(predict, model=model, image=image)  # the model's analysis level and region grid
+    f = whole.plan.downsample_to_level0
+    shape = (int(image.levels[0].shape[0]), int(image.levels[0].shape[1]))
+    box = capped_view(request.view, shape, whole.plan.region_size * f, request.max_regions)
+    predict = predict.with_plan(roi=box)
+    prepared = driver.prepare(predict, inputs=driver.resolve(predict, model=model, image=image))
+    if holder is not None:
+        holder["run"] = prepared.run
+    cfg = model.config
+    yield {"kind": "preview", "store": str(out), "downsample": f, "box": box, "regions": prepared.run.n_total,
+           "class_names": list(cfg.class_names.get("segmentation", [])),
+           "class_colors": [list(c) for c in cfg.class_colors.get("segmentation", [])]}
+    yield from session.stream(prepared)
+
+
+def discard_preview(store: str | None, folder: str | None = None) -> None:
+    """Delete a preview store the tab no longer shows (only ever inside the previews folder, only a result store)."""
+    if not store:
+        return
+    import shutil
+
+    from ..engine.store import is_store
+
+    path, root = Path(store).resolve(), preview_folder(folder).resolve()
+    if root in path.parents and is_store(path):
+        shutil.rmtree(path, ignore_errors=True)

@@ -50,13 +50,9 @@ def weight_state(entry: Mapping[str, Any]) -> str:
     if entry["kind"] != "encoder":
         return {"shipped": "shipped", "random": "random"}.get(entry["weights"]["kind"],
                                                               "file" if entry["weights"]["available"] else "missing")
-    from ..model import encoder_spec
-    from ..model.weights import weight_state as state
+    from ..app.catalog import encoder_weight_state
 
-    try:
-        return state(encoder_spec.weights_source(entry["name"]))
-    except Exception:  # a timm without this model: say so rather than fail the listing
-        return "unknown"
+    return encoder_weight_state(entry["name"])  # the same answer the dock's encoder picker shows
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,7 +29,12 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--precision", default=RunOptions().precision, choices=PRECISIONS,
                    help="auto (default): bf16 on CUDA, fp32 on the CPU")
-    p.add_argument("--batch-size", type=int, default=4, help="regions encoded together (default 4)")
+    p.add_argument("--batch-size", type=int, default=RunOptions().batch_size,
+                   help=f"regions encoded together (default {RunOptions().batch_size})")
+    p.add_argument("--window-batch", type=int, default=RunOptions().window_batch, metavar="N",
+                   help="context windows run in lockstep, each with its own context memory, so a batch is not "
+                   "limited to one window's regions; --batch-size is spread over them (window context only; "
+                   f"default {RunOptions().window_batch})")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--mpp", type=float, help="analysis pixel size (default: the model's, else level 0)")
     where.add_argument("--level", type=int, help="pyramid level to analyse")
@@ -51,6 +56,9 @@ def add_parser(sub) -> None:
                    help=f"regions read ahead (default {d.prefetch})")
     p.add_argument("--read-workers", type=int, default=d.read_workers, metavar="N",
                    help=f"threads reading regions (default {d.read_workers})")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the region encoder, warmed up before the first region (minutes on a CPU; "
+                   "without a C++ compiler / Triton the run goes on uncompiled and says so)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (a batch always resumes)")
     p.add_argument("--overwrite", action="store_true",
@@ -93,9 +101,11 @@ def build_request(args: argparse.Namespace, image: str = "", out: str = "") -> P
     plan = PlanOptions(mpp=args.mpp, level=args.level, region_size=args.region_size, overlap=args.overlap,
                        context=args.context, window_size=args.window_size, order=args.order, roi=parse_roi(args.roi),
                        use_mask=not args.no_mask, focus=parse_point(args.focus))
-    run = RunOptions(device=args.device, precision=args.precision, batch_size=args.batch_size, prefetch=args.prefetch,
+    run = RunOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                     window_batch=args.window_batch, prefetch=args.prefetch,
                      read_workers=args.read_workers, score_threshold=args.score_threshold,
-                     max_detections_per_region=args.max_detections, probabilities=args.probabilities)
+                     max_detections_per_region=args.max_detections, probabilities=args.probabilities,
+                     compile=args.compile)
     run.validate()
     return PredictRequest(image=image, model=args.model, out=out, plan=plan, run=run, resume=args.resume,
                           overwrite=args.overwrite)

@@ -9,6 +9,9 @@ import time
 
 from . import _models
 
+#: Mirrors ``train.model_setup.LARGE_ENCODER_PARAMS`` for --help (building the parser must not import torch).
+LARGE_ENCODER_PARAMS = 150_000_000
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -32,6 +35,12 @@ def add_parser(sub) -> None:
         "fresh model's region encoder (default tiny): a catalogue name ({names}), timm:NAME or hf-hub:ORG/REPO; "
         "pretrained weights whenever it has them (hub cache first); see `napari-xt models --kind encoder`",
         "encoder"))
+    p.add_argument("--encoder-options", metavar="OPTS", help="fresh model's region-encoder builder options, "
+                   "KEY=VALUE[,KEY=VALUE] (values read as JSON: 0.1, true, [2,5,8,11]) or a JSON object, e.g. "
+                   "drop_path_rate=0.1 or blocks=[2,5,8,11]; img_size is timm's (the position table), the sub-region "
+                   "size is --sub-region-size. Stored in the checkpoint: predict rebuilds the same encoder")
+    p.add_argument("--sub-batch", type=int, metavar="N", help="encode at most N sub-regions per region-encoder call "
+                   "(peak memory of a ViT-L/H on a consumer GPU; same results); stored in the checkpoint")
     p.add_argument("--context-encoder", default="hyper", help="fresh model's context encoder (default hyper)")
     p.add_argument("--context-options", metavar="JSON", help='fresh model\'s context encoder options, e.g. '
                    '\'{"hidden": 128}\'')
@@ -57,7 +66,12 @@ def add_parser(sub) -> None:
     where.add_argument("--level", type=int, help="pyramid level to train on")
     p.add_argument("--window-size", type=int, default=2, help="regions per context-window side (default 2)")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--freeze-encoder", action="store_true", help="train only the context encoder and heads")
+    freeze = p.add_mutually_exclusive_group()
+    freeze.add_argument("--freeze-encoder", dest="freeze", action="store_const", const=True, help="keep the region "
+                        "encoder's backbone as it is (a ViT's feature pyramid still trains); default for encoders "
+                        f"of {LARGE_ENCODER_PARAMS // 10**6} M parameters or more")
+    freeze.add_argument("--train-encoder", dest="freeze", action="store_const", const=False, help="fine-tune the "
+                        "region encoder too, however large")
     p.add_argument("--mode", choices=["full", "quick"], default="full", help="full: train end to end (default); "
                    "quick: frozen region encoder, its features cached on disk (float16 zarr, keyed by model, image "
                    "and plan) so the context encoder and heads train many epochs fast")
@@ -72,7 +86,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-mask", action="store_true", help="also train on background regions")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations/colour/speckle augmentation")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto (default): "
+                   "bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere (the CPU never changes precision)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="", help="model name stored in the checkpoint")
     p.add_argument("--description", default="", help="description stored in the checkpoint")
@@ -157,6 +172,48 @@ def encoder_pretrained(args: argparse.Namespace) -> bool:
     return has_pretrained(args.region_encoder)
 
 
+def parse_encoder_options(text: str | None) -> dict:
+    """``--encoder-options``: a JSON object, or ``KEY=VALUE[,KEY=VALUE]`` whose values are read as JSON when they
+    parse (``0.1``, ``true``, ``[2,5,8,11]``) and kept as strings otherwise (``act_layer=SiLU``). ``img_size`` is
+    timm's (renamed ``model_img_size``: napari-xt's ``img_size`` is the sub-region size)."""
+    if not text or not text.strip():
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            options = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"--encoder-options is not valid JSON ({err})") from None
+    else:
+        options = {}
+        for part in _split_top_level(text):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"--encoder-options {part!r}: expected KEY=VALUE (or a JSON object)")
+            try:
+                options[key.strip()] = json.loads(value)
+            except ValueError:
+                options[key.strip()] = value.strip()
+    if not isinstance(options, dict):
+        raise ValueError("--encoder-options must be KEY=VALUE pairs or a JSON object")
+    if "img_size" in options:
+        options["model_img_size"] = options.pop("img_size")
+    return options
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets/braces (``blocks=[2,5,8,11],drop_path_rate=0.1`` is two options)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "[{("
+        depth -= ch in "]})"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
 def parse_duration(text: str) -> float:
     """'300', '90s', '5m', '1.5h' -> seconds."""
     value = text.strip().lower()
@@ -188,14 +245,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--context-options is not valid JSON ({err})") from None
     if not isinstance(context_kwargs, dict):
         raise TypeError("--context-options must be a JSON object, e.g. '{\"hidden\": 128}'")
+    if args.freeze is False and args.mode == "quick":
+        raise ValueError("--train-encoder contradicts --mode quick (Quick trains over a frozen encoder's features)")
+    encoder_options = parse_encoder_options(args.encoder_options)
+    if args.sub_batch is not None:
+        if args.sub_batch < 1:
+            raise ValueError(f"--sub-batch must be at least 1, not {args.sub_batch}")
+        encoder_options["sub_batch"] = args.sub_batch
     images = build_images(args)
     budget, epochs = budget_and_epochs(args)
     options = TrainOptions(
-        out=args.out, base=args.base, region_encoder=args.region_encoder, context_encoder=args.context_encoder,
+        out=args.out, base=args.base, region_encoder=args.region_encoder,
+        encoder_options=encoder_options,
+        context_encoder=args.context_encoder,
         context_kwargs=context_kwargs, region_size=args.region_size, sub_region_size=args.sub_region_size,
         pixel_size=args.mpp, level=args.level,
         window_size=args.window_size, epochs=epochs, time_budget_s=budget, lr=args.lr,
-        freeze_encoder=args.freeze_encoder, class_balance=args.loss == "balanced",
+        freeze_encoder=args.freeze, class_balance=args.loss == "balanced",
         dice=1.0 if args.loss == "balanced" else 0.0, mode=args.mode, feature_cache_dir=args.feature_cache,
         grad_fraction=args.grad_fraction, val_fraction=args.val_fraction, patience=args.patience,
         max_windows=args.max_windows, device=args.device, precision=args.precision, seed=args.seed,
@@ -205,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
         description=args.description,
     )
     trainer = Trainer(images, options)
+    if trainer.freeze_note:
+        print(trainer.freeze_note, file=sys.stderr)
     progress = None if args.json else _Progress()
     summary = trainer.fit(progress.event if progress else None)
     if progress:

@@ -40,17 +40,21 @@ class RunOptions:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
-    batch_size: int = 4  # regions encoded together (consecutive regions of one window)
+    batch_size: int = 4  # regions encoded together (spread over window_batch windows)
+    window_batch: int = 1  # context windows stepped in lockstep, each with its own memory row
     prefetch: int = 4  # regions read ahead
     read_workers: int = 2  # threads reading regions
     score_threshold: float = 0.3  # detections below this score are not kept (nor stored)
     max_detections_per_region: int = 500
     probabilities: bool = False  # also store per-class probability maps (uint8)
+    compile: bool = False  # torch.compile the region encoder (warmed up before the first region; see compiling.py)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range (a user typo must not start a run)."""
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.window_batch < 1:
+            raise ValueError(f"window batch must be at least 1, not {self.window_batch}")
         if self.prefetch < 1 or self.read_workers < 1:
             raise ValueError("prefetch and read workers must be at least 1")
         if not 0.0 <= self.score_threshold <= 1.0:

@@ -12,7 +12,12 @@ Rules kept from the serial engine:
   its data and then its done flag are on disk (kill -9 + resume stays exact: what is not done is recomputed);
 * results come out in the order the compute thread submitted them (one FIFO writer);
 * a failure in a stage stops the pipeline: later jobs are dropped, never half-written, and the error surfaces in
-  the compute thread as the typed :class:`StoreWriteError` (disk full, permissions) or as the stage's own error.
+  the compute thread as the typed :class:`StoreWriteError` (disk full, permissions) or as the stage's own error;
+* ``cancel()`` drops the jobs still queued (the stage at work finishes its job): a cancelled run stops within one
+  batch, and what was dropped is simply not done (``--resume`` computes it).
+
+The caller reads results with :meth:`Pipeline.results` (blocks; ends once the pipeline is closed and drained) when
+the compute runs on a thread of its own, or with :meth:`Pipeline.ready` between batches on the one-thread path.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..errors import StoreError
 __all__ = ["Pipeline", "StoreWriteError"]
 
 _STOP = object()
+_END = object()  # put on the results queue after the last result of a threaded pipeline
 
 
 class StoreWriteError(StoreError):
@@ -50,7 +56,8 @@ class StoreWriteError(StoreError):
 
 
 class Pipeline:
-    """``submit(job)`` from the compute thread; ``post(job)`` then ``write(job) -> [results]`` run on two threads.
+    """``submit(job)`` from the compute thread; ``post(job)`` then ``write(job) -> [results]`` run on two threads,
+    and the caller's thread takes the results from :meth:`results`.
 
     ``threaded=False`` runs both inline in ``submit`` (the one-thread reference path the tests compare against).
     ``busy`` holds each stage's busy seconds (benchmarks).
@@ -63,6 +70,8 @@ class Pipeline:
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._failed = threading.Event()
+        self._dropping = threading.Event()  # failed or cancelled: queued jobs are skipped
+        self._written = threading.Event()  # set once a first result is on disk
         self.busy = {"post": 0.0, "write": 0.0}
         self._threads: list[threading.Thread] = []
         if threaded:
@@ -89,6 +98,7 @@ class Pipeline:
         t0 = time.perf_counter()
         for result in self._write(job):
             self._done.put(result)
+            self._written.set()
         self.busy["write"] += time.perf_counter() - t0
 
     def _loop(self, inbox: queue.Queue, body: Callable[[Any], Any], outbox: queue.Queue | None) -> None:
@@ -96,18 +106,24 @@ class Pipeline:
             job = inbox.get()
             if job is _STOP:
                 if outbox is not None:
-                    outbox.put(_STOP)
+                    self._put(outbox, _STOP)
+                else:
+                    self._done.put(_END)
                 return
-            if self._failed.is_set():
+            if self._dropping.is_set():
                 continue  # drain without working: the run is stopping, nothing more is written
             try:
                 out = body(job)
             except BaseException as err:  # handed to the compute thread, which raises it
-                self._error = err
-                self._failed.set()
+                self._fail(err)
                 continue
             if outbox is not None:
                 self._put(outbox, out)
+
+    def _fail(self, err: BaseException) -> None:
+        self._error = err
+        self._failed.set()
+        self._dropping.set()
 
     def _put(self, q: queue.Queue, item: Any) -> None:
         while True:  # never block forever on a queue whose consumer died
@@ -115,7 +131,7 @@ class Pipeline:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self._failed.is_set() and item is not _STOP:
+                if self._dropping.is_set() and item is not _STOP:
                     return
 
     # -- the compute thread's side -----------------------------------------------------------------------------
@@ -132,37 +148,45 @@ class Pipeline:
             try:
                 self._run_write(out)
             except BaseException as err:
-                self._error = err
-                self._failed.set()
+                self._fail(err)
                 raise
             return
         self._put(self._q_post, job)
         self.check()
 
+    def cancel(self) -> None:
+        """Drop the jobs still queued; a stage's job at work is finished (results stay exact: only done is done)."""
+        self._dropping.set()
+
+    def wait_written(self, timeout: float = 30.0) -> None:
+        """Block until a first result is on disk (or a stage failed, the pipeline was cancelled, or ``timeout``).
+
+        The compute thread calls this once, after a run's one-region first batch: on a machine with few cores the
+        next batch's compute would otherwise slow down the writing of the viewer's first overlay.
+        """
+        deadline = time.perf_counter() + timeout
+        while self._threaded and not self._written.is_set() and not self._dropping.is_set():
+            if time.perf_counter() > deadline:
+                return
+            self._written.wait(0.05)
+
+    def results(self) -> Iterator[Any]:
+        """Every result as soon as it is on disk, in submission order, until the (threaded) pipeline is closed."""
+        while True:
+            item = self._done.get()
+            if item is _END:
+                return
+            yield item
+
     def ready(self) -> Iterator[Any]:
         """Results whose data are on disk, in submission order; never waits."""
         while True:
             try:
-                yield self._done.get_nowait()
+                item = self._done.get_nowait()
             except queue.Empty:
                 return
-
-    def wait_first(self, timeout: float = 30.0) -> Iterator[Any]:
-        """Block until one result is on disk (or a stage failed, or ``timeout``), then yield every ready result.
-
-        Used once per run, after its one-region first batch: the viewer's first overlay then arrives after one
-        region's work instead of after the next batch's compute as well.
-        """
-        if self._threaded:
-            deadline = time.perf_counter() + timeout
-            while not self._failed.is_set() and time.perf_counter() < deadline:
-                try:
-                    yield self._done.get(timeout=0.05)
-                    break
-                except queue.Empty:
-                    continue
-        yield from self.ready()
-        self.check()
+            if item is not _END:
+                yield item
 
     def finish(self) -> Iterator[Any]:
         """Wait for every queued job, yield the remaining results, then raise a stage's error if there was one."""

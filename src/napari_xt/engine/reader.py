@@ -64,6 +64,10 @@ class Prefetcher:
         self._pending: deque[tuple[Region, Future]] = deque()
         self._closed = threading.Event()
 
+    def start(self) -> None:
+        """Submit the first reads now (iterating does it too): the caller may need what the feed sets up."""
+        self._fill()
+
     def _fill(self) -> None:
         while len(self._pending) < self._depth and not self._closed.is_set():
             region = next(self._regions, None)

@@ -3,6 +3,11 @@
 The run is an iterator of :class:`RegionResult` so a UI shows each region the moment it is stored; ``cancel()`` is
 honoured between batches. Memory is bounded by construction: a few regions in flight, the context encoder's fixed
 memory, and nothing else (results go straight to the on-disk store).
+
+Threads (``pipeline=True``, the default): the compute (read-ahead consumer, normalise, model) runs on a thread of its
+own, post-processing and store writes on two more behind bounded queues (:mod:`.pipeline`), and the iterator the
+caller holds only hands over results: each one the moment its region is on disk, not when the caller's thread next
+gets round to it. ``pipeline=False`` runs every stage on the caller's thread: the reference path.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..errors import DeviceUnavailable
+from .compiling import compile_region_encoder
+from .device import autocast_dtype, is_oom, resolve_device
+from .lockstep import Cohort, Lockstep, take_companions
 from .normalise import Normaliser
 from .options import RunOptions
 from .pipeline import Pipeline, StoreWriteError
@@ -62,45 +70,6 @@ class _Job:
     window_scores: np.ndarray | None = None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an unavailable explicit device is a clear error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available on this machine", name)
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceUnavailable(f"device {name!r} requested but MPS is not available on this machine", name)
-    return dev
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a precision name on ``device`` (None: plain fp32).
-
-    ``auto`` is bf16 on a CUDA device that supports it (the GPU default to aim for: half the memory traffic, same
-    range as fp32) and fp32 everywhere else, so CPU results never change with it.
-    """
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type == "cpu":
-            raise DeviceUnavailable("fp16 precision needs a GPU; use bf16 or fp32 on the CPU", str(device))
-        return torch.float16
-    raise DeviceUnavailable(f"precision must be fp32, bf16, fp16 or auto, not {precision!r}")
-
-
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 class InferenceRun:
     """One run of ``model`` over ``plan`` on ``image``, writing ``store``; iterate it to make progress."""
 
@@ -111,138 +80,228 @@ class InferenceRun:
         self.device = resolve_device(self.options.device)
         self.amp = autocast_dtype(self.options.precision, self.device)
         self.normaliser = Normaliser.from_config(model.config, image)
-        #: Post-process and write on their own threads (False: everything on the caller's thread, the reference
-        #: path the tests compare against); ``queue_depth`` batches may wait before each of those two stages.
-        #: Engine knobs, not user options: they change speed, never results.
+        #: Compute, post-process and write on threads of their own (False: everything on the caller's thread, the
+        #: reference path the tests compare against); ``queue_depth`` batches may wait before each of the two
+        #: stages behind the model. Engine knobs, not user options: they change speed, never results.
         self.pipeline, self.queue_depth = bool(pipeline), max(1, int(queue_depth))
         self._cancel = threading.Event()
+        self._stop = threading.Event()  # the caller stopped iterating: the compute thread ends
         self._lock = threading.Lock()
         self._pending: list[int] = list(plan.run_order)  # window ids still to run: the run's queue, not the plan's
+        #: Regions encoded together, spread over ``window_batch`` windows in lockstep (both shrink on out-of-memory).
         self.batch_size = max(1, self.options.batch_size)
+        self.window_batch = max(1, self.options.window_batch) if plan.context == "window" else 1
         self.n_total = plan.n_planned
         self.n_done = sum(1 for w in plan.windows for i in w if store.is_done(i))
         self.n_done_at_start = self.n_done
         self.n_failed = 0
         self.started = time.perf_counter()
-        #: The first batch of a run holds one region, so the first result (the viewer's first overlay) arrives
-        #: after one region's work, not a whole batch's; causal context makes the outputs identical.
-        self._first_batch = True
+        self._cohorts: deque[Cohort] = deque()  # formed by the reader's feed, consumed by the compute in order
+        self._pipe: Pipeline | None = None
+        self.compiled: bool = False  # RunOptions.compile: done
+        self.compile_note: str | None = None  # or why not (one sentence)
         #: Busy seconds per stage (benchmarks): compute-thread stages plus the pipeline threads' post and write.
         self.stage_seconds: dict[str, float] = {"read wait": 0.0, "normalise": 0.0, "model": 0.0, "post": 0.0,
                                                 "write": 0.0}
 
     # -- control (any thread) --------------------------------------------------------------------------------
     def cancel(self) -> None:
+        """Stop after the batch being computed; jobs still queued behind it are dropped (not done, not reported)."""
         self._cancel.set()
+        if self._pipe is not None:
+            self._pipe.cancel()
 
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def _stopped(self) -> bool:
+        return self._cancel.is_set() or self._stop.is_set()
 
     def prioritise(self, point: tuple[float, float]) -> None:
         """Run the pending windows nearest ``point`` (level-0 (y, x)) next; the plan itself never changes."""
         with self._lock:
             self._pending = self.plan.order_near(point, self._pending)
 
+    def chunk(self) -> int:
+        """Regions of each window per step."""
+        return max(1, self.batch_size // self.window_batch)
+
     # -- the stream --------------------------------------------------------------------------------------------
+    def _has_work(self, window: int) -> bool:
+        return not all(self.store.is_done(i) for i in self.plan.windows[window])
+
     def _next_window(self) -> int | None:
         """The id of the next window with work left (regions not yet in the store), or None when all are done."""
         with self._lock:
             while self._pending:
                 window = self._pending.pop(0)
-                if not all(self.store.is_done(i) for i in self.plan.windows[window]):
+                if self._has_work(window):
                     return window
             return None
+
+    def _next_windows(self) -> list[int]:
+        """The next cohort: the next window with work left, and up to ``window_batch - 1`` companions."""
+        leader = self._next_window()
+        if leader is None:
+            return []
+        with self._lock:
+            return [leader, *take_companions(self._pending, leader, self._has_work,
+                                             lambda w: len(self.plan.windows[w]), self.window_batch - 1)]
+
+    def _feed(self) -> Iterator[Region]:
+        """The reader's regions, cohort after cohort; each cohort is formed (from the queue as it is then: focus
+        changes apply) when the reader first needs one of its regions, and queued for the compute."""
+        first = True
+        while not self._stopped():
+            windows = self._next_windows()
+            if not windows:
+                return
+            cohort = Cohort.of(self.plan, windows, 1 if first else self.chunk(), self.chunk())
+            self._cohorts.append(cohort)
+            first = False
+            yield from cohort.read_order()
 
     def __iter__(self) -> Iterator[RegionResult]:
         self.model.eval().to(self.device)
         if self.device.type == "cuda":  # GPU habits; never taken on the CPU, so CI never depends on them
             torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
             self.model.to(memory_format=torch.channels_last)  # inputs arrive NHWC (Normaliser.batch)
-        while not self.cancelled:
-            window = self._next_window()
-            if window is None:
-                break
-            yield from self._run_window([self.plan.regions[i] for i in self.plan.windows[window]])
-
-    def _run_window(self, regions: list[Region]) -> Iterator[RegionResult]:
-        """Stream one context window. Regions already done are re-encoded for the context but not rewritten.
-
-        The compute happens here (the caller's thread); post-processing and store writes run behind it in
-        :class:`Pipeline` (``RunOptions.pipeline``), and a region's result is yielded once its data are on disk.
-        """
-        memory = None
-        reader = Prefetcher(self.image, self.plan, regions, self.options.prefetch, self.options.read_workers)
-        pipe = Pipeline(self._post, self._write, self.queue_depth, threaded=self.pipeline)
-        batch: list[tuple[Region, np.ndarray]] = []
-        stream = iter(reader)
+        if self.options.compile and not self.compiled:
+            self._compile()
+        pipe = self._pipe = Pipeline(self._post, self._write, self.queue_depth, threaded=self.pipeline)
+        if self._cancel.is_set():
+            pipe.cancel()
         try:
-            while True:
-                t0 = time.perf_counter()
-                item = next(stream, None)
-                self.stage_seconds["read wait"] += time.perf_counter() - t0
-                if item is None:
-                    break
-                region, pixels = item
-                if isinstance(pixels, BaseException):
-                    self.n_failed += 1
-                    log.error("region %d at %s could not be read: %s", region.id, region.box, pixels)
-                    pipe.submit(_Job([region], error=f"region {region.id} at {region.box}: {pixels}"))
-                    continue
-                batch.append((region, pixels))
-                if len(batch) >= (1 if self._first_batch else self.batch_size):
-                    first, self._first_batch = self._first_batch, False
-                    memory = self._run_batch(batch, memory, pipe)
-                    batch = []
-                    yield from (pipe.wait_first() if first else pipe.ready())
-                    if self.cancelled:
-                        break
-            if batch and not self.cancelled:
-                memory = self._run_batch(batch, memory, pipe)
-            if memory is not None and "classification" in self.model.heads and not self.cancelled:
-                pipe.submit(_Job([regions[-1]], window_scores=self._classify(memory)))
-            yield from pipe.finish()
-        except Exception:
-            # the model (or a read) failed: what the writer has already stored is reported before the error, so the
-            # viewer and the progress count agree with the store
-            pipe.close()
-            yield from pipe.ready()
-            raise
+            if self.pipeline:
+                yield from self._threaded(pipe)
+            else:
+                yield from self._inline(pipe)
         finally:
-            reader.close()
             pipe.close()
             for stage, seconds in pipe.busy.items():
                 self.stage_seconds[stage] += seconds
 
-    def _run_batch(self, batch, memory, pipe: Pipeline):
-        """Encode a batch; on out-of-memory halve the batch and retry the same regions (never skip them)."""
-        i = 0
-        while i < len(batch):
-            chunk = batch[i : i + self.batch_size]
+    def _compile(self) -> None:
+        """``RunOptions.compile``: compile and warm up before any region is read (the first overlay is not delayed
+        by compiling on the first batch); where it cannot work, the run goes on uncompiled and says why."""
+        shapes = [1] if self.batch_size == 1 else [1, self.batch_size]  # dynamic batch; torch specialises 1
+        seconds, problem = compile_region_encoder(self.model, self.device, shapes, self.amp)
+        self.stage_seconds["compile"] = seconds
+        self.compiled, self.compile_note = problem is None, problem
+        if problem:
+            log.warning("running without torch.compile: %s", problem)
+        else:
+            log.info("region encoder compiled and warmed up in %.1f s", seconds)
+
+    def _inline(self, pipe: Pipeline) -> Iterator[RegionResult]:
+        try:
+            for _ in self._compute(pipe):
+                yield from pipe.ready()
+            yield from pipe.finish()
+        except Exception:
+            # the model (or a read) failed: what is already stored is reported before the error, so the viewer and
+            # the progress count agree with the store
+            pipe.close()
+            yield from pipe.ready()
+            raise
+
+    def _threaded(self, pipe: Pipeline) -> Iterator[RegionResult]:
+        errors: list[BaseException] = []
+
+        def compute() -> None:
             try:
-                memory, job = self._forward_batch(chunk, memory)
-            except RuntimeError as err:
-                if not _is_oom(err) or len(chunk) == 1:
-                    raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                self.batch_size = max(1, len(chunk) // 2)
-                log.warning("out of memory: retrying the same regions with batch size %d", self.batch_size)
-                continue
+                for _ in self._compute(pipe):
+                    pass
+            except BaseException as err:  # raised in the caller's thread once the stored results are handed over
+                errors.append(err)
+            finally:
+                pipe.close()  # writes what is queued (unless cancelled or failed), then ends pipe.results()
+
+        thread = threading.Thread(target=compute, name="napari-xt-compute", daemon=True)
+        thread.start()
+        try:
+            yield from pipe.results()
+            thread.join()
+            if errors:
+                raise errors[0]
+            pipe.check()
+        finally:
+            if thread.is_alive():  # the caller stopped early: stop the compute and drop what is queued
+                self._stop.set()
+                pipe.cancel()
+                thread.join()
+
+    def _compute(self, pipe: Pipeline) -> Iterator[None]:
+        """Read, normalise and run the model cohort by cohort; yields after every job handed to ``pipe``."""
+        reader = Prefetcher(self.image, self.plan, self._feed(), self.options.prefetch, self.options.read_workers)
+        reader.start()  # forms the first cohort
+        stream = self._timed(iter(reader))
+        first = [True]
+
+        def submit(job: _Job) -> None:
             pipe.submit(job)
-            i += len(chunk)
-        return memory
+            if first[0]:  # the viewer's first overlay: one region's work, not the next batch's too
+                first[0] = False
+                pipe.wait_written()
+
+        try:
+            while self._cohorts and not self._stopped():
+                cohort = self._cohorts.popleft()
+                yield from Lockstep(
+                    cohort, stream, forward=lambda items, memory, n: self._forward_batch(items, memory),
+                    select=self.model.select_memory, finish=lambda last, row: self._finish_window(last, row, pipe),
+                    failed=lambda region, err: self._read_failed(region, err, pipe), submit=submit, is_oom=is_oom,
+                    shrink=self._shrink, chunk=self.chunk, stopped=self._stopped, first_step=first[0],
+                ).run()
+        finally:
+            reader.close()
+
+    def _timed(self, stream: Iterator) -> Iterator:
+        while True:
+            t0 = time.perf_counter()
+            item = next(stream, None)
+            self.stage_seconds["read wait"] += time.perf_counter() - t0
+            if item is None:
+                return
+            yield item
+
+    def _read_failed(self, region: Region, err: BaseException, pipe: Pipeline) -> None:
+        self.n_failed += 1
+        log.error("region %d at %s could not be read: %s", region.id, region.box, err)
+        pipe.submit(_Job([region], error=f"region {region.id} at {region.box}: {err}"))
+
+    def _finish_window(self, last: Region, memory_row, pipe: Pipeline) -> None:
+        if memory_row is not None and "classification" in self.model.heads and not self._stopped():
+            pipe.submit(_Job([last], window_scores=self._classify(memory_row)))
+
+    def _shrink(self, k: int, n_windows: int) -> bool:
+        """After out-of-memory on ``k`` regions of ``n_windows`` windows: a smaller step next (False: none left)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if k > 1:
+            self.batch_size = max(1, (k // 2) * self.window_batch)
+        elif n_windows > 1:
+            self.window_batch = max(1, n_windows // 2)
+            self.batch_size = max(1, self.batch_size // 2)
+        else:
+            return False
+        log.warning("out of memory: retrying the same regions with batch size %d over %d window(s)",
+                    self.batch_size, self.window_batch)
+        return True
 
     @torch.inference_mode()
     def _forward_batch(self, batch, memory):
+        """``batch``: (region, pixels) of one or more windows, window-major, the same count from each window."""
         t0 = time.perf_counter()
         x = self.normaliser.batch([p for _, p in batch], self.device, channels_last=self.device.type == "cuda")
         t1 = time.perf_counter()
         regions = [r for r, _ in batch]
+        windows = len({r.window for r in regions})
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             if memory is None:
-                memory = self.model.init_memory(1, device=self.device)
-            outputs, memory = self.model.stream_regions(x, [r.window_pos for r in regions], memory)
+                memory = self.model.init_memory(windows, device=self.device)
+            outputs, memory = self.model.stream_regions(x, [r.window_pos for r in regions], memory, windows=windows)
         t2 = time.perf_counter()
         self.stage_seconds["normalise"] += t1 - t0
         self.stage_seconds["model"] += t2 - t1

@@ -2,8 +2,8 @@
 
 Layout::
 
-    STORE/zarr.json           root attrs["napari_xt"]: format, spec and the key fields of meta.json
-    STORE/meta.json           model config + checksum, image path/size/fingerprint, plan, times, version, summary
+    STORE/zarr.json           root attrs["napari_xt"]: store_format 2, spec, model config + checksum, image
+                              path/size/fingerprint, plan, times, software, summary, complete (:mod:`.store_meta`)
     STORE/labels/0, 1, ...    label pyramid (uint8, uint16 past 255 classes), strided 2x levels, NGFF attrs on labels/
     STORE/probabilities       (classes, y, x) uint8 0..255 at the analysis level (optional)
     STORE/done                bool per region id: the region's results are all on disk
@@ -14,12 +14,12 @@ Layout::
 
 ``write_region`` writes pixels, then detections, then the attempt, and only then sets ``done``; a crash anywhere
 before that leaves the region not done, and a redone region's earlier rows are ignored on read (never duplicated).
-One writer process at a time; readers (the viewer) may read while it writes: zarr replaces whole chunk files.
+One writer process at a time; readers (the viewer) may read while it writes: zarr replaces whole chunk files, and
+the metadata is republished in one rename. Format-1 stores (a ``meta.json`` beside ``zarr.json``) are still read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -38,17 +38,10 @@ from .._atomic import replace_path
 from ..errors import NotAStore, StoreError, StoreExists, StoreMismatch
 from .chunkio import ChunkWriter
 from .pyramid import write_strided
-from .store_layout import (
-    DET_COLUMNS,
-    META,
-    build_store,
-    detection_rows,
-    jsonable,
-    mirror,
-    now_iso,
-    select_detections,
-    write_json_atomic,
-)
+from .store_layout import DET_COLUMNS, build_store, detection_rows, select_detections
+from .store_meta import ATTR, is_store, meta_of, now_iso, read_meta, write_meta
+
+__all__ = ["ResultStore", "StoreSpec", "is_store", "read_meta"]
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +74,6 @@ class StoreSpec:
             raise ValueError("region_count >= 0, chunk >= 1, min_level_size >= 1 and downsample_to_level0 > 0 needed")
 
 
-def is_store(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a napari-xt result store (a zarr v3 group with napari-xt attributes and meta.json)."""
-    p = Path(path)
-    try:
-        attrs = json.loads((p / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(attrs, dict) and "napari_xt" in attrs and (p / META).is_file()
-
-
 class ResultStore:
     """A result store on disk; make one with :meth:`create`, open one with :meth:`open` / :meth:`open_for_resume`."""
 
@@ -100,15 +83,15 @@ class ResultStore:
         self.path = Path(path)
         if not is_store(self.path):
             why = "does not exist" if not self.path.exists() else "is not a napari-xt result store"
-            raise StoreError(f"{self.path} {why} (no zarr.json with napari-xt attributes and meta.json).")
+            raise StoreError(f"{self.path} {why} (no zarr.json with napari-xt attributes).")
         self.mode = mode
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
         try:
-            self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
             # zarr's own types describe every node as array-or-group; this store's layout is fixed, so Any
             self._root: Any = cast(Any, zarr.open_group(str(self.path), mode=mode, zarr_format=3))  # type: ignore[arg-type]
-            info = dict(self._root.attrs)["napari_xt"]
+            info = dict(self._root.attrs)[ATTR]
+            self.meta = meta_of(self.path, info)  # format 2: these attributes; format 1: its meta.json
             spec = dict(info.get("spec") or self.meta["spec"])
             spec["shape"] = tuple(spec["shape"])
             self.spec = StoreSpec(**spec)
@@ -224,11 +207,8 @@ class ResultStore:
         return bool(self.meta.get("complete", False))
 
     def refresh(self) -> None:
-        """Re-read meta.json (a reader following a running writer)."""
-        try:
-            self.meta = json.loads((self.path / META).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise StoreError(f"store {self.path}: meta.json cannot be read ({err}).") from err
+        """Re-read the metadata (a reader following a running writer: it sees the old document or the new one)."""
+        self.meta = read_meta(self.path)
 
     # -- writing ----------------------------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -378,14 +358,12 @@ class ResultStore:
     # -- meta -------------------------------------------------------------------------------------------------
     def _update_meta(self, **fields) -> None:
         self._check_writable()
-        with self._lock:
-            meta = {**self.meta, **fields}
-            write_json_atomic(self.path / META, meta)
-            self.meta = json.loads(json.dumps(meta, default=jsonable))
-            self._root.attrs["napari_xt"] = mirror(self.meta)
+        with self._lock:  # root attributes are written here only (zarr's in-memory copy of them is not used again)
+            self.meta = write_meta(self.path, {**self.meta, **fields})
 
     def finish(self, summary: dict) -> None:
-        """Record the end time and summary in meta.json and mark the store complete."""
+        """Record the end time and summary and mark the store complete (every region write has returned by now, so
+        ``complete`` is published after the data)."""
         self._update_meta(finished=now_iso(), summary=summary, complete=True)
 
     def close(self) -> None:

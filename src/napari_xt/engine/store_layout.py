@@ -1,27 +1,22 @@
-"""What a result store holds on disk, apart from the label pyramid (:mod:`.pyramid`): format constants, the
-detections table's rows, the meta.json mirror, and building a new empty store. The parts of :mod:`.store` that do
-not need an open store. Pure numpy + zarr; no Qt, no torch.
+"""What a result store holds on disk, apart from the label pyramid (:mod:`.pyramid`) and the metadata
+(:mod:`.store_meta`): layout constants, the detections table's rows, and building a new empty store. The parts of
+:mod:`.store` that do not need an open store. Pure numpy + zarr; no Qt, no torch.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from .._atomic import write_json_atomic as _write_json_atomic
 from .pyramid import level_shapes, ngff_label_attrs
+from .store_meta import ATTR, FORMAT, clean, now_iso
 
-__all__ = ["DET_COLUMNS", "FORMAT", "IDS_CHUNK", "META", "ROWS_CHUNK", "build_store", "detection_rows", "jsonable",
-           "mirror", "now_iso", "select_detections", "write_json_atomic"]
+__all__ = ["DET_COLUMNS", "IDS_CHUNK", "ROWS_CHUNK", "build_store", "detection_rows", "select_detections"]
 
-FORMAT = 1
-META = "meta.json"
 DET_COLUMNS = ("y", "x", "h", "w", "cls", "score", "region_id", "attempt")
 ROWS_CHUNK = 4096
 IDS_CHUNK = 1 << 16
@@ -62,37 +57,10 @@ def select_detections(table: np.ndarray, done: np.ndarray, attempt: np.ndarray) 
     return out
 
 
-def now_iso() -> str:
-    """UTC now, ISO 8601 (store timestamps)."""
-    return _dt.datetime.now(_dt.UTC).isoformat()
-
-
-def jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=str)
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return asdict(obj)
-    return str(obj)  # Path, dtype, enum, ...
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """meta.json and friends: numpy values, sets and dataclasses made JSON-able, written atomically."""
-    _write_json_atomic(path, data, default=jsonable)
-
-
-def mirror(meta: dict[str, Any]) -> dict[str, Any]:
-    """The fields of meta.json that are mirrored into the root attributes (small; no model config or plan)."""
-    keys = ("store_format", "spec", "model", "model_checksum", "image", "image_shape", "image_fingerprint",
-            "plan_checksum", "started", "created", "finished", "software", "complete")
-    return {k: meta[k] for k in keys if k in meta}
-
-
 def build_store(root_path: Path, spec: Any, meta: dict[str, Any]) -> None:
-    """An empty store at ``root_path`` (which must not exist): label pyramid, done flags, detections, meta.json."""
+    """An empty store at ``root_path`` (which must not exist): label pyramid, done flags, detections, and the
+    metadata in the root attributes (:mod:`.store_meta`). Built in a hidden folder the caller then moves into place,
+    so zarr's own attrs API is atomic enough here: nobody reads the folder before it is complete."""
     root = zarr.open_group(str(root_path), mode="w-", zarr_format=3)
     c = int(spec.chunk)
     if spec.num_classes > 0:
@@ -118,6 +86,4 @@ def build_store(root_path: Path, spec: Any, meta: dict[str, Any]) -> None:
                      fill_value=0)
     spec_d = asdict(spec)
     spec_d["shape"] = [int(v) for v in spec.shape]
-    full = {**meta, "store_format": FORMAT, "spec": spec_d, "created": now_iso(), "complete": False}
-    root.attrs["napari_xt"] = json.loads(json.dumps(mirror(full), default=jsonable))
-    write_json_atomic(root_path / META, full)
+    root.attrs[ATTR] = clean({**meta, "store_format": FORMAT, "spec": spec_d, "created": now_iso(), "complete": False})

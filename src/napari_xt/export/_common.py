@@ -20,7 +20,7 @@ from ..palette import DETECTION_OFFSET, PALETTE, fill_colors
 __all__ = ["PALETTE", "ExportError", "check_complete", "check_out", "detection_classes", "ngff_unit", "open_store",
            "pixel_size", "provenance", "remove", "segmentation_classes", "written_aside"]
 
-#: unit spellings found in images, meta.json and napari -> (NGFF unit name, short column suffix)
+#: unit spellings found in images, store metadata and napari -> (NGFF unit name, short column suffix)
 _UNITS = {
     **dict.fromkeys(("nm", "nanometer"), ("nanometer", "nm")),
     **dict.fromkeys(("um", "µm", "micron", "micrometer"), ("micrometer", "um")),
@@ -99,7 +99,7 @@ def segmentation_classes(store) -> tuple[list[str], list[list[int]]]:
 
 
 def detection_classes(store, n_needed: int) -> tuple[list[str], list[list[int]]]:
-    """Names and RGB colours of the detection classes (from the model config in meta.json, else generic)."""
+    """Names and RGB colours of the detection classes (from the model config in the store's metadata, else generic)."""
     cfg = store.meta.get("model_config") or {}
     names = list((cfg.get("class_names") or {}).get("detection") or [])
     n = max(n_needed, len(names))
@@ -110,8 +110,8 @@ def detection_classes(store, n_needed: int) -> tuple[list[str], list[list[int]]]
 def pixel_size(store) -> tuple[tuple[float, float], str, str] | None:
     """``((y, x) size of a level-0 pixel, NGFF unit name, column suffix)``, or None when unknown.
 
-    meta.json records it as ``image_pixel_size`` / ``pixel_size`` (one number or ``[y, x]``) with ``image_pixel_unit``
-    / ``pixel_unit`` (micrometres when no unit is given, as slide readers report).
+    The store's metadata records it as ``image_pixel_size`` / ``pixel_size`` (one number or ``[y, x]``) with
+    ``image_pixel_unit`` / ``pixel_unit`` (micrometres when no unit is given, as slide readers report).
     """
     meta = store.meta
     size = meta.get("image_pixel_size", meta.get("pixel_size"))

@@ -56,6 +56,30 @@ def _entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, 
         patch_size=patch, registers=registers))
 
 
+def _cnn_entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, *, what: str, licence: str,
+               files: tuple[str, ...], native: int, norm: tuple[tuple[float, ...], tuple[float, ...]] | None,
+               tags: tuple[str, ...], note: str = "") -> None:
+    """A hierarchical (multi-scale) backbone entry: timm ``features_only`` at strides 4/8/16/32, weights checked."""
+    hub = HubWeights(repo, names=(name,), files=files)
+    recipe = Recipe(name=name, arch=arch, kwargs=dict(kwargs), hub=hub, native_size=native, plain_vit=False,
+                    mean=norm[0] if norm else None, std=norm[1] if norm else None, download_name=name)
+    CATALOGUE[name] = recipe
+
+    def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None,
+              **options: Any) -> RegionEncoder:
+        return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, **options)
+
+    build.__name__ = name.replace("-", "_")
+    build.__doc__ = f"{what} ({recipe.call()}; weights hf-hub:{repo})."
+    register_region_encoder(name)(build)
+    register_entry(ZooEntry(
+        name=name, kind="encoder", group=group, tags=tags, licence=licence, gated=False,
+        description=f"{what}: native {native} px, sub-regions multiples of 32{'; ' + note if note else ''}",
+        config={"builder": "timm", "arch": arch, "kwargs": dict(recipe.kwargs), "hub": repo, "files": list(files),
+                "call": recipe.call()},
+        weights=WeightSource("hub", f"hf-hub:{repo}"), native_size=native, mean=recipe.mean, std=recipe.std))
+
+
 def _gcd(a: int, b: int) -> int:
     while b:
         a, b = b, a % b
@@ -100,6 +124,18 @@ for _method in ("moco", "dino"):
            licence="CC-BY-4.0", gated=False, native=224, patch=16, norm=None,
            files=(f"vit_small_patch16_224_sentinel2_all_{_method}.pth",),
            note="13-band input (in_chans 13; other counts adapt the first layer); normalise DN/10000 from the data")
+
+# Sentinel-1 GRD (VV, VH; dB): SSL4EO-S12 has no S1 ViT, its S1 weights are a ResNet-50 (torchgeo
+# ResNet50_Weights.SENTINEL1_ALL_MOCO; timm's resnet50 with in_chans=2). Normalisation: torchgeo's S1 band
+# statistics (VV/VH dB mean -12.59/-20.26, std 5.26/5.91).
+_entry_s1 = "torchgeo/resnet50_sentinel1_all_moco"
+_cnn_entry("ssl4eo-s1-rn50-moco", "remote sensing", "resnet50",
+           {"out_indices": [1, 2, 3, 4], "pretrained_cfg_overlay": {"input_size": [2, 224, 224]}}, _entry_s1,
+           what="SSL4EO-S12 Sentinel-1 ResNet-50 (MoCo-v2, VV/VH GRD in dB, torchgeo weights)", licence="CC-BY-4.0",
+           files=("resnet50_sentinel1_all_moco-906e4356.pth", "resnet50_sentinel1_all_moco.pth"), native=224,
+           norm=((-12.59, -20.26), (5.26, 5.91)), tags=("convnet", "hierarchical", "sar"),
+           note="2-channel input (VV, VH; other counts adapt the first conv); pretraining normalised dB by "
+                "mean -12.59/-20.26, std 5.26/5.91")
 
 # -- general ---------------------------------------------------------------------------------------------------------
 for _size, _dim in (("s", "small"), ("b", "base"), ("l", "large")):

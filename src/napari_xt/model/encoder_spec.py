@@ -9,7 +9,8 @@ plain ViT (then it gets the :mod:`.vit_pyramid` neck) or a hierarchical backbone
 resolved by :func:`.weights.resolve_weights`), loaded with every key checked; nothing resolvable raises
 :class:`~napari_xt.errors.WeightsUnavailable`. Options reserved for napari-xt (never passed to timm): ``blocks`` (ViT
 blocks feeding the pyramid), ``weights`` (a local file), ``arch``/``model_args`` (an ``hf-hub:`` spec's architecture,
-pinned into the checkpoint so a trained model rebuilds without the network) and ``img_size`` (the sub-region size).
+pinned into the checkpoint so a trained model rebuilds without the network), ``img_size`` (the sub-region size) and
+``sub_batch`` (sub-regions per backbone call; read by ``XTModel``, it bounds memory and never changes features).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ SPEC_PREFIXES = ("timm:", "hf-hub:", "hf_hub:")
 #: timm modules whose models are plain ViTs (one token grid): they get the simple feature pyramid.
 PLAIN_VIT_MODULES = ("timm.models.vision_transformer", "timm.models.eva", "timm.models.deit")
 #: Options napari-xt reads itself; everything else goes to ``timm.create_model``.
-OWN_OPTIONS = ("blocks", "weights", "arch", "model_args", "img_size")
+OWN_OPTIONS = ("blocks", "weights", "arch", "model_args", "img_size", "sub_batch")
+#: ``features_only`` options (which stages to return): not options of the full model the weights are checked on.
+_FEATURE_OPTIONS = ("out_indices", "feature_cls", "flatten_sequential")
 #: Layer classes by the names a config may use (model cards pass the classes themselves).
 _LAYERS = {"SwiGLUPacked": ("timm.layers", "SwiGLUPacked"), "SwiGLU": ("timm.layers", "SwiGLU"),
            "Mlp": ("timm.layers", "Mlp"), "GluMlp": ("timm.layers", "GluMlp"),
@@ -223,10 +226,12 @@ def _hierarchical(recipe: Recipe, in_chans: int, img_size: int | None, path: Pat
         # timm loads features_only models non-strictly: check every key against the full model first
         from .vit_pyramid import checked_state
 
-        full = timm.create_model(recipe.arch, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+        full_kwargs = {k: v for k, v in kwargs.items() if k not in _FEATURE_OPTIONS}
+        full = timm.create_model(recipe.arch, pretrained=False, num_classes=0, in_chans=in_chans, **full_kwargs)
         checked_state(full, path, recipe.name)
         del full
-        kwargs = {**kwargs, "pretrained_cfg_overlay": {"file": str(path)}}
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})  # e.g. the file's channel count (input_size)
+        kwargs = {**kwargs, "pretrained_cfg_overlay": {**overlay, "file": str(path)}}
     try:
         model = timm.create_model(recipe.arch, features_only=True, pretrained=path is not None, in_chans=in_chans,
                                   **kwargs)

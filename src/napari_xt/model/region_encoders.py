@@ -51,11 +51,28 @@ class RegionEncoder(nn.Module):
     def out_dim(self) -> int:
         return self.channels[-1]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    @property
+    def has_neck(self) -> bool:
+        """True when ``forward`` = a trainable neck over the backbone's output (a plain ViT's feature pyramid).
+
+        Quick mode caches :meth:`forward_backbone` (the frozen part) and runs :meth:`forward_neck` every step, so a
+        random-init neck still trains over cached features; a hierarchical backbone has no neck (identity).
+        """
+        return False
+
+    def forward_backbone(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's output for ``[N, C, S, S]`` sub-regions: NCHW maps (here: the stage maps themselves)."""
         feats = self.model(x)
         if self.channels_last:
             feats = [f.permute(0, 3, 1, 2) for f in feats]
+        return list(feats)
+
+    def forward_neck(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Backbone output -> the stage maps (strides ``reductions``); identity for hierarchical backbones."""
         return [f.contiguous() for f in feats]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_neck(self.forward_backbone(x))
 
 
 # -- tiny: a small, fast conv net for tests and the demo -------------------------------------------------------------

@@ -122,16 +122,24 @@ class ViTRegionEncoder(RegionEncoder):
         """Class + register tokens the ViT carries (dropped before the pyramid)."""
         return int(getattr(self.model, "num_prefix_tokens", 0))
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    @property
+    def has_neck(self) -> bool:
+        return True
+
+    def forward_backbone(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The chosen blocks' token grids ``[N, D, S/base, S/base]`` (prefix tokens dropped, patch-14 grids resampled
+        onto the base stride): what Quick mode caches, since the pyramid over them trains."""
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if h % self.size_multiple or w % self.size_multiple:
             raise ConfigError(f"{self.name}: input {h}x{w} px is not a multiple of {self.size_multiple}")
         grids = self.model.forward_intermediates(  # type: ignore[operator]  # timm ViT method
             x, indices=self.blocks, norm=True, output_fmt="NCHW", intermediates_only=True)
         target = (h // self.base, w // self.base)
-        grids = [g if tuple(g.shape[-2:]) == target else
-                 F.interpolate(g, size=target, mode="bilinear", align_corners=False) for g in grids]
-        return [f.contiguous() for f in self.neck(grids)]
+        return [g if tuple(g.shape[-2:]) == target else
+                F.interpolate(g, size=target, mode="bilinear", align_corners=False) for g in grids]
+
+    def forward_neck(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [f.contiguous() for f in self.neck(feats)]
 
 
 def _patch_size(vit: nn.Module) -> int:
@@ -171,12 +179,26 @@ def checked_state(vit: nn.Module, path: str | Path, source: str) -> dict[str, An
         except Exception as err:  # timm's converters assume well-formed files
             raise CheckpointError(f"{path}: does not look like weights for {source} ({err})", path) from None
     own = vit.state_dict()
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(("head.", "head_drop."))}
-    key = "patch_embed.proj.weight"
-    if key in state and key in own and state[key].shape[1] != own[key].shape[1]:
-        state[key] = adapt_input_conv(int(own[key].shape[1]), state[key])
+    cfg = dict(getattr(vit, "pretrained_cfg", None) or {})
+    heads = ("head.", "head_drop.", *(f"{c}." for c in _names(cfg.get("classifier"))))
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(heads)}
+    for conv in dict.fromkeys(("patch_embed.proj", *_names(cfg.get("first_conv")))):
+        key = f"{conv}.weight"
+        if key in state and key in own and state[key].ndim == 4 and state[key].shape[1] != own[key].shape[1]:
+            try:  # the file's own channel count is the source (a 2-channel SAR stem is not RGB)
+                state[key] = adapt_input_conv(int(own[key].shape[1]), state[key], base_chans=int(state[key].shape[1]))
+            except (NotImplementedError, ValueError, AssertionError) as err:
+                raise CheckpointError(f"{path}: cannot adapt {key} from {state[key].shape[1]} to "
+                                      f"{own[key].shape[1]} input channels ({err})", path) from None
     check_state_dict(vit, state, source=f"{path} (weights for {source})")
     return state
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A timm pretrained-cfg field naming modules: None, one name or several."""
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 __all__ = [

@@ -6,7 +6,12 @@ Two ways in, one set of weights:
   Training and reference comparisons use it.
 * The engine streams huge images: ``encode_regions`` -> ``step_context`` (carrying the context encoder's fixed-size
   memory from call to call) -> ``decode`` per region, and ``classify(memory)`` once per window. ``stream_regions``
-  bundles the three for a batch of consecutive regions of one window.
+  bundles the three for a batch of consecutive regions of one window, or of several windows in lockstep (one memory
+  row per window: the GPU batch is then not limited to one window's regions).
+
+``encode_regions`` is ``features_from_backbone(encode_backbone(x))``: the backbone's per-sub-region output first (at
+most ``sub_batch`` sub-regions per call, which bounds a ViT-L/H's memory), then the encoder's neck (a ViT's feature
+pyramid) and the stitching. Quick training caches the first half, so a trainable neck keeps training over it.
 
 Both paths place tokens identically on the window's token grid (see ``tokenize.token_positions``), so a causal
 context encoder gives the same outputs either way.
@@ -46,6 +51,19 @@ class RegionFeatures:
         return self.tokens.shape[0]
 
 
+@dataclass
+class BackboneFeatures:
+    """The region encoder's backbone output for ``N`` regions, before its neck and before stitching.
+
+    ``maps`` are per sub-region (``[N * T, C_i, h_i, w_i]``, region-major then row-major, ``T`` sub-regions per
+    region), ``region_size`` the regions' pixel size. ``XTModel.features_from_backbone`` turns them into
+    :class:`RegionFeatures`; Quick mode caches these (the frozen part) so a trainable neck keeps training.
+    """
+
+    maps: list[torch.Tensor]
+    region_size: tuple[int, int]
+
+
 class XTModel(nn.Module):
     """xT: nested tokenization + streaming context encoder + task heads. Build with ``build_model(config)``.
 
@@ -61,6 +79,9 @@ class XTModel(nn.Module):
         want_pretrained = bool(enc_kwargs.pop("pretrained", False)) if pretrained is None else pretrained
         enc_kwargs.pop("pretrained", None)
         enc_kwargs.setdefault("img_size", config.sub_region_size)
+        sub_batch = enc_kwargs.pop("sub_batch", None)  # napari-xt's own option: memory, never the features
+        if sub_batch is not None and (not isinstance(sub_batch, int) or isinstance(sub_batch, bool) or sub_batch < 1):
+            raise ConfigError(f"region encoder option sub_batch must be a positive int, got {sub_batch!r}")
         self.region_encoder: RegionEncoder = create_region_encoder(
             config.region_encoder, in_chans=config.in_chans, pretrained=want_pretrained, **enc_kwargs
         )
@@ -79,7 +100,7 @@ class XTModel(nn.Module):
             )
         self.heads = nn.ModuleDict(heads)
         #: Sub-regions encoded per region-encoder call (None: all at once); bounds peak memory, not results.
-        self.sub_batch: int | None = None
+        self.sub_batch: int | None = sub_batch
 
     def _check_geometry(self) -> None:
         c, red = self.config, self.region_encoder.reductions
@@ -122,24 +143,54 @@ class XTModel(nn.Module):
         return next(self.parameters())
 
     # -- streaming API -----------------------------------------------------------------------------------------
-    def encode_regions(self, regions: torch.Tensor) -> RegionFeatures:
-        """``[N, C, R, R]`` normalised regions -> tokens + stitched multi-scale maps (sub-regions never mix here)."""
+    def _align(self) -> int:
+        """Sub-region starts/cuts sit on the coarsest stride, so every stage's maps stitch exactly (model/tiling.py)."""
+        c = self.config
+        return math.gcd(c.sub_region_size - c.overlap, max(self.region_encoder.reductions))
+
+    def sub_region_layout(self, region_size: tuple[int, int]) -> RegionGrid:
+        """The sub-regions a region of ``region_size`` px is cut into (what ``encode_regions`` stitches back)."""
+        c = self.config
+        return RegionGrid(tuple(region_size), c.sub_region_size, c.overlap, self._align())  # type: ignore[arg-type]
+
+    def encode_backbone(self, regions: torch.Tensor) -> BackboneFeatures:
+        """``[N, C, R, R]`` normalised regions -> the backbone's per-sub-region output (no neck, not stitched),
+        at most ``sub_batch`` sub-regions per backbone call (peak memory of a ViT-L/H, not results)."""
         if regions.dim() != 4 or regions.shape[1] != self.config.in_chans:
             raise ValueError(f"regions must be [N, {self.config.in_chans}, R, R], got {tuple(regions.shape)}")
         c = self.config
-        # sub-region starts/cuts on the coarsest stride, so every stage's maps stitch exactly (see model/tiling.py)
-        align = math.gcd(c.sub_region_size - c.overlap, max(self.region_encoder.reductions))
-        tiles, layout = cut_sub_regions(regions, c.sub_region_size, c.overlap, c.pad_mode, align=align)
+        tiles, _ = cut_sub_regions(regions, c.sub_region_size, c.overlap, c.pad_mode, align=self._align())
+        encoder = self.region_encoder
+        # no neck: the module's own call (its forward hooks fire, as before this split); a neck runs later
+        run = encoder.forward_backbone if encoder.has_neck else encoder
         if self.sub_batch and tiles.shape[0] > self.sub_batch:
-            chunks = [self.region_encoder(t) for t in tiles.split(self.sub_batch)]
-            feats = [torch.cat(parts) for parts in zip(*chunks)]
+            chunks = [run(t) for t in tiles.split(self.sub_batch)]
+            feats = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
         else:
-            feats = self.region_encoder(tiles)
+            feats = list(run(tiles))
+        return BackboneFeatures(feats, (int(regions.shape[-2]), int(regions.shape[-1])))
+
+    def features_from_backbone(self, raw: BackboneFeatures) -> RegionFeatures:
+        """The region encoder's neck (a ViT's pyramid; identity otherwise) over ``raw``, stitched per region."""
+        layout = self.sub_region_layout(raw.region_size)
+        encoder = self.region_encoder
+        if not encoder.has_neck:
+            feats = list(raw.maps)
+        elif self.sub_batch and raw.maps[0].shape[0] > self.sub_batch:
+            parts = [encoder.forward_neck(list(maps)) for maps in zip(*(m.split(self.sub_batch) for m in raw.maps),
+                                                                      strict=True)]
+            feats = [torch.cat(level) for level in zip(*parts, strict=True)]
+        else:
+            feats = encoder.forward_neck(list(raw.maps))
         stitched = stitch_feature_maps(feats, layout)
         maps = [stitched] if isinstance(stitched, torch.Tensor) else stitched
         tokens = maps[-1].flatten(2).transpose(1, 2)
         gh, gw = maps[-1].shape[-2:]
-        return RegionFeatures(tokens, (int(gh), int(gw)), maps, (int(regions.shape[-2]), int(regions.shape[-1])))
+        return RegionFeatures(tokens, (int(gh), int(gw)), maps, raw.region_size)
+
+    def encode_regions(self, regions: torch.Tensor) -> RegionFeatures:
+        """``[N, C, R, R]`` normalised regions -> tokens + stitched multi-scale maps (sub-regions never mix here)."""
+        return self.features_from_backbone(self.encode_backbone(regions))
 
     def init_memory(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Memory:
         p = self._param()
@@ -151,7 +202,8 @@ class XTModel(nn.Module):
 
         The ``N`` regions belong to ``batch`` windows (default ``N``: one region per window, windows stepping in
         lockstep), ordered window-major; each window's regions are consumed in order, so ``positions`` is
-        ``[(N // batch) * L, 2]``, shared by all windows of the batch.
+        ``[(N // batch) * L, 2]`` shared by all windows of the batch, or ``[batch, (N // batch) * L, 2]`` (each
+        window's own).
         """
         tokens = features.tokens
         n, length, dim = tokens.shape
@@ -159,8 +211,9 @@ class XTModel(nn.Module):
         if b <= 0 or n % b:
             raise ValueError(f"{n} regions cannot be split into {b} windows")
         seq = tokens.reshape(b, (n // b) * length, dim)
-        if tuple(positions.shape) != (seq.shape[1], 2):
-            raise ValueError(f"positions must be [{seq.shape[1]}, 2], got {tuple(positions.shape)}")
+        if tuple(positions.shape) not in ((seq.shape[1], 2), (b, seq.shape[1], 2)):
+            raise ValueError(f"positions must be [{seq.shape[1]}, 2] or [{b}, {seq.shape[1]}, 2], got "
+                             f"{tuple(positions.shape)}")
         out, memory = self.context_encoder(seq, memory, positions.to(tokens.device))
         return out.reshape(n, length, out.shape[-1]), memory
 
@@ -191,14 +244,29 @@ class XTModel(nn.Module):
         return token_positions(grid or self.token_grid, list(window_positions), device)
 
     def stream_regions(self, regions: torch.Tensor, window_positions: Sequence[tuple[int, int]],
-                       memory: Memory) -> tuple[dict, Memory]:
-        """Consecutive regions of ONE window (memory from ``init_memory(1)``) -> (per-region outputs, memory)."""
-        if len(window_positions) != regions.shape[0]:
-            raise ValueError(f"{regions.shape[0]} regions but {len(window_positions)} window positions")
+                       memory: Memory, windows: int = 1) -> tuple[dict, Memory]:
+        """The next regions of ``windows`` windows stepped in lockstep -> (per-region outputs, memory).
+
+        ``regions`` ``[windows * k, C, R, R]`` window-major (``k`` consecutive regions of each window), their
+        (row, col) in ``window_positions`` in the same order; ``memory`` has one row per window
+        (``init_memory(windows)``, rows kept by :meth:`select_memory` when windows leave). Each window's outputs are
+        those of streaming it alone (the rows never mix; tests/engine/test_window_batch.py).
+        """
+        n = regions.shape[0]
+        if len(window_positions) != n:
+            raise ValueError(f"{n} regions but {len(window_positions)} window positions")
+        if windows < 1 or n % windows:
+            raise ValueError(f"{n} regions cannot be split into {windows} windows")
         feats = self.encode_regions(regions)
         positions = self.region_positions(window_positions, feats.grid, regions.device)
-        ctx, memory = self.step_context(feats, memory, positions, batch=1)
+        if windows > 1:
+            positions = positions.reshape(windows, -1, 2)
+        ctx, memory = self.step_context(feats, memory, positions, batch=windows)
         return self.decode(feats, ctx), memory
+
+    def select_memory(self, memory: Memory, index: torch.Tensor | list[int]) -> Memory:
+        """The memory rows (windows) ``index`` of a lockstep memory (see ``ContextEncoder.select_memory``)."""
+        return self.context_encoder.select_memory(memory, index)
 
     # -- whole images ------------------------------------------------------------------------------------------
     def region_grid(self, image_shape: tuple[int, int]) -> RegionGrid:

@@ -1,19 +1,24 @@
-"""Quick training: a frozen region encoder's features kept on disk, so each region is encoded once, not every epoch.
+"""Quick training: a frozen backbone's output kept on disk, so each region is encoded once, not every epoch.
 
-The region encoder is by far the most expensive part of a training step, and with a frozen encoder (the default for
-big foundation models) its output never changes. ``FeatureCache`` keeps each region's multi-scale features
-(``RegionFeatures``: tokens + maps) as float16 in a zarr v3 folder, so the context encoder and heads can train for
-many epochs over them.
+The region encoder's backbone is by far the most expensive part of a training step, and with a frozen encoder (the
+default for big foundation models) its output never changes. ``FeatureCache`` keeps each region's backbone output
+(:class:`~napari_xt.model.xt.BackboneFeatures`: per sub-region, before the encoder's neck and before stitching) as
+float16 in a zarr v3 folder. Each step runs the neck, the stitching, the context encoder and the heads over it. For
+a plain ViT the neck is the random-init feature pyramid of ``model/vit_pyramid.py``, which must train even when the
+ViT is frozen: caching after it (as the first version did) froze it at random. For hierarchical backbones (Swin,
+ConvNeXt, Hiera, tiny) the neck is the identity and the cache holds their stage maps, as before.
 
-Invalidation is by name, never by trust: the folder is keyed by the region encoder (config + a digest of its
-weights, the same way ``engine.identity.model_checksum`` digests a whole model), the image (``image_fingerprint``)
-and the plan (``Plan.checksum``: level, scale, region boxes, windows). A changed model, image or plan reads from a
-new, empty folder; the old folders are pruned, least recently used first, to keep the whole cache under its budget.
-Heads and the context encoder are not part of the key: continuing from the last model reuses the features.
+Invalidation is by name, never by trust: the folder is keyed by the backbone (config + a digest of its weights, the
+neck excluded since it trains; the same way ``engine.identity.model_checksum`` digests a whole model), what is cached
+(:data:`CACHE_FORMAT`: a cache of post-neck features from an older version is never read as backbone output), the
+image (``image_fingerprint``) and the plan (``Plan.checksum``: level, scale, region boxes, windows). A changed
+model, image or plan reads from a new, empty folder; the old folders are pruned, least recently used first, to keep
+the whole cache under its budget. Heads, context encoder and neck are not part of the key: continuing from the last
+model reuses the features.
 
-Augmentation: features are cached for the un-augmented region; the window's flip/rotation is applied to the cached
-maps and token grid (exact for the labels and the window layout, an approximation for the encoder, which is not
-rotation-equivariant). Pixel-changing augmentation (colour, speckle) is not applied in Quick mode.
+Augmentation: features are cached for the un-augmented region; the window's flip/rotation is applied to the neck's
+stitched maps and token grid (exact for the labels and the window layout, an approximation for the encoder, which is
+not rotation-equivariant). Pixel-changing augmentation (colour, speckle) is not applied in Quick mode.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import zarr
 
 from ..engine.identity import image_fingerprint
 from ..engine.reader import read_region_pixels
-from ..model.xt import RegionFeatures
+from ..model.xt import BackboneFeatures, RegionFeatures
 from .data import WindowSet
 
 if TYPE_CHECKING:
@@ -42,6 +47,10 @@ if TYPE_CHECKING:
 
 ENCODER_FIELDS = ("region_encoder", "region_encoder_kwargs", "region_size", "sub_region_size", "overlap", "pad_mode",
                   "in_chans", "mean", "std", "input_kind")
+#: Encoder options that change memory use, not features (left out of the key).
+_NOT_FEATURES = ("sub_batch",)
+#: What a cache folder holds; part of the key, so folders of another format are never read (v1: post-neck features).
+CACHE_FORMAT = "backbone-v2"
 
 
 def default_root() -> Path:
@@ -58,10 +67,15 @@ def default_root() -> Path:
 
 
 def encoder_checksum(model: XTModel) -> str:
-    """Identity of what the region encoder computes: the config fields it reads and a digest of its weights."""
+    """Identity of what the cache holds: :data:`CACHE_FORMAT`, the config fields the backbone reads and a digest of
+    the backbone's weights (``region_encoder.model``: not the neck, which trains over the cache)."""
     cfg = model.config.to_dict()
-    h = hashlib.sha256(json.dumps({k: cfg.get(k) for k in ENCODER_FIELDS}, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.region_encoder.state_dict().items()):
+    fields = {k: cfg.get(k) for k in ENCODER_FIELDS}
+    fields["region_encoder_kwargs"] = {k: v for k, v in (fields["region_encoder_kwargs"] or {}).items()
+                                       if k not in _NOT_FEATURES}
+    fields["format"] = CACHE_FORMAT
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.region_encoder.model.state_dict().items()):
         h.update(name.encode())
         flat = tensor.detach().float().flatten()
         h.update(flat[:: max(1, flat.numel() // 256)].cpu().numpy().tobytes())
@@ -75,7 +89,7 @@ def cache_key(model: XTModel, image: LargeImage, plan: Plan) -> str:
 
 
 class FeatureCache:
-    """Region features of one (encoder, image, plan) on disk as float16; ``get(region_id, make)`` encodes on a miss.
+    """Backbone output of one (encoder, image, plan) on disk as float16; ``get(region_id, make)`` encodes on a miss.
 
     Features are returned as float32 after the float16 round trip on a miss too, so an epoch from a cold cache and
     one from a warm cache train on exactly the same numbers. Past ``budget_mb`` new regions are encoded every time
@@ -93,7 +107,7 @@ class FeatureCache:
         self.used = folder_bytes(self.path)
         self.hits = self.misses = 0
 
-    def get(self, region_id: int, make: Callable[[], RegionFeatures]) -> RegionFeatures:
+    def get(self, region_id: int, make: Callable[[], BackboneFeatures]) -> BackboneFeatures:
         name = f"r{region_id}"
         if name in self.group:
             node = self.group[name]
@@ -102,45 +116,46 @@ class FeatureCache:
                 return _load(node)
         self.misses += 1
         feats = make()
-        arrays = [feats.tokens.detach().cpu().to(torch.float16).numpy()]
-        arrays += [m.detach().cpu().to(torch.float16).numpy() for m in feats.maps]
+        arrays = [m.detach().cpu().to(torch.float16).numpy() for m in feats.maps]
         size = sum(a.nbytes for a in arrays)
         if self.used + size <= self.budget:
             node = self.group.require_group(name)
             for i, a in enumerate(arrays):
                 node.create_array(f"a{i}", data=a, chunks=a.shape, overwrite=True)
-            node.attrs.update({"grid": list(feats.grid), "region_size": list(feats.region_size), "n": len(arrays),
+            node.attrs.update({"region_size": list(feats.region_size), "n": len(arrays), "format": CACHE_FORMAT,
                                "complete": True})  # written last: a half-written entry is never read
             self.used += size
         tensors = [torch.from_numpy(a.astype(np.float32)) for a in arrays]
-        return RegionFeatures(tensors[0], tuple(feats.grid), tensors[1:], tuple(feats.region_size))  # type: ignore[arg-type]
+        return BackboneFeatures(tensors, tuple(feats.region_size))  # type: ignore[arg-type]
 
 
 def cached_features(chunk: list, caches: list[FeatureCache], windows: WindowSet, normalisers: list,
                     model: XTModel, device: torch.device) -> RegionFeatures:
-    """Quick mode: a chunk's features from the caches (a miss encodes the un-augmented region), with each sample's
-    flip/rotation applied, stacked on ``device``."""
+    """Quick mode: a chunk's features, stacked on ``device``: the backbone's output from the caches (a miss encodes
+    the un-augmented region without gradients), then the encoder's neck (with gradients when enabled: a ViT's
+    pyramid trains) and stitching, then each sample's flip/rotation."""
     parts = []
     for s in chunk:
         plan, item = windows.plans[s.image], windows.images[s.image]
         region = plan.regions[s.region_id]
 
-        def make(region=region, plan=plan, item=item, image=s.image) -> RegionFeatures:
+        def make(region=region, plan=plan, item=item, image=s.image) -> BackboneFeatures:
             x = normalisers[image](read_region_pixels(item.image, plan, region)).transpose(2, 0, 1)
             with torch.no_grad():
-                return model.encode_regions(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+                return model.encode_backbone(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
 
-        parts.append(transform_features(caches[s.image].get(s.region_id, make), *s.transform))
-    maps = [torch.cat([p.maps[i] for p in parts]).to(device) for i in range(len(parts[0].maps))]
-    return RegionFeatures(torch.cat([p.tokens for p in parts]).to(device), parts[0].grid, maps, parts[0].region_size)
+        raw = caches[s.image].get(s.region_id, make)
+        raw = BackboneFeatures([m.to(device) for m in raw.maps], raw.region_size)
+        parts.append(transform_features(model.features_from_backbone(raw), *s.transform))
+    maps = [torch.cat([p.maps[i] for p in parts]) for i in range(len(parts[0].maps))]
+    return RegionFeatures(torch.cat([p.tokens for p in parts]), parts[0].grid, maps, parts[0].region_size)
 
 
-def _load(node: zarr.Group) -> RegionFeatures:
+def _load(node: zarr.Group) -> BackboneFeatures:
     n = int(node.attrs["n"])  # type: ignore[arg-type]
     tensors = [torch.from_numpy(np.asarray(cast(zarr.Array, node[f"a{i}"])[...]).astype(np.float32)) for i in range(n)]
-    grid = tuple(node.attrs["grid"])  # type: ignore[arg-type]
     size = tuple(node.attrs["region_size"])  # type: ignore[arg-type]
-    return RegionFeatures(tensors[0], grid, tensors[1:], size)  # type: ignore[arg-type]
+    return BackboneFeatures(tensors, size)  # type: ignore[arg-type]
 
 
 def folder_bytes(path: Path) -> int:

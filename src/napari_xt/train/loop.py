@@ -14,9 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,71 +24,18 @@ from ..engine.normalise import Normaliser
 from ..engine.run import autocast_dtype, resolve_device
 from ..errors import OutputError
 from ..model import save_model
-from ..model.heads import decode_detections
 from ..model.xt import RegionFeatures
 from .annotations import AnnotationError
 from .cache import FeatureCache, cache_key, cached_features, default_root
-from .data import Augment, RegionCache, TrainingImage, build_windows, iter_window
-from .losses import (
-    DetectionMetric,
-    SegmentationMetric,
-    class_weights,
-    detection_loss,
-    detection_targets,
-    segmentation_loss,
-    segmentation_report,
-)
-from .model_setup import frozen_by_freezing, has_trainable_neck, make_model
+from .data import RegionCache, TrainingImage, build_windows, iter_window
+from .losses import class_weights, detection_loss, detection_targets, segmentation_loss
+from .model_setup import frozen_by_freezing, has_trainable_neck, make_model, resolve_freeze
+from .options import TrainOptions
 from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
 from .tasks import tasks_from_annotations
+from .validation import evaluate
 
-
-@dataclass
-class TrainOptions:
-    """Everything ``napari-xt train`` and the Fine-tune tab can set (see docs/train.md)."""
-
-    out: str
-    base: str | None = None  # checkpoint / preset to start from; None: a fresh model
-    region_encoder: str = "tiny"
-    context_encoder: str = "hyper"
-    context_kwargs: dict = field(default_factory=dict)
-    region_size: int | None = None
-    sub_region_size: int | None = None
-    pixel_size: float | None = None  # analysis px size; None: the base's, else level 0 (or ``level``)
-    level: int | None = None
-    window_size: int = 2
-    epochs: int = 10  # at most this many; with ``time_budget_s`` training also ends when the budget is spent
-    time_budget_s: float | None = None  # wall-clock budget: the LR schedule runs over it, the last epoch fits in it
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05  # fraction of all steps
-    grad_clip: float = 1.0
-    freeze_encoder: bool = False
-    checkpointing: bool = True
-    chunk: int = 1  # regions per backward chunk
-    grad_fraction: float = 1.0  # share of chunks that get gradients (others only advance the memory)
-    val_fraction: float = 0.2
-    patience: int = 5  # epochs without validation improvement (once the score is above 0) before stopping
-    class_balance: bool = True  # CE weighted by capped inverse class frequency of the annotated pixels
-    weight_cap: float = 10.0
-    dice: float = 1.0  # weight of the soft Dice term (0: cross entropy only)
-    balanced_sampling: bool = True  # windows holding rare classes repeated (every class seen every epoch)
-    mode: str = "full"  # "full": end to end; "quick": frozen encoder over an on-disk feature cache (train/cache.py)
-    feature_cache_dir: str | None = None  # Quick mode's cache folder (default: napari-xt's user cache)
-    feature_cache_mb: float = 4096.0
-    max_windows: int | None = None  # training windows per epoch (random subset)
-    device: str = "auto"
-    precision: str = "fp32"
-    seed: int = 0
-    augment: Augment = field(default_factory=Augment)
-    cache_mb: float = 1024.0
-    use_mask: bool = True
-    overwrite: bool = False
-    pretrained: bool = False
-    encoder_weights: str | None = None  # a fresh model's region-encoder weights file (implies pretrained)
-    class_names: list[str] | None = None  # segmentation class names (else from the labels)
-    name: str = ""
-    description: str = ""
+__all__ = ["TrainOptions", "Trainer"]
 
 
 class Trainer:
@@ -109,12 +54,15 @@ class Trainer:
         self.device = resolve_device(options.device)
         self.amp = autocast_dtype(options.precision, self.device)
         self.tasks, names, colors = tasks_from_annotations(images, options.class_names)
+        torch.manual_seed(options.seed)  # a fresh model's weights too come from ``seed``, not from whatever ran before
         first = images[0].image
         self.model = make_model(self.tasks, names, colors, base=options.base, region_encoder=options.region_encoder,
                                 context_encoder=options.context_encoder, region_size=options.region_size,
                                 sub_region_size=options.sub_region_size, first_image=first,
                                 pretrained=options.pretrained, context_kwargs=options.context_kwargs,
-                                encoder_weights=options.encoder_weights)
+                                encoder_weights=options.encoder_weights,
+                                encoder_options=options.encoder_options)
+        self.freeze_note = resolve_freeze(self.model, options)
         cfg = self.model.config
         pixel = options.pixel_size if options.pixel_size is not None else (
             cfg.pixel_size if options.level is None else None)
@@ -260,41 +208,9 @@ class Trainer:
         return total
 
     # -- validation ------------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
         """Validation metrics: mIoU (segmentation), F1 (detection), accuracy (classification), and their mean."""
-        model = self.model.eval()
-        seg = SegmentationMetric(self.tasks["segmentation"]["num_classes"]) if "segmentation" in self.tasks else None
-        det = DetectionMetric() if "detection" in self.tasks else None
-        correct = seen = 0
-        for ref in self.val_refs:
-            memory = model.init_memory(1, device=self.device)
-            token_sum, n_tokens = torch.zeros((), device=self.device), 0
-            for chunk in self._chunks(ref, None, augment=False):
-                outs, ctx, memory = self._forward_chunk(chunk, memory, grad=False)
-                token_sum = token_sum + ctx.reshape(-1, ctx.shape[-1]).float().sum(0)
-                n_tokens += ctx.shape[0] * ctx.shape[1]
-                for j, s in enumerate(chunk):
-                    if seg is not None:
-                        seg.update(outs["segmentation"][j].argmax(0).cpu().numpy(), s.segmentation)
-                    if det is not None:
-                        pred = decode_detections(outs["detection"], j, score_threshold=0.3)
-                        det.update(pred, s.objects)
-            label = self.windows.images[ref.image].image_class
-            if label is not None:
-                logits = model.classify(memory, (token_sum / max(n_tokens, 1))[None])
-                correct += int(int(logits.argmax(-1)) == label.index)
-                seen += 1
-        out: dict[str, Any] = {}
-        if seg is not None:
-            out.update(segmentation_report(seg, self.dominant, self.model.config.class_names.get("segmentation")))
-        if det is not None:
-            out["f1"] = det.f1()
-        if seen:
-            out["accuracy"] = correct / seen
-        scores = [v for k, v in out.items() if k in ("minority_iou", "f1", "accuracy") and not np.isnan(v)]
-        out["score"] = float(np.mean(scores)) if scores else float("nan")
-        return out
+        return evaluate(self)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     def fit(self, on_progress: Callable[[dict], None] | None = None) -> dict:
@@ -331,14 +247,16 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warm) * (
             0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(s))))))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        start_weights = weights_digest(model)
         t_val = time.perf_counter()
-        initial = self.evaluate() if self.val_refs else {}
-        val_seconds = time.perf_counter() - t_val
+        initial = self.evaluate() if self.val_refs and o.initial_validation else {}
+        val_seconds = time.perf_counter() - t_val if initial else None  # None: not measured yet
         best, best_epoch, since_best, step = -math.inf, -1, 0, 0
         yield {"kind": "start", "epochs": o.epochs, "steps": steps, "train_windows": len(self.train_refs),
                "val_windows": len(self.val_refs), "initial": initial, "time_budget_s": budget,
                "class_weights": None if self.seg_weights is None else [round(float(v), 3) for v in self.seg_weights],
-               "dominant_class": self.dominant}
+               "dominant_class": self.dominant, "window_size": o.window_size, "base": o.base,
+               "weights": start_weights, "note": self.freeze_note}
         for epoch in range(1, o.epochs + 1):
             model.train()
             if o.freeze_encoder:
@@ -348,7 +266,10 @@ class Trainer:
             t_epoch = time.perf_counter()
             for n, idx in enumerate(order):
                 window_s = (time.perf_counter() - t_epoch) / max(len(losses), 1)  # the next window and validation
-                if self._stop or (budget and losses and time.perf_counter() - t0 + val_seconds + window_s > budget):
+                # what validation will take: as last time, or (never measured) one training window per validation
+                # window (measured: no backward, but the full-resolution head dominates both)
+                val_s = val_seconds if val_seconds is not None else window_s * len(self.val_refs)
+                if self._stop or (budget and losses and time.perf_counter() - t0 + val_s + window_s > budget):
                     break
                 optimiser.zero_grad(set_to_none=True)
                 losses.append(self._train_window(self.train_refs[idx], rng))
@@ -391,7 +312,7 @@ class Trainer:
                    "best_score": None if best == -math.inf else best, "initial": initial,
                    "final": self.history[-1]["val"] if self.history else {}, "stopped": self._stop,
                    "train_windows": len(self.train_refs), "val_windows": len(self.val_refs),
-                   "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks),
+                   "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks), "base": o.base,
                    "class_counts": [int(v) for v in self.class_counts]}
         yield {"kind": "done", **summary}
 
@@ -402,6 +323,19 @@ class Trainer:
         save_model(self.model, tmp)
         os.replace(tmp, self.out)
         self.model.train(was_training)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A cheap identity of a model's weights (a strided sample of every tensor), config left out: the ``start``
+    event carries it, so "Train again continues from the last model" is checkable, not just claimed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        flat = tensor.detach().float().flatten()
+        h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _detach(memory):

@@ -9,14 +9,49 @@ classes). Heads for tasks the user did not annotate are dropped: a saved model m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..model import XTConfig, build_model, encoder_spec, load_model
+from ..model.xt import XTModel
 from ..palette import default_colors
 
-__all__ = ["data_statistics", "default_colors", "make_model"]  # default_colors: the project palette, for loop.py
+__all__ = ["LARGE_ENCODER_PARAMS", "data_statistics", "default_colors", "default_freeze",
+           "encoder_parameters", "make_model", "resolve_freeze"]  # default_colors: the project palette, for loop.py
+
+#: Region encoders with at least this many backbone parameters are frozen by default when fine-tuning: a ViT-L/H
+#: (300-630 M) fine-tuned end to end on a few annotated regions overfits and needs several times the GPU memory
+#: (gradients + AdamW state); ViT-B (86 M) and the Swin/ConvNeXt/tiny encoders stay trainable.
+LARGE_ENCODER_PARAMS = 150_000_000
+#: Builder options that only change memory use; the only ones a ``--base`` model may be given.
+_MEMORY_OPTIONS = ("sub_batch",)
+
+
+def encoder_parameters(model: XTModel) -> int:
+    """Parameters of the region encoder's backbone (``region_encoder.model``; a ViT's pyramid neck not counted)."""
+    return sum(p.numel() for p in model.region_encoder.model.parameters())
+
+
+def default_freeze(model: XTModel) -> bool:
+    """Whether fine-tuning freezes ``model``'s region encoder when nobody said: yes for large encoders
+    (:data:`LARGE_ENCODER_PARAMS`)."""
+    return encoder_parameters(model) >= LARGE_ENCODER_PARAMS
+
+
+def resolve_freeze(model: XTModel, options: Any) -> str | None:
+    """Settle ``options.freeze_encoder`` when it is None (nobody said): frozen for large encoders, so the CLI and
+    the Fine-tune tab fine-tune a foundation model the same way. Returns the note to show the user when the default
+    froze it (they should know why the encoder does not learn), else None."""
+    if options.freeze_encoder is not None:
+        return None
+    options.freeze_encoder = default_freeze(model)
+    if not options.freeze_encoder:
+        return None
+    n = encoder_parameters(model) / 1e6
+    return (f"region encoder {model.config.region_encoder} ({n:.0f} M parameters) is kept frozen (a large encoder "
+            "overfits a few annotated regions; `napari-xt train --train-encoder` fine-tunes it too)")
 
 
 def data_statistics(image, channels: int) -> tuple[list[float], list[float]]:
@@ -39,14 +74,23 @@ def data_statistics(image, channels: int) -> tuple[list[float], list[float]]:
 def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_colors: dict[str, list[list[int]]],
                *, base: str | None, region_encoder: str, context_encoder: str, region_size: int | None,
                sub_region_size: int | None, first_image, pretrained: bool = False, context_kwargs: dict | None = None,
-               encoder_weights: str | None = None):
+               encoder_weights: str | None = None, encoder_options: dict[str, Any] | None = None):
     """Build the model to train and its config. ``tasks`` maps head name -> head options (with num_classes).
 
     A fresh model's region encoder is a catalogue name or a ``timm:``/``hf-hub:`` spec; ``pretrained`` loads its
     checked weights (``encoder_weights`` FILE, else weights folder / hub cache; ``WeightsUnavailable`` otherwise).
     An encoder that has pretrained weights but is built without them is labelled "random-init" in the description.
+    ``encoder_options`` go to the encoder's builder and into
+    ``region_encoder_kwargs``; a ``base`` keeps its own encoder and takes only memory options (``sub_batch``).
     """
+    options = dict(encoder_options or {})
+    for key in ("pretrained", "weights"):
+        if key in options:
+            raise ValueError(f"encoder option {key!r} is not an option: use --encoder-weights FILE or --random-init")
     if base:
+        other = sorted(set(options) - set(_MEMORY_OPTIONS))
+        if other:
+            raise ValueError(f"encoder options {', '.join(other)} apply to a fresh model; --base keeps its own encoder")
         model = load_model(base)
         cfg = model.config
         heads = {}
@@ -55,7 +99,8 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
             same = old is not None and old.get("type", name) == opts.get("type", name) and \
                 int(old.get("num_classes", -1)) == int(opts["num_classes"])
             heads[name] = dict(old) if same and old is not None else dict(opts)
-        new_cfg = cfg.replace(heads=heads, class_names=class_names, class_colors=class_colors)
+        new_cfg = cfg.replace(heads=heads, class_names=class_names, class_colors=class_colors,
+                              region_encoder_kwargs={**cfg.region_encoder_kwargs, **options})
         if region_size:
             new_cfg = new_cfg.replace(region_size=int(region_size))
         new = build_model(new_cfg, pretrained=False)
@@ -75,7 +120,8 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
     region = int(region_size or 256)
     sub = int(sub_region_size or encoder_spec.suggest_sub_region(region_encoder, region))
     pretrained = bool(pretrained or encoder_weights)
-    enc_kwargs = encoder_spec.pin_options(region_encoder) if pretrained or encoder_spec.is_spec(region_encoder) else {}
+    pinned = pretrained or encoder_spec.is_spec(region_encoder)
+    enc_kwargs = encoder_spec.pin_options(region_encoder, options) if pinned else dict(options)
     if encoder_weights:
         enc_kwargs["weights"] = str(encoder_weights)
     cfg = XTConfig(region_encoder=region_encoder, region_encoder_kwargs=enc_kwargs, region_size=region,

@@ -8,6 +8,10 @@ training region asks for, at that region's resolution. It is a :class:`Segmentat
 "not annotated", as with painted labels). A hole is unlabelled too: QuPath excludes it from the annotation, which
 says nothing about what is inside. Later features are drawn over earlier ones, as QuPath shows them.
 
+The same class serves a napari Shapes layer in the Fine-tune tab (``app.finetune.polygons_from_shapes`` turns its
+polygons, rectangles and ellipses into level-0 rings), and :class:`LayeredLabels` draws such polygons over painted
+labels, so a user may paint some classes and outline others on one image.
+
 Class names map to class ids through ``class_names`` (id 0 is "unlabelled"); without it, the names found are sorted
 and numbered from 1. Features whose class is not in ``class_names``, features without a class and non-polygon
 features are skipped and counted in ``skipped`` (name -> count), so the CLI and the tab can say what was left out.
@@ -101,6 +105,52 @@ class PolygonLabels(SegmentationLabels):
 
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def ellipse_ring(corners: np.ndarray, n: int = 64) -> np.ndarray:
+    """A closed ring of ``n`` points on the ellipse inscribed in a (possibly rotated) box given by its 4 corners in
+    order, as napari stores an ellipse; the coordinates keep whatever axis order the corners have."""
+    c = np.asarray(corners, float)[:4]
+    centre = c.mean(0)
+    a, b = (c[1] - c[0]) / 2, (c[3] - c[0]) / 2  # half-axes along the two sides of the box
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]
+    return centre + np.cos(t) * a + np.sin(t) * b
+
+
+class LayeredLabels(SegmentationLabels):
+    """Painted labels with polygons drawn over them: where a polygon says a class, it wins; elsewhere the paint.
+
+    Both stay lazy (each ``read`` asks both sources for the same box). Unlabelled is ``below.ignore`` throughout.
+    """
+
+    def __init__(self, below: SegmentationLabels, above: SegmentationLabels):
+        n = max(below.num_classes(), above.num_classes())
+        names = next((list(x.class_names) for x in (below, above) if len(x.class_names) >= n), [])
+        colors = below.class_colors if names == below.class_names else []
+        super().__init__(levels=[], downsamples=[], ignore=below.ignore, class_names=names, class_colors=colors)
+        self.below, self.above, self._n = below, above, n
+
+    def read(self, box0: tuple[float, float, float, float], out_shape: tuple[int, int]) -> np.ndarray:
+        out = self.below.read(box0, out_shape)
+        top = self.above.read(box0, out_shape)
+        hit = top != self.above.ignore
+        out[hit] = top[hit]
+        return out
+
+    def coarse_annotated(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
+        """The union of both sources' coarse masks on the coarser of their grids (no annotated pixel is lost: each
+        marked pixel of the finer mask marks the coarse pixel it falls in)."""
+        (m1, s1), (m2, s2) = self.below.coarse_annotated(max_side), self.above.coarse_annotated(max_side)
+        (big, step), (small, small_step) = ((m1, s1), (m2, s2)) if s1 >= s2 else ((m2, s2), (m1, s1))
+        out = np.array(big, dtype=bool, copy=True)
+        ys, xs = np.nonzero(small)
+        ys = np.minimum((ys * small_step / step).astype(np.int64), out.shape[0] - 1)
+        xs = np.minimum((xs * small_step / step).astype(np.int64), out.shape[1] - 1)
+        out[ys, xs] = True
+        return out, step
+
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else self._n
 
 
 def _fill(ring: np.ndarray, y0: float, x0: float, sy: float, sx: float, shape: tuple[int, int]) -> np.ndarray:

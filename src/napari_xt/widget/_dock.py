@@ -8,7 +8,6 @@ Thin by design: the :class:`~napari_xt.widget._panel.RunPanel`'s fields in, the 
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -23,22 +22,17 @@ from superqt.utils import qdebounced
 from .._compat import keep_triton_out_without_cuda, partial_labels_refresh_supported
 from ..app import catalog
 from ..app.events import RegionDone, RegionFailed, RunFinished
-from ..app.layers import (
-    default_store_path,
-    layer_path,
-    results_dir,
-    shapes_to_roi,
-    unique_store_path,
-    world_to_level0,
-)
-from ..app.request import PlanOptions, PredictRequest, RunOptions
-from ..engine.store import is_store
+from ..app.layers import default_store_path, results_dir, unique_store_path, world_to_level0
+from ..app.request import PredictRequest
+from ..engine.store import is_store, read_meta
 from . import _fields as F
+from ._encoder_picker import EncoderPicker
 from ._export import ExportButton
 from ._finetune import FinetuneTab
 from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
+from ._request import build_request
 from ._runner import Runner
 from ._window import compact_fields, scrolling
 
@@ -73,6 +67,8 @@ class XTDock(Container):
             setattr(self, name, getattr(self.panel, name))
         self.out.tooltip = (f"The result store (zarr). New runs go to {results_dir(F.results_folder_setting())} "
                             "(Preferences > Plugins > napari-xt > Results folder), never beside the image.")
+        self.encoder_picker = EncoderPicker(partial(build_request, self, False), lambda: not self.runner.busy)
+        self.encoder_picker.place(self.panel, after=self.model_info, replacing=self.region_encoder)
         self.export_button = ExportButton(self._store_for_export, self)
         self.panel.append(self.export_button)
         self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
@@ -83,6 +79,8 @@ class XTDock(Container):
         self.native.layout().addWidget(self.tabs)
         self.margins = (0, 0, 0, 0)
 
+        for field in (self.image, self.device, self.precision, self.resolution, self.region_size, self.use_mask):
+            field.changed.connect(self.encoder_picker.schedule)  # the time estimate follows what the run would do
         self.image.changed.connect(self._on_image_changed)
         self.model.changed.connect(self._on_model_changed)
         self.out.changed.connect(self._on_out_edited)
@@ -141,6 +139,7 @@ class XTDock(Container):
             self._infos[info.key] = info
         for combo in (self.region_encoder, self.context_encoder, self.device, self.precision):
             combo.reset_choices()
+        self.encoder_picker.set_encoders(cat.encoders)
         self._refresh_models()
         preferred = ("demo-sar", *DEFAULT_MODELS) if F.layer_kind(self.image.value) == "sar" else DEFAULT_MODELS
         default = [i.key for i in files] or [k for k in preferred if k in self._infos]
@@ -149,14 +148,16 @@ class XTDock(Container):
         self._on_model_changed(self.model.value)
         for problem in problems:
             notifications.show_warning(f"Skipped a file in the models folder: {problem}")
-        self.finetune.refresh_models()
+        self.finetune.set_encoders(cat.encoders)
         self._update_buttons()
 
     def _on_trained(self, path: str) -> None:
-        """A model the Fine-tune tab just saved: list it, select it, show the Run tab."""
+        """A model the Fine-tune tab just saved: list it and select it; show the Run tab unless the tab's
+        interactive loop (preview the view, correct, Train again) keeps the user in Fine-tune."""
         if self.add_checkpoint(path):
             self.finetune.refresh_models()
-            self.tabs.setCurrentIndex(0)
+            if not self.finetune.preview.value:
+                self.tabs.setCurrentIndex(0)
 
     def _on_layers_changed(self, _event=None) -> None:
         self.image.reset_choices()
@@ -227,6 +228,7 @@ class XTDock(Container):
         info = self._infos.get(key)
         self._previous_model = key
         self.model_info.value = F.describe_html(info)
+        self.encoder_picker.follow_model(info)
         if info is None:
             return
         self.region_size.value = info.region_size
@@ -264,37 +266,11 @@ class XTDock(Container):
         self._update_buttons()
 
     def _request(self, resume: bool) -> tuple[PredictRequest, object] | None:
-        layer, info = self.image.value, self._infos.get(self.model.value)
-        if layer is None:
-            self._notify_error("There is no image to analyse: open an image (File > Open) or a sample first.")
+        built = build_request(self, resume)
+        if isinstance(built, str):
+            self._notify_error(built)
             return None
-        if info is None:
-            self._notify_error("Pick a model first (a preset, a checkpoint from the models folder, or Browse…).")
-            return None
-        roi = None
-        if self.roi.value is not None:
-            roi = shapes_to_roi(self.roi.value, layer)
-            if roi is None:
-                self._notify_error(f"The Shapes layer {self.roi.value.name!r} has no polygon or rectangle; draw one "
-                                   "or choose 'whole image'.")
-                return None
-        level = self.resolution.value
-        plan = PlanOptions(
-            mpp=(self.mpp.value or None) if level is None else None, level=level,
-            region_size=self.region_size.value, overlap=self.overlap.value, context=self.context.value,
-            window_size=self.window_size.value, order=self.order.value,
-            roi=None if roi is None else tuple((float(y), float(x)) for y, x in roi), use_mask=self.use_mask.value,
-            focus=world_to_level0(layer, F.camera_center(self.viewer)),
-        )
-        run = RunOptions(
-            device=self.device.value or "cpu", precision=self.precision.value, batch_size=self.batch_size.value,
-            prefetch=self.prefetch.value, read_workers=self.read_workers.value,
-            score_threshold=float(self.min_score.value), max_detections_per_region=self.max_detections.value,
-            probabilities=self.probabilities.value,
-        )
-        request = PredictRequest(image=layer_path(layer) or f"layer:{layer.name}", model=info.key,
-                                 out=str(self.out.value), plan=plan, run=run, resume=resume)
-        return request, layer
+        return built
 
     def start(self, _=None) -> None:
         """Run: a new result store (an existing one is never replaced: a new name is picked)."""
@@ -401,7 +377,7 @@ class XTDock(Container):
         resumable = False
         if not busy and self.ready and out not in ("", ".") and is_store(out):
             try:
-                resumable = not json.loads((Path(out) / "meta.json").read_text()).get("complete", False)
+                resumable = not read_meta(out).get("complete", False)
             except (OSError, ValueError):
                 resumable = False
         self.resume_button.enabled = resumable

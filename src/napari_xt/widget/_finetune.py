@@ -4,12 +4,21 @@ Train runs ``app.finetune.training_events`` in a napari thread worker (progress 
 relays each event: the status line and a small loss / validation curve update live. Stop asks the trainer to stop
 after the current window; the best checkpoint so far stays on disk. When training ends, the new model is added to
 the Run tab's model list and selected there.
+
+The interactive loop: when training ends (or is stopped) the saved (best) model runs at once on the regions in view
+(``app.finetune.preview_events`` in a second worker) and shows as the "xT preview" Labels layer; *Start from*
+switches to the model just saved, so after correcting the labels the next Train continues from it.
+
+Segmentation targets come from a painted Labels layer, from a Shapes layer (polygons, rectangles, ellipses; class
+from a ``class`` feature, else the class chosen here), or both (shapes drawn over the paint); the worker rasterises
+the shapes lazily, region by region.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 from magicgui.types import FileDialogMode
@@ -24,45 +33,18 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import create_worker
 from napari.utils import notifications
-from qtpy.QtCore import QPointF, Qt
-from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
-from qtpy.QtWidgets import QSizePolicy, QWidget
+from qtpy.QtCore import Qt
 
-from ..app.finetune import FinetuneRequest, training_events
+from ..app.events import RegionDone, RunFinished
+from ..app.finetune import FinetuneRequest, PreviewRequest, preview_events, training_events
 from ..app.layers import user_cache_dir
+from ._curve import CurveView
+from ._finetune_preview import PreviewOverlay, visible_box
 
-FRESH = "__fresh__"
+#: Quick mode's budget when none is set: the interactive loop wants a model (and its overlay) within a minute
+QUICK_BUDGET_S = 30
 
-
-class CurveView(QWidget):
-    """Training loss (per window, grey) and validation score (per epoch, orange, 0..1) as two polylines."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.loss: list[float] = []
-        self.val: list[float] = []
-        self.setMinimumHeight(90)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("grey: training loss per window; orange: validation score per epoch (0-1)")
-
-    def clear(self) -> None:
-        self.loss, self.val = [], []
-        self.update()
-
-    def paintEvent(self, _event) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        w, h = self.width(), self.height()
-        painter.fillRect(0, 0, w, h, QColor(38, 41, 48))
-        for values, color, top in ((self.loss, QColor(170, 170, 170), max(self.loss or [1.0])),
-                                   (self.val, QColor(255, 160, 40), 1.0)):
-            if len(values) < 2 or top <= 0:
-                continue
-            n = len(values) - 1
-            pts = [QPointF(4 + (w - 8) * i / n, h - 4 - (h - 8) * min(v / top, 1.0)) for i, v in enumerate(values)]
-            painter.setPen(QPen(color, 1.5))
-            painter.drawPolyline(QPolygonF(pts))
-        painter.end()
+FRESH = "__fresh__"  # "Start from" keys of fresh models: FRESH + the region encoder's name ("__fresh__tiny")
 
 
 class FinetuneTab(Container):
@@ -75,25 +57,44 @@ class FinetuneTab(Container):
         self.image = ComboBox(label="Image", choices=self._layers("Image"))
         self.labels_layer = ComboBox(label="Labels", choices=self._optional("Labels"),
                                      tooltip="painted classes (segmentation); 0 = not annotated")
+        self.shapes_layer = ComboBox(label="Polygons", choices=self._optional("Shapes"),
+                                     tooltip="outlined classes (segmentation): polygons, rectangles, ellipses; each "
+                                     "shape's class from its 'class' feature, else the class below; drawn over the "
+                                     "painted labels")
+        self.shape_class = SpinBox(label="Polygon class", value=1, min=1, max=255,
+                                   tooltip="the class of shapes without a 'class' feature")
         self.points = ComboBox(label="Points", choices=self._optional("Points"),
                                tooltip="marked objects (detection); a 'class' feature gives their classes")
         self.area = ComboBox(label="Complete in", choices=self._optional("Shapes"),
                              tooltip="where every object was marked (points outside it are not negatives)")
+        self.encoders: list = []  # app.catalog.EncoderInfo, set by the dock once its catalogue is loaded
         self.base = ComboBox(label="Start from", choices=self._bases)
+        self.random_init = CheckBox(text="Random init (fresh model)", value=False,
+                                    tooltip="build a fresh model's encoder with random weights instead of its "
+                                    "pretrained ones (the checkpoint is labelled random-init)")
         self.epochs = SpinBox(label="Epochs", value=10, min=1, max=1000)
+        self.budget = SpinBox(label="Budget (s)", value=0, min=0, max=86400,
+                              tooltip="wall-clock training budget in seconds (0: none, train the epochs set); "
+                              f"Quick sets {QUICK_BUDGET_S} s when none is set")
         self.mode = ComboBox(label="Mode", choices=[("Full (train end to end)", "full"),
                                                     ("Quick (frozen encoder, cached features)", "quick")],
                              value="full", tooltip="Quick encodes each region once and trains the context encoder "
                              "and heads over the cached features: fast, best with a pretrained encoder")
-        self.freeze = CheckBox(text="Freeze region encoder", value=False)
+        self.freeze = CheckBox(text="Freeze region encoder", value=False,
+                               tooltip="large (foundation-model) encoders are kept frozen either way; Quick always "
+                               "freezes")
         self.zero_unlabelled = CheckBox(text="Label 0 = not annotated", value=True)
+        self.preview = CheckBox(text="Then predict the regions in view", value=True,
+                                tooltip="run the trained model on what the canvas shows and overlay it "
+                                "('xT preview' layer), so you can correct the labels and Train again")
         self.out = FileEdit(label="Save as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.safetensors",
                             value=self._default_out())
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.status = Label(value="Paint labels or add points on an image, then Train.")
-        self.extend([self.image, self.labels_layer, self.points, self.area, self.base, self.mode, self.epochs,
-                     self.freeze, self.zero_unlabelled, self.out,
+        self.status = Label(value="Paint labels, outline shapes or add points on an image, then Train.")
+        self.extend([self.image, self.labels_layer, self.shapes_layer, self.shape_class, self.points, self.area,
+                     self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
+                     self.zero_unlabelled, self.preview, self.out,
                      Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
                      self.status])
         self.curve = CurveView()
@@ -103,25 +104,56 @@ class FinetuneTab(Container):
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.image.changed.connect(lambda _v: setattr(self.out, "value", self._default_out()))
+        self.mode.changed.connect(self._on_mode)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._relist)
         self.worker = None
+        self.preview_worker = None
         self._holder: dict = {}
+        self._preview_holder: dict = {}
+        self.overlay = PreviewOverlay(viewer)
+        self._request: FinetuneRequest | None = None
+        self._window_size = 2
+        self._saved, self._preview_total = "", 0
+        #: perf_counter marks of the last Train: pressed, started (data and model ready, initial validation done),
+        #: trained (model saved), preview (its first region shown)
+        self.marks: dict[str, float] = {}
+        self.last: dict[str, dict] = {}  # the last "start" and "done" events (tests, benchmarks)
+        self._closed = False
+        self.native.destroyed.connect(self._on_destroyed)
 
     # -- lists -------------------------------------------------------------------------------------------------
     def _layers(self, kind: str):
-        return lambda _w=None: [(layer.name, layer) for layer in self.viewer.layers if type(layer).__name__ == kind]
+        return lambda _w=None: [(layer.name, layer) for layer in self.viewer.layers if type(layer).__name__ == kind
+                                and not _is_preview(layer)]
 
     def _optional(self, kind: str):
         return lambda _w=None: [("—", None)] + self._layers(kind)()
 
     def _bases(self, _w=None):
-        return [("fresh tiny model", FRESH)] + [(label, key) for label, key in self._model_choices()
-                                               if key != "__browse__" and label != "Browse…"]
+        """The fresh tiny model first (the default: no weights to fetch, seconds per epoch on a CPU), then fresh
+        models of every catalogue encoder, grouped like the Run tab's picker and with their weight states
+        ("fresh · pathology · uni  [needs a token]"), then every listed model."""
+        fresh = [("fresh tiny model", FRESH + "tiny")] + [
+            (f"fresh · {info.label}", FRESH + info.name) for info in self.encoders if info.name != "tiny"]
+        return fresh + [(label, key) for label, key in self._model_choices()
+                        if key != "__browse__" and label != "Browse…"]
+
+    def set_encoders(self, encoders) -> None:
+        """The catalogue's encoders (``app.catalog.EncoderInfo``, grouped, with weight states) for fresh models."""
+        self.encoders = list(encoders)
+        value = self.base.value
+        self.base.reset_choices()
+        if value in [key for _label, key in self._bases()]:
+            self.base.value = value
 
     def _relist(self, _event=None) -> None:
-        for combo in (self.image, self.labels_layer, self.points, self.area):
+        for combo in (self.image, self.labels_layer, self.shapes_layer, self.points, self.area):
             combo.reset_choices()
+
+    def _on_mode(self, mode) -> None:
+        if mode == "quick" and not self.budget.value:
+            self.budget.value = QUICK_BUDGET_S
 
     def refresh_models(self) -> None:
         self.base.reset_choices()
@@ -140,8 +172,9 @@ class FinetuneTab(Container):
         if self.image.value is None:
             notifications.show_error("Fine-tune: open an image first.")
             return None
-        if self.labels_layer.value is None and self.points.value is None:
-            notifications.show_error("Fine-tune: choose a Labels layer or a Points layer with your annotations.")
+        if self.labels_layer.value is None and self.points.value is None and self.shapes_layer.value is None:
+            notifications.show_error("Fine-tune: choose a Labels layer, a Shapes layer (polygons) or a Points layer "
+                                     "with your annotations.")
             return None
         out = Path(str(self.out.value))
         if out.suffix != ".safetensors":
@@ -151,19 +184,33 @@ class FinetuneTab(Container):
                                      "overwritten).")
             return None
         out.parent.mkdir(parents=True, exist_ok=True)
-        base = None if self.base.value == FRESH else self.base.value
+        key = str(self.base.value)
+        fresh = key.startswith(FRESH)
+        encoder = key[len(FRESH):] if fresh else "tiny"
+        info = next((i for i in self.encoders if i.name == encoder), None)
+        # a fresh encoder loads its pretrained weights whenever it has some; only "Random init" (or an encoder with
+        # no weights at all, such as tiny) builds random ones, and the checkpoint says so
+        pretrained = fresh and not self.random_init.value and not (info is None or info.random_init)
         return FinetuneRequest(self.image.value, self.labels_layer.value, self.points.value, self.area.value,
-                               base=base, out=str(out), epochs=int(self.epochs.value),
-                               freeze_encoder=bool(self.freeze.value), mode=str(self.mode.value),
-                               zero_is_unlabelled=bool(self.zero_unlabelled.value))
+                               base=None if fresh else key, region_encoder=encoder, pretrained=pretrained,
+                               out=str(out), epochs=int(self.epochs.value),
+                               freeze_encoder=True if self.freeze.value else None, mode=str(self.mode.value),
+                               zero_is_unlabelled=bool(self.zero_unlabelled.value),
+                               shapes_layer=self.shapes_layer.value, shape_class=int(self.shape_class.value),
+                               time_budget_s=float(self.budget.value) or None,
+                               # the loop's answer matters more than the untrained baseline (a whole validation pass)
+                               initial_validation=self.mode.value != "quick")
 
     def start(self, _=None) -> None:
         if self.worker is not None:
             return
+        self._cancel_preview()
+        t0 = time.perf_counter()
         request = self.request()
         if request is None:
             return
-        self._holder = {}
+        self.marks = {"train": t0}
+        self._request, self._holder = request, {}
         self.curve.clear()
         self.status.value = "preparing (reading annotations, building the model)…"
         worker = create_worker(training_events, request, self._holder, _progress={"desc": "xT fine-tune"},
@@ -176,6 +223,9 @@ class FinetuneTab(Container):
         worker.start()
 
     def stop(self, _=None) -> None:
+        if self.worker is None:
+            self._cancel_preview()
+            return
         trainer = self._holder.get("trainer")
         if trainer is not None:
             trainer.stop()
@@ -184,12 +234,19 @@ class FinetuneTab(Container):
             self.worker.quit()
 
     def _on_event(self, e: dict) -> None:
+        if self._closed:
+            return
         kind = e["kind"]
+        if kind in ("start", "done"):
+            self.last[kind] = e
+            self.marks.setdefault("started" if kind == "start" else "done", time.perf_counter())
         if kind == "start":
             init = e.get("initial", {}).get("score")
             if isinstance(init, float):
                 self.curve.val.append(max(init, 0.0))
-            self.status.value = (f"training on {e['train_windows']} windows, validating on {e['val_windows']}")
+            self._window_size = int(e.get("window_size") or 2)
+            note = f" · {e['note']}" if e.get("note") else ""
+            self.status.value = f"training on {e['train_windows']} windows, validating on {e['val_windows']}{note}"
         elif kind == "step":
             self.curve.loss.append(float(e["loss"]))
             eta = f" · ETA {e['eta_s']:.0f} s" if e.get("eta_s") else ""
@@ -202,10 +259,14 @@ class FinetuneTab(Container):
                                  + _per_class(e.get("val") or {}))
         elif kind == "done":
             final = _metrics(e.get("final") or {})
-            self.status.value = (f"saved {Path(e['out']).name} (best epoch {e['best_epoch']}, {final}); selected "
-                                 "in the Run tab")
+            self._saved = (f"saved {Path(e['out']).name} (best epoch {e['best_epoch']}, {final}); selected "
+                           "in the Run tab")
+            self.status.value = self._saved
+            self.marks["trained"] = time.perf_counter()
             self._on_trained(e["out"])
             self._continue_from(e["out"])
+            if self.preview.value and self._request is not None and "segmentation" in e.get("tasks", []):
+                self.start_preview(e["out"], self._request.image_layer)
         self.curve.update()
 
     def _continue_from(self, path: str) -> None:
@@ -215,18 +276,85 @@ class FinetuneTab(Container):
             self.base.value = path
         self.out.value = self._default_out()
 
+    # -- the prediction overlay --------------------------------------------------------------------------------------
+    def start_preview(self, model: str, image_layer) -> None:
+        """Run ``model`` on the regions in view in a worker; its regions appear in the "xT preview" layer."""
+        self._cancel_preview()
+        request = PreviewRequest(image_layer, model, visible_box(self.viewer, image_layer),
+                                 window_size=self._window_size)
+        self._preview_holder = {}
+        worker = create_worker(preview_events, request, self._preview_holder, _ignore_errors=True,
+                               _progress={"desc": "xT: predicting the view"})
+        worker.yielded.connect(lambda e, layer=image_layer: self._on_preview_event(e, layer))
+        worker.errored.connect(self._on_preview_error)
+        worker.finished.connect(self._on_preview_finished)
+        self.preview_worker = worker
+        self.stop_button.enabled = True
+        worker.start()
+
+    def _on_preview_event(self, e, image_layer) -> None:
+        if self._closed:
+            return
+        if isinstance(e, dict) and e.get("kind") == "preview":
+            self.overlay.show(e, image_layer)
+            self._preview_total = int(e["regions"])
+        elif isinstance(e, RegionDone):
+            self.overlay.region_done()
+            if "preview" not in self.marks:
+                self.marks["preview"] = time.perf_counter()
+            self.status.value = self._saved + f"\npredicting the view: {self.overlay.regions_shown}/" \
+                f"{self._preview_total} regions"
+        elif isinstance(e, RunFinished):
+            self.overlay._refresh()
+            done = "" if e.status == "complete" else f" ({e.status})"
+            self.status.value = self._saved + f"\nthe view's {self.overlay.regions_shown} regions predicted{done}: " \
+                "correct the labels and Train again to continue from this model"
+
+    def _on_preview_finished(self) -> None:
+        self.preview_worker = None
+        if not self._closed:
+            self._set_running(self.worker is not None)
+
+    def _on_destroyed(self, *_args) -> None:
+        """The viewer is closing: stop training and the preview, and stop touching widgets that are gone."""
+        self._closed = True
+        trainer = self._holder.get("trainer")
+        if trainer is not None:
+            trainer.stop()
+        self._cancel_preview()
+
+    def _cancel_preview(self) -> None:
+        run = self._preview_holder.get("run")
+        if self.preview_worker is not None and run is not None:
+            run.cancel()
+
+    def _on_preview_error(self, err: BaseException) -> None:
+        if self._closed:
+            return
+        text = str(err).strip() or type(err).__name__
+        notifications.show_error(f"Fine-tune: the model was saved, but predicting the view failed: {text}")
+        self.status.value = self._saved + f"\nthe view was not predicted: {text}"
+
     def _on_error(self, err: BaseException) -> None:
+        if self._closed:
+            return
         text = str(err).strip() or type(err).__name__
         notifications.show_error(f"Fine-tune: {text}")
         self.status.value = f"not trained: {text}"
 
     def _on_finished(self) -> None:
         self.worker = None
-        self._set_running(False)
+        if not self._closed:
+            self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.train_button.enabled = not running
-        self.stop_button.enabled = running
+        self.stop_button.enabled = running or self.preview_worker is not None
+
+
+def _is_preview(layer) -> bool:
+    """The tab's own prediction overlay: never offered as annotations (a model must not train on its own guesses)."""
+    return "preview_store" in ((getattr(layer, "metadata", None) or {}).get("napari_xt") or {})
 
 
 def _per_class(val: dict) -> str:

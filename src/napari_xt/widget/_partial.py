@@ -7,6 +7,11 @@ this copies that box from the store into napari's current slice and uploads just
 paint brush takes (``Labels.data_setitem`` → ``events.labels_update``). It leans on napari internals, reached only
 through :mod:`napari_xt._compat` (probed once, asserted by a test on the pinned napari), so anything unexpected
 answers False and the caller falls back to ``refresh()``.
+
+The regions of one refresh are read from the store in one call when they lie close together (their bounding box is
+at most ``MERGE_AREA`` times their own area, or small): zarr's sync API costs a few ms per call whatever the size
+(10 ms per region under load, measured in ``benchmarks/bench_widget.py``), and regions finish in neighbouring
+batches. Copying the whole box is right: the store is the truth for the pixels between them too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import numpy as np
 from .._compat import labels_slice, labels_texture, partial_labels_refresh_supported
 
 log = logging.getLogger(__name__)
+
+MERGE_AREA = 4  # read the bounding box of a refresh's regions at once when it is at most this many times their area
+SMALL_BOX = 256 * 256  # ... or at most this many pixels
 
 
 def _tile(layer):
@@ -58,13 +66,15 @@ def show_regions(layer, cores) -> bool:
         level, origin, data, raw, view = found
         step = 2**level
         th, tw = raw.shape
-        updates = []
+        boxes = []
         for y0, x0, y1, x1 in cores:
             ly0, lx0 = -(-y0 // step) - origin[0], -(-x0 // step) - origin[1]  # ceil: the pixels this region owns
             ly1, lx1 = -(-y1 // step) - origin[0], -(-x1 // step) - origin[1]
             ty0, tx0, ty1, tx1 = max(ly0, 0), max(lx0, 0), min(ly1, th), min(lx1, tw)
-            if ty1 <= ty0 or tx1 <= tx0:
-                continue  # outside the view
+            if ty1 > ty0 and tx1 > tx0:  # else outside the view
+                boxes.append((ty0, tx0, ty1, tx1))
+        updates = []
+        for ty0, tx0, ty1, tx1 in _merged(boxes):
             block = np.asarray(data[ty0 + origin[0]:ty1 + origin[0], tx0 + origin[1]:tx1 + origin[1]])
             updates.append((ty0, tx0, block))
         for ty0, tx0, block in updates:
@@ -77,3 +87,15 @@ def show_regions(layer, cores) -> bool:
     except Exception:  # napari internals changed: the caller refreshes the whole layer instead
         log.debug("partial labels update failed; refreshing the layer", exc_info=True)
         return False
+
+
+def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """``boxes`` as one bounding box when that reads little more than they do (see ``MERGE_AREA``), else as given."""
+    if len(boxes) < 2:
+        return boxes
+    y0, x0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    y1, x1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    union = (y1 - y0) * (x1 - x0)
+    if union <= SMALL_BOX or union <= MERGE_AREA * sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes):
+        return [(y0, x0, y1, x1)]
+    return boxes

@@ -3,16 +3,24 @@
 Two workers because the progress bar in napari's Activity dock needs its total up front, and the total (regions
 still to do) is only known once the image is opened, the model loaded and the plan made, which must not happen on
 the main thread either. All signals here are emitted on the main thread (worker signals are queued to it).
+
+Region and window events are handed on in batches, at most every ``DELIVER_MS`` (the first at once): profiling
+``benchmarks/bench_widget.py`` showed the viewer's stalls came from per-region main-thread work, above all napari's
+progress bar, whose every update runs a nested ``processEvents`` that repaints the whole window (under software GL a
+full composite of the canvas), and the dock's status line, each repainted once per region as regions arrived one
+event-loop pass apart. A batch updates the bar once and lets Qt fold the status and overlay repaints into one pass.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from napari.qt.threading import create_worker
 from psygnal import Signal
+from superqt.utils import qthrottled
 
 from ..app import session
 from ..app.driver import PreparedRun
@@ -30,6 +38,13 @@ from ..app.request import PredictRequest
 from ._messages import describe
 
 log = logging.getLogger(__name__)
+
+# a little longer than the overlays' refresh throttle (100 ms), so each batch finds it idle and the layers catch up in
+# the same event-loop pass as the status and the progress bar
+DELIVER_MS = 125
+# napari's progress bar repaints the whole window in a nested event loop on every update (tens of ms under software
+# GL): move it at most twice a second, and always at the end
+BAR_S = 0.5
 
 
 class Runner:
@@ -55,6 +70,10 @@ class Runner:
         self._gen: Iterator[RunEvent] | None = None
         self._cancel_requested = False
         self._done_start = 0
+        self._bar_moved = 0.0  # perf_counter of the last progress-bar update
+        self._last_region: RegionDone | RegionFailed | None = None  # the newest one delivered (the bar's count)
+        self._queue: list[RunEvent] = []  # region and window events not handed on yet (see _deliver)
+        self._deliver_soon = qthrottled(self._deliver, timeout=DELIVER_MS, leading=True)
 
     # -- control ---------------------------------------------------------------------------------------------------
     @property
@@ -70,6 +89,7 @@ class Runner:
         if self.busy:
             raise RuntimeError("a run is already going; cancel it first")
         self.request, self.run, self.layout, self._cancel_requested = request, None, None, False
+        self._queue = []
         model = self._model if self._model_key == request.model else None
         self._set_state("preparing")
         worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True,
@@ -118,6 +138,7 @@ class Runner:
         # napari counts every yield; ours include window scores, re-encoded context regions and the end: count
         # finished regions instead, so the bar reaches its total exactly when the last region is stored
         self.progress, self._done_start = getattr(worker, "pbar", None), run.n_done
+        self._last_region, self._bar_moved = None, 0.0
         if self.progress is not None:
             worker.yielded.disconnect(self.progress.increment_with_overflow)
         worker.yielded.connect(self._on_yielded)
@@ -130,20 +151,32 @@ class Runner:
     def _on_yielded(self, event: RunEvent) -> None:
         if isinstance(event, RunFinished):
             self._finish(event)
-        elif isinstance(event, WindowScored):
-            self.window.emit(event)
-        elif isinstance(event, RegionDone | RegionFailed):
-            self.region.emit(event)
-            # last: napari's progress bar runs a nested event loop on update, which may deliver the next items
-            bar = self.progress
-            if bar is not None:
-                step = min(event.n_done - self._done_start, bar.total) - bar.n
-                if step > 0:
-                    bar.update(step)
+        elif isinstance(event, WindowScored | RegionDone | RegionFailed):
+            self._queue.append(event)
+            self._deliver_soon()
         elif not isinstance(event, RunStarted):
             log.debug("unexpected event %r", event)
 
+    def _deliver(self, final: bool = False) -> None:
+        """Hand the queued region and window events on, in order, then move the progress bar (see ``BAR_S``)."""
+        events, self._queue = self._queue, []
+        for event in events:
+            if isinstance(event, WindowScored):
+                self.window.emit(event)
+            elif isinstance(event, RegionDone | RegionFailed):
+                self.region.emit(event)
+                self._last_region = event
+        # last: napari's progress bar runs a nested event loop on update, which may deliver the next items
+        bar, last, now = self.progress, self._last_region, time.perf_counter()
+        if last is not None and bar is not None and (final or now - self._bar_moved >= BAR_S):
+            step = min(last.n_done - self._done_start, bar.total) - bar.n
+            if step > 0:
+                self._bar_moved = now
+                bar.update(step)
+
     def _finish(self, end: RunFinished) -> None:
+        self._deliver_soon.cancel()
+        self._deliver(final=True)  # every region reaches the dock (and the bar its count) before the end does
         self._worker, self._gen = None, None
         self._set_state("idle")
         self.ended.emit(end)

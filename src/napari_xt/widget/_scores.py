@@ -4,20 +4,22 @@ A classification head scores each context window. The heat map is a napari Image
 built from the worker's :class:`~napari_xt.app.events.ScoreLayout` (a raster of window ids): repainting it is one
 lookup ``scores[window_map]``, whatever the number of windows, so it can follow the throttled refresh of the other
 overlays. The top classes are the mean of the windows scored so far while the run goes, and the store's image scores
-once it is complete (the engine computes them the same way, over every window in the store).
+once it is complete (the engine computes them the same way, over every window in the store). Painting and placement
+are :mod:`napari_xt.app.heatmap`'s, shared with the store reader, so a store reopened in napari shows the same map and
+Resume reuses that layer.
 """
 
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import numpy as np
 
+from ..app.heatmap import HEAT_COLORMAP, contrast, heat_layer_kwargs, heat_marker, mean_scores, paint
 from ._colors import class_colors
 
 TOP_K = 5
-HEAT_COLORMAP = "inferno"
+__all__ = ["HEAT_COLORMAP", "TOP_K", "ScoreMap"]
 
 
 class ScoreMap:
@@ -42,30 +44,18 @@ class ScoreMap:
         if self.chosen is not None and self.chosen >= len(layout.class_names):
             self.chosen = None
         self._heat = np.full(layout.window_map.shape, np.nan, dtype=np.float32)
-        scale = np.asarray(image_layer.scale, dtype=float)[-2:]
-        translate = np.asarray(image_layer.translate, dtype=float)[-2:]
-        cell = layout.cell_level0
-        marker = {"store": str(store_path), "heat_map": True}
-        kwargs = {
-            "scale": tuple(scale * cell),
-            # a cell covers `cell` image pixels from the image's top-left corner: put its centre on theirs
-            "translate": tuple(translate + (cell - 1) / 2 * scale),
-            "metadata": {"napari_xt": marker},
-        }
-        name = f"xT window scores [{Path(store_path).name}]"
+        kwargs = heat_layer_kwargs(layout, image_layer.scale, image_layer.translate, store_path)
+        marker = heat_marker(store_path)
         layer = next((lay for lay in self.viewer.layers
                       if lay.metadata.get("napari_xt", {}) == marker), None)
-        if layer is not None:  # Resume: reuse the layer of this store
+        if layer is not None:  # Resume, or a store opened in napari: reuse the layer of this store
             self.layer = layer
             layer.data = self._heat
-            for key, value in kwargs.items():
-                setattr(layer, key, value)
-            layer.name = name
+            for key in ("scale", "translate", "metadata", "name"):
+                setattr(layer, key, kwargs[key])
         else:
-            self.layer = self.viewer.add_image(
-                self._heat, name=name, colormap=HEAT_COLORMAP, opacity=0.5, blending="translucent",
-                contrast_limits=(0.0, 1.0), units=tuple(image_layer.units)[-2:], **kwargs,
-            )
+            self.layer = self.viewer.add_image(self._heat, contrast_limits=(0.0, 1.0),
+                                               units=tuple(image_layer.units)[-2:], **kwargs)
         self._dirty = True
         self.flush()
 
@@ -92,11 +82,7 @@ class ScoreMap:
 
     def mean_scores(self) -> np.ndarray | None:
         """The image's class scores: the store's once complete, else the mean of the windows so far."""
-        if self.image_scores is not None:
-            return self.image_scores
-        if not self.scores:
-            return None
-        return np.mean(np.stack(list(self.scores.values())), axis=0)
+        return mean_scores(self.scores, self.image_scores)
 
     @property
     def shown_class(self) -> int | None:
@@ -111,22 +97,12 @@ class ScoreMap:
         if not self._dirty or self.layer is None or self.layout is None:
             return
         self._dirty = False
-        cls = self.shown_class
-        n_windows = max([*self.layout.boxes, *self.scores, -1]) + 1
-        lut = np.full(n_windows + 1, np.nan, dtype=np.float32)  # the last entry is "no window" (-1)
-        if cls is not None:
-            for w, s in self.scores.items():
-                if 0 <= w < n_windows and cls < len(s):
-                    lut[w] = s[cls]
-        np.take(lut, self.layout.window_map, out=self._heat, mode="wrap")
+        _, lut = paint(self.layout, self.scores, self.shown_class, out=self._heat)
         self.layer.refresh()
-        values = lut[np.isfinite(lut)]
-        if values.size:
-            lo, hi = float(values.min()), float(values.max())
-            if hi - lo < 1e-3:
-                lo, hi = lo - 5e-4, hi + 5e-4
-            self.layer.contrast_limits_range = (min(0.0, lo), max(1.0, hi))
-            self.layer.contrast_limits = (lo, hi)
+        limits = contrast(lut)
+        if limits is not None:
+            self.layer.contrast_limits_range = limits[1]
+            self.layer.contrast_limits = limits[0]
 
     def top_html(self, k: int = TOP_K) -> str:
         """The top ``k`` classes with their colours and scores, and where the numbers come from."""

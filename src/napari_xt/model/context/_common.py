@@ -13,14 +13,25 @@ def check_inputs(tokens: torch.Tensor, positions: torch.Tensor, in_dim: int) -> 
     """Raise a readable error when ``tokens``/``positions`` do not follow the ContextEncoder contract."""
     if tokens.dim() != 3 or tokens.shape[-1] != in_dim:
         raise ValueError(f"tokens must be [B, L, {in_dim}], got {tuple(tokens.shape)}")
-    if positions is not None and (
-        positions.dim() != 2 or positions.shape[-1] != 2 or positions.shape[0] != tokens.shape[1]
-    ):
-        raise ValueError(f"positions must be [L, 2] with L={tokens.shape[1]} (row, col), got {tuple(positions.shape)}")
+    if positions is not None:
+        check_positions(positions, tokens.shape[0], tokens.shape[1])
+
+
+def check_positions(positions: torch.Tensor, batch: int, length: int) -> None:
+    """``positions`` is ``[L, 2]`` (shared by the batch) or ``[B, L, 2]`` (one row per window: windows stepped in
+    lockstep sit at different places of their own grids, e.g. an edge window cut short)."""
+    shape = tuple(positions.shape)
+    if shape not in ((length, 2), (batch, length, 2)):
+        raise ValueError(f"positions must be [L, 2] or [B, L, 2] with B={batch}, L={length} (row, col), got {shape}")
+
+
+def add_positions(x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, L, D]`` plus a position embedding ``[L, D]`` (shared) or ``[B, L, D]`` (per window)."""
+    return x + (embedding[None] if embedding.dim() == 2 else embedding)
 
 
 def sincos_2d(positions: torch.Tensor, dim: int, dtype: torch.dtype, temperature: float = 10000.0) -> torch.Tensor:
-    """Fixed 2D sine-cosine embedding ``[L, dim]`` of integer (row, col) ``positions`` ``[L, 2]``.
+    """Fixed 2D sine-cosine embedding ``[..., dim]`` of integer (row, col) ``positions`` ``[..., 2]``.
 
     Half of the channels encode the row, half the column (each half split into sin and cos over geometric
     frequencies, as in MAE/ViT). ``dim`` must be divisible by 4. No parameters, so it adds nothing to checkpoints.
@@ -31,9 +42,9 @@ def sincos_2d(positions: torch.Tensor, dim: int, dtype: torch.dtype, temperature
     omega = torch.arange(quarter, device=positions.device, dtype=torch.float32) / quarter
     omega = 1.0 / temperature**omega  # [dim/4]
     pos = positions.to(torch.float32)
-    rows = pos[:, 0:1] * omega  # [L, dim/4]
-    cols = pos[:, 1:2] * omega
-    emb = torch.cat([rows.sin(), rows.cos(), cols.sin(), cols.cos()], dim=1)
+    rows = pos[..., 0:1] * omega  # [..., dim/4]
+    cols = pos[..., 1:2] * omega
+    emb = torch.cat([rows.sin(), rows.cos(), cols.sin(), cols.cos()], dim=-1)
     return emb.to(dtype)
 
 
@@ -71,7 +82,9 @@ def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "add_positions",
     "check_inputs",
+    "check_positions",
     "sincos_2d",
     "sinusoid_1d",
     "init_running_mean",

@@ -44,13 +44,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_context_encoder
+from ._common import add_positions, check_positions
 from ._hyper_attention import LSHConfig, hyper_attention
 from .base import ContextEncoder
 
 
 # --------------------------------------------------------------------------------------------- positional embedding
 def xt_sincos_2d(positions: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The reference's fixed 2D sin-cos embedding ``[L, dim]`` of (row, col) ``positions`` ``[L, 2]``.
+    """The reference's fixed 2D sin-cos embedding ``[..., dim]`` of (row, col) ``positions`` ``[..., 2]``.
 
     Channel layout ``[sin(col w), cos(col w), sin(row w), cos(row w)]`` with ``w_k = 10000 ** (-k / (dim / 4))``
     (MAE ``get_2d_sincos_pos_embed`` including its column-first ordering). Computed in float64, returned in ``dtype``.
@@ -61,9 +62,9 @@ def xt_sincos_2d(positions: torch.Tensor, dim: int, dtype: torch.dtype = torch.f
     omega = torch.arange(quarter, device=positions.device, dtype=torch.float64) / quarter
     omega = 1.0 / (10000.0**omega)
     pos = positions.to(torch.float64)
-    cols = pos[:, 1:2] * omega
-    rows = pos[:, 0:1] * omega
-    return torch.cat([cols.sin(), cols.cos(), rows.sin(), rows.cos()], dim=1).to(dtype)
+    cols = pos[..., 1:2] * omega
+    rows = pos[..., 0:1] * omega
+    return torch.cat([cols.sin(), cols.cos(), rows.sin(), rows.cos()], dim=-1).to(dtype)
 
 
 
@@ -220,15 +221,15 @@ class HyperContextEncoder(ContextEncoder):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if tokens.dim() != 3 or tokens.shape[-1] != self.in_dim:
             raise ValueError(f"tokens must be [B, L, {self.in_dim}], got {tuple(tokens.shape)}")
-        if positions is None or tuple(positions.shape) != (tokens.shape[1], 2):
-            got = None if positions is None else tuple(positions.shape)
-            raise ValueError(f"positions must be [{tokens.shape[1]}, 2] (row, col), got {got}")
+        if positions is None:
+            raise ValueError(f"positions must be [{tokens.shape[1]}, 2] (row, col), got None")
+        check_positions(positions, tokens.shape[0], tokens.shape[1])
         if memory["k"].shape[1] != tokens.shape[0]:
             raise ValueError(f"memory is for batch {memory['k'].shape[1]}, tokens have batch {tokens.shape[0]}")
         if tokens.shape[1] == 0:
             return tokens.new_zeros(tokens.shape[0], 0, self.hidden), memory
         x = self.input_proj(tokens)
-        x = x + xt_sincos_2d(positions.to(x.device), self.hidden, x.dtype)[None]
+        x = add_positions(x, xt_sincos_2d(positions.to(x.device), self.hidden, x.dtype))
         new_k, new_v = [], []
         for i, layer in enumerate(self._layers()):
             k_prev, v_prev = self._cached(memory, i)

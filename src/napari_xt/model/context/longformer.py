@@ -28,10 +28,11 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_context_encoder
-from ._common import check_inputs, sincos_2d
+from ._common import add_positions, check_inputs, sincos_2d
 from .base import ContextEncoder
 
 _NEG = torch.finfo(torch.float32).min  # running max before any token; exp(_NEG - x) == 0, never NaN
@@ -123,22 +124,28 @@ class LongformerLayer(nn.Module):
         gk, gv = (self._heads(t) for t in self.kv_proj(self.norm1(g)).chunk(2, dim=-1))  # [B, L, G, h, dh]
 
         outs = []
+        g_n = self.n_global
         for i0 in range(0, L, self.block):
             i1 = min(L, i0 + self.block)
             j0 = max(0, n_c + i0 - self.window)
             j1 = n_c + i1
-            local = torch.einsum("bhqd,bhkd->bhqk", q[:, :, i0:i1], k_all[:, :, j0:j1]) * self.scale
+            qb = i1 - i0
+            # One fused attention call (scaled_dot_product_attention: flash / memory-efficient kernels on a GPU, the
+            # fused CPU kernel otherwise) over the block's local keys followed by every query's own global keys
+            # (the global state differs per token); a boolean mask lets each query see its causal band and its own
+            # G global keys. The same softmax over the same scores as the explicit formula it replaced
+            # (tests/engine/test_context_sdpa.py).
             qi = torch.arange(i0, i1, device=x.device)[:, None] + n_c
             kj = torch.arange(j0, j1, device=x.device)[None, :]
             dist = qi - kj
-            local = local.masked_fill((dist < 0) | (dist > self.window), float("-inf"))
-            glob = torch.einsum("bhqd,bqghd->bhqg", q[:, :, i0:i1], gk[:, i0:i1]) * self.scale
-            attn = torch.softmax(torch.cat([local, glob], dim=-1).float(), dim=-1).to(x.dtype)
-            attn = self.drop(attn)
-            n_loc = j1 - j0
-            out = attn[..., :n_loc] @ v_all[:, :, j0:j1]
-            out = out + torch.einsum("bhqg,bqghd->bhqd", attn[..., n_loc:], gv[:, i0:i1])
-            outs.append(out)
+            band = (dist >= 0) & (dist <= self.window)  # [qb, n_loc]
+            own = torch.eye(qb, dtype=torch.bool, device=x.device).repeat_interleave(g_n, dim=1)  # [qb, qb * G]
+            g_keys = gk[:, i0:i1].permute(0, 3, 1, 2, 4).reshape(b, self.heads, qb * g_n, self.d_head)
+            g_vals = gv[:, i0:i1].permute(0, 3, 1, 2, 4).reshape(b, self.heads, qb * g_n, self.d_head)
+            outs.append(F.scaled_dot_product_attention(
+                q[:, :, i0:i1], torch.cat([k_all[:, :, j0:j1], g_keys], dim=2),
+                torch.cat([v_all[:, :, j0:j1], g_vals], dim=2), attn_mask=torch.cat([band, own], dim=1),
+                dropout_p=self.drop.p if self.training else 0.0, scale=self.scale))
         att = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, L, H)
 
         # Global tokens: learned queries over every token so far (running softmax state carried in memory).
@@ -217,7 +224,7 @@ class LongformerContextEncoder(ContextEncoder):
         n_c = min(int(mem["count"]), self.window)  # one host sync per call
         x = self.input_proj(tokens)
         if self.pos_2d:
-            x = x + sincos_2d(positions.to(x.device), self.hidden, x.dtype)[None]
+            x = add_positions(x, sincos_2d(positions.to(x.device), self.hidden, x.dtype))
         b, L, _ = x.shape
         g = self.global_tokens.to(x.dtype)[None, None].expand(b, L, -1, -1)
         new: dict[str, list[torch.Tensor]] = {"k": [], "v": [], "g_max": [], "g_den": [], "g_num": []}

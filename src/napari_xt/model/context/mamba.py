@@ -41,6 +41,7 @@ from torch import nn
 
 from ..registry import register_context_encoder
 from ._common import (
+    add_positions,
     check_inputs,
     init_running_mean,
     inverse_softplus,
@@ -313,7 +314,7 @@ class MambaContextEncoder(ContextEncoder):
             )
         x = self.input_proj(tokens)
         if self.pos_2d:
-            x = x + sincos_2d(positions.to(x.device), self.d_model, x.dtype)[None]
+            x = add_positions(x, sincos_2d(positions.to(x.device), self.d_model, x.dtype))
         conv, ssm = memory["conv"], memory["ssm"]
         if self.detach_memory:
             conv, ssm = conv.detach(), ssm.detach()

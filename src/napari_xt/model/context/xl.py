@@ -27,6 +27,7 @@ from torch import nn
 
 from ..registry import register_context_encoder
 from ._common import (
+    add_positions,
     check_inputs,
     init_running_mean,
     running_mean,
@@ -161,7 +162,7 @@ class TransformerXLContextEncoder(ContextEncoder):
         n_valid = int(memory["valid"])  # one host sync per segment; lets early segments skip empty slots
         x = self.input_proj(tokens)
         if self.pos_2d:
-            x = x + sincos_2d(positions.to(x.device), self.hidden, x.dtype)[None]
+            x = add_positions(x, sincos_2d(positions.to(x.device), self.hidden, x.dtype))
         L = x.shape[1]
         new_mems = []
         for i, layer in enumerate(self.layers):

@@ -1,0 +1,83 @@
+"""The dock's encoder choice: the catalogue grouped with licence, gate and weight state; random weights labelled;
+a measured time estimate for the chosen encoder on the current image and device, computed off the main thread."""
+
+from __future__ import annotations
+
+import numpy as np
+from dockhelpers import configure, make_dock
+
+from napari_xt.app import speed
+from napari_xt.app.catalog import ENCODER_GROUPS, EncoderInfo, ModelInfo
+from napari_xt.widget._encoder_picker import details_html
+
+
+def _fake_hub(tmp_path, monkeypatch, repo: str, filename: str = "model.safetensors") -> None:
+    """An HF_HOME whose hub cache holds ``repo`` (the layout huggingface_hub reads; the file's bytes do not matter
+    for a weight *state*), no token, online: gated entries need a token, others are downloadable."""
+    home = tmp_path / "hf_home"
+    org, name = repo.split("/")
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    snap = home / "hub" / f"models--{org}--{name}" / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (snap / filename).write_bytes(b"not really weights")
+    (home / "hub" / f"models--{org}--{name}" / "refs").mkdir()
+    (home / "hub" / f"models--{org}--{name}" / "refs" / "main").write_text(rev)
+    monkeypatch.setenv("HF_HOME", str(home))
+    for var in ("HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE", "NAPARI_XT_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_encoders_are_grouped_with_licence_gate_and_weight_state(make_napari_viewer, qtbot, tmp_path, monkeypatch,
+                                                                 notes):
+    _fake_hub(tmp_path, monkeypatch, "timm/vit_small_patch14_dinov2.lvd142m")
+    _viewer, dock = make_dock(make_napari_viewer, qtbot)
+    picker = dock.encoder_picker
+    infos = {i.name: i for i in dock.catalog.encoders}
+    names = list(picker.combo.choices)
+    groups = [infos[n].group for n in names]
+    assert groups == sorted(groups, key=ENCODER_GROUPS.index)  # pathology, remote sensing, general, small
+    assert set(groups) == set(ENCODER_GROUPS) and {"uni", "dinov2-vits14", "tiny", "swinv2_tiny"} <= set(names)
+    labels = dict(zip(picker.combo.choices, [picker.combo.native.itemText(i) for i in range(len(names))],
+                      strict=True))
+    assert labels["uni"] == "pathology · uni  [needs a token]"
+    assert labels["dinov2-vits14"] == "general · dinov2-vits14  [cached]"
+    assert labels["dinov2-vitb14"].endswith("[downloadable]") and labels["tiny"].endswith("[random init]")
+    assert not dock.region_encoder.native.isVisibleTo(dock.native)  # the plain combo gives way to the picker
+
+    dock.model.value = "tiny-hyper-seg"
+    assert picker.combo.value == "tiny" == dock.region_encoder.value  # follows the model
+    assert "random weights (preset)" in picker.details.value
+    picker.combo.value = "uni"  # browse another entry: its facts, and that the Run still uses the model's
+    text = picker.details.value
+    assert "CC-BY-NC-ND-4.0" in text and "gated" in text and "needs a hub token" in text
+    assert "the model uses tiny" in text and "--region-encoder uni" in text
+    assert not notes.errors()
+
+
+def test_details_label_random_init_encoders():
+    tiny = EncoderInfo("tiny", "small", weight_state="none")
+    assert "random init only" in details_html(tiny, None)
+    vit = EncoderInfo("dinov2-vits14", "general", licence="Apache-2.0", weight_state="cached", patch_size=14)
+    model = ModelInfo(key="m.safetensors", label="m", source="file", region_encoder="dinov2-vits14",
+                      description="random-init dinov2-vits14 region encoder (not pretrained)")
+    text = details_html(vit, model)
+    assert "random-init encoder (not pretrained)" in text and "ViT patch 14" in text and "weights cached" in text
+
+
+def test_the_time_estimate_is_measured_off_the_main_thread_and_shown(make_napari_viewer, qtbot, monkeypatch, notes):
+    viewer, dock = make_dock(make_napari_viewer, qtbot)
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8), name="rgb",
+                     rgb=True)
+    picker = dock.encoder_picker
+    configure(dock, "tiny-hyper-seg", level=0, region_size=256)
+    qtbot.waitUntil(lambda: picker.estimate is not None, timeout=60_000)
+    est = picker.estimate
+    assert est.encoder == "tiny" and est.device == "CPU" and est.regions == 4  # 2 x 2 regions of 256 px
+    assert est.sub_regions == 16 and est.seconds_per_region > 0  # 64 px sub-regions of the tiny preset
+    assert "for this image on CPU" in picker.speed.value and "slow" not in picker.speed.value
+
+    monkeypatch.setattr(speed, "SLOW_S", 0.0)  # every encoder is "slow" now: the note turns into a warning
+    dock.region_size.value = 128
+    qtbot.waitUntil(lambda: picker.estimate is not None and picker.estimate.regions == 16, timeout=60_000)
+    assert "slow: about" in picker.speed.value and "GPU" in picker.speed.value
+    assert not notes.errors()
