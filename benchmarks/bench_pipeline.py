@@ -110,8 +110,8 @@ def stages_alone(slide: Path, tmp: Path, model, batch: int) -> dict[str, float]:
         out["read+decode"] = time.perf_counter() - t0
         norm = Normaliser.from_config(model.config, image)
         t0 = time.perf_counter()
-        for p in pixels:
-            norm(p)
+        for i in range(0, len(pixels), batch):  # as the engine does it: one batch at a time
+            norm.batch(pixels[i : i + batch]) if hasattr(norm, "batch") else [norm(p) for p in pixels[i : i + batch]]
         out["normalise"] = time.perf_counter() - t0
         seg = model.stream_regions(torch.zeros(batch, 3, 1, 1), [], None)[0]["segmentation"]
         t0 = time.perf_counter()
@@ -136,15 +136,16 @@ ENCODERS = {"swinv2_tiny": "bare encoder", "tiny": "whole model in RAM"}
 
 
 def ratios(tmp: Path, batch: int, serial: bool, repeat: int, encoders: list[str], window_batch: int = 1,
-           regions: int = 8, window_size: int = 4) -> None:
+           regions: int = 8, window_size: int = 4, quick_first: bool = True) -> None:
     """Each rate is the best of ``repeat`` tries, base and end-to-end interleaved: on a shared 2-core machine one
     try can lose a third of its CPU to a neighbour, and the best try is the least disturbed one."""
     slide = make_slide(tmp, 1024, 256 * regions)  # 2 rows of regions of 512 px
     note = f", window size {window_size}, window batch {window_batch}" if (window_batch, window_size) != (1, 4) else ""
     for encoder in encoders:
         what = ENCODERS[encoder]
-        n, base, e2e = _ratio(slide, tmp, encoder, what, batch, serial, repeat, window_batch, window_size)
-        _print_ratio(encoder, what, n, base, e2e, note)
+        n, base, e2e = _ratio(slide, tmp, encoder, what, batch, serial, repeat, window_batch, window_size,
+                              quick_first)
+        _print_ratio(encoder, what, n, base, e2e, note if quick_first else note + ", full first batch")
 
 
 def _print_ratio(encoder: str, what: str, n: int, base: float, e2e: float, note: str = "") -> None:
@@ -183,7 +184,8 @@ def before_after(tmp: Path, batch: int, repeat: int, before_src: str, encoder: s
 
 
 def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: bool,
-           repeat: int, window_batch: int = 1, window_size: int = 4) -> tuple[int, float, float]:
+           repeat: int, window_batch: int = 1, window_size: int = 4,
+           quick_first: bool = True) -> tuple[int, float, float]:
     from napari_xt.app.driver import predict, prepare
     from napari_xt.app.request import make_request
     from napari_xt.engine.normalise import Normaliser
@@ -228,6 +230,7 @@ def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: 
             base = max(base, _on_thread(base_rate))
             prepared = prepare(req, model=model, image=image)
             prepared.run.pipeline = not serial
+            prepared.run.quick_first = quick_first  # engine knob (a version without it ignores the attribute)
             t0 = time.perf_counter()
             done = predict(req, prepared=prepared).regions_done
             e2e = max(e2e, done / (time.perf_counter() - t0))
@@ -251,6 +254,8 @@ def main() -> None:
     p.add_argument("--window-batch", nargs="+", type=int, default=[1], help="window batch(es) for the ratios")
     p.add_argument("--ratio-regions", type=int, default=8, help="regions of 512 px in the ratios' slide (even)")
     p.add_argument("--ratio-window-size", type=int, default=4, help="window size in the ratios' runs")
+    p.add_argument("--full-first-batch", action="store_true",
+                   help="ratios with InferenceRun.quick_first = False (a full first batch, no one-region first step)")
     p.add_argument("--before", metavar="SRC", help="also measure another version's tiny + Hyper ratio (see above)")
     p.add_argument("--ratio-json", metavar="ENCODER", help=argparse.SUPPRESS)  # one try, for --before
     p.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -281,7 +286,7 @@ def main() -> None:
         print(f"2. ratios (Hyper context, segmentation head, batch {args.batch})")
         for wb in args.window_batch:
             ratios(tmp, args.batch, args.serial, args.repeat_ratios, args.encoders, wb, args.ratio_regions,
-                   args.ratio_window_size)
+                   args.ratio_window_size, not args.full_first_batch)
 
 
 def ceiling(best, args, slide: Path, tmp: Path, model) -> None:

@@ -77,6 +77,7 @@ class ChunkWriter:
         self._layout = _fast_layout(arr)
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._cache_chunks = max(0, int(cache_chunks))
+        self._folders: set[Path] = set()  # chunk folders made (or found) by this writer: one mkdir each, not per write
 
     @property
     def fast(self) -> bool:
@@ -139,11 +140,17 @@ class ChunkWriter:
             return
         raw = np.ascontiguousarray(data, dtype=self.dtype).tobytes()
         payload = zstd.encode(raw) if zstd is not None else raw
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = path.parent
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            with open(tmp, "wb") as f:
-                f.write(payload)
+            try:
+                tmp.write_bytes(payload)
+            except FileNotFoundError:  # the folder went away since (a store deleted under us): make it again
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(payload)
             os.replace(tmp, path)  # a reader sees the old chunk or the new one, never half of one
         except BaseException:
             tmp.unlink(missing_ok=True)

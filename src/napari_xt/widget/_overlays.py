@@ -6,6 +6,12 @@ into the store (every level) before the widget hears of it, so showing a region 
 displayed tile (``_partial.py``; never ``data_setitem``, which would record undo history). Those updates and
 detection appends are batched through one throttle (at most 10 per second), whatever the rate regions finish at; so
 are heat-map repaints.
+
+The box of a refresh is read from the store in a background thread (``_partial.BoxReader``, one read at a time) and
+put into the displayed tile on the main thread when it arrives: the main thread does no store read while regions
+stream in. Regions that finish while a read is in flight wait for the next one (in order, none lost); a read whose
+tile napari has re-sliced meanwhile is read again for the new tile; the final full refresh (``flush(full=True)``)
+drops the read in flight and joins its thread, as do a new store (``attach``) and a removed layer.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from superqt.utils import qthrottled
 
 from ..app.events import RegionDone, WindowScored
 from ._colors import class_colors
-from ._partial import show_regions
+from ._partial import BoxReader, Plan, apply_boxes, plan_regions, tile_changed
 from ._scores import ScoreMap
 
 REFRESH_MS = 100  # <= 10 refreshes per second
@@ -56,8 +62,9 @@ class Overlays:
         self.n_shown = 0
         self.n_refreshes = 0
         self._pending: list[dict[str, np.ndarray]] = []
-        self._n_pending = 0
-        self._cores: list[tuple[int, int, int, int]] = []  # regions finished since the last flush (store px)
+        self._cores: list[tuple[int, int, int, int]] = []  # regions finished, not read yet (store px)
+        self._reading: list[tuple[int, int, int, int]] = []  # the regions of the read in flight
+        self._reader = BoxReader(self._on_read)
         self.n_full_refreshes = 0
         self._det = {k: np.zeros(0, np.float32) for k in ("y", "x", "h", "w", "score")}
         self._det["cls"] = np.zeros(0, np.int32)
@@ -90,6 +97,7 @@ class Overlays:
         """Remove the layer reserved for a run that never started (bad input, cancelled while preparing)."""
         layer, self._reserved = self._reserved, None
         if layer is not None:
+            self._stop_reading()
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
             if self.labels is layer:
@@ -102,8 +110,9 @@ class Overlays:
         scale = np.asarray(image_layer.scale, dtype=float)[-2:]
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         units = tuple(image_layer.units)[-2:]
+        self._stop_reading()
         self.n_shown = 0
-        self._pending, self._n_pending, self._cores = [], 0, []
+        self._pending, self._cores, self._reading = [], [], []
         levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
         if levels:
             names = info.class_names or [f"class {i}" for i in range(2)]
@@ -167,7 +176,6 @@ class Overlays:
     # -- feeding ---------------------------------------------------------------------------------------------------
     def add_region(self, payload: RegionDone) -> None:
         """Note one finished region (main thread); the layers catch up on the next throttled flush."""
-        self._n_pending += 1
         self._cores.append(payload.core)
         if payload.detections is not None and len(payload.detections):
             self._pending.append(payload.detections.as_table())
@@ -178,21 +186,75 @@ class Overlays:
         self.scores.add(payload)
         self.flush_throttled()
 
+    @property
+    def reading(self) -> bool:
+        """A box of labels is being read from the store in the background."""
+        return self._reader.busy
+
     def flush(self, full: bool = False) -> None:
-        """Show the labels of the regions finished since the last flush (only their boxes are re-read and uploaded,
-        unless ``full``), append pending detections and repaint the heat map now."""
-        cores, self._cores = self._cores, []
+        """Append pending detections and repaint the heat map now; start reading the boxes of the regions finished
+        since the last flush (they show when the read arrives, unless one is in flight: then after it), or, when
+        ``full``, drop any read in flight and refresh the whole labels layer here."""
         labels = self.labels
-        if labels is not None and (self._n_pending or full) and (full or not show_regions(labels, cores)):
-            labels.refresh()
-            self.n_full_refreshes += 1
+        if labels is not None and labels not in self.viewer.layers:  # removed by the user: nothing to show it in
+            self._stop_reading()
+            labels = None
+        if full:
+            self._stop_reading()  # its regions are in what the refresh reads
+            n_new, self._cores = len(self._cores), []
+            if labels is not None:
+                labels.refresh()
+                self.n_full_refreshes += 1
+        elif labels is None:
+            n_new, self._cores = len(self._cores), []
+        else:
+            n_new = self._read_labels(labels)
         if self.points is not None and self._pending:
             self._append_detections()
         self.scores.flush()
-        self.n_shown += self._n_pending
-        self._n_pending = 0
+        self.n_shown += n_new
         self.n_refreshes += 1
         self.refreshed.emit(self.n_shown)
+
+    def _read_labels(self, labels) -> int:
+        """Start the background read of the finished regions' boxes; the number of regions shown at once (none in
+        view, or a whole-layer refresh where the partial update does not apply)."""
+        if not self._cores or self._reader.busy:
+            return 0  # nothing new, or it waits for the read in flight (``_on_read`` flushes again)
+        cores, self._cores = self._cores, []
+        plan = plan_regions(labels, cores)
+        if plan is None:  # not a layer state the partial update understands: whole-layer refresh (reads here)
+            labels.refresh()
+            self.n_full_refreshes += 1
+            return len(cores)
+        if not plan.boxes:  # all outside the view: napari reads them when the view moves there
+            return len(cores)
+        self._reading = cores
+        self._reader.start(plan)
+        return 0
+
+    def _on_read(self, plan: Plan, blocks: list[np.ndarray] | None, error: BaseException | None) -> None:
+        """Main thread: a background read arrived; put it into the displayed tile."""
+        cores, self._reading = self._reading, []
+        layer = plan.layer
+        if layer is self.labels and layer in self.viewer.layers:  # else removed by the user meanwhile
+            if blocks is not None and tile_changed(plan):
+                self._cores = cores + self._cores  # napari re-sliced meanwhile: read them again for its new tile
+                cores = []
+            elif blocks is None or not apply_boxes(plan, blocks):
+                layer.refresh()  # the read failed, or napari's internals are not as expected
+                self.n_full_refreshes += 1
+        self.n_shown += len(cores)
+        self.n_refreshes += 1
+        self.refreshed.emit(self.n_shown)
+        if self._cores:
+            self.flush_throttled()
+
+    def _stop_reading(self) -> None:
+        """Drop the read in flight (its regions wait again) and join its thread (at most one read's time)."""
+        self._reader.cancel()
+        self._reader.wait()
+        self._cores, self._reading = self._reading + self._cores, []
 
     def _append_detections(self) -> None:
         new = self._pending
