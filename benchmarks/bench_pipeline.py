@@ -136,7 +136,7 @@ ENCODERS = {"swinv2_tiny": "bare encoder", "tiny": "whole model in RAM"}
 
 
 def ratios(tmp: Path, batch: int, serial: bool, repeat: int, encoders: list[str], window_batch: int = 1,
-           regions: int = 8, window_size: int = 4, quick_first: bool = True) -> None:
+           regions: int = 8, window_size: int = 4, quick_first: bool = False) -> None:
     """Each rate is the best of ``repeat`` tries, base and end-to-end interleaved: on a shared 2-core machine one
     try can lose a third of its CPU to a neighbour, and the best try is the least disturbed one."""
     slide = make_slide(tmp, 1024, 256 * regions)  # 2 rows of regions of 512 px
@@ -145,7 +145,7 @@ def ratios(tmp: Path, batch: int, serial: bool, repeat: int, encoders: list[str]
         what = ENCODERS[encoder]
         n, base, e2e = _ratio(slide, tmp, encoder, what, batch, serial, repeat, window_batch, window_size,
                               quick_first)
-        _print_ratio(encoder, what, n, base, e2e, note if quick_first else note + ", full first batch")
+        _print_ratio(encoder, what, n, base, e2e, note + ", first region alone" if quick_first else note)
 
 
 def _print_ratio(encoder: str, what: str, n: int, base: float, e2e: float, note: str = "") -> None:
@@ -185,7 +185,7 @@ def before_after(tmp: Path, batch: int, repeat: int, before_src: str, encoder: s
 
 def _ratio(slide: Path, tmp: Path, encoder: str, what: str, batch: int, serial: bool,
            repeat: int, window_batch: int = 1, window_size: int = 4,
-           quick_first: bool = True) -> tuple[int, float, float]:
+           quick_first: bool = False) -> tuple[int, float, float]:
     from napari_xt.app.driver import predict, prepare
     from napari_xt.app.request import make_request
     from napari_xt.engine.normalise import Normaliser
@@ -254,8 +254,9 @@ def main() -> None:
     p.add_argument("--window-batch", nargs="+", type=int, default=[1], help="window batch(es) for the ratios")
     p.add_argument("--ratio-regions", type=int, default=8, help="regions of 512 px in the ratios' slide (even)")
     p.add_argument("--ratio-window-size", type=int, default=4, help="window size in the ratios' runs")
-    p.add_argument("--full-first-batch", action="store_true",
-                   help="ratios with InferenceRun.quick_first = False (a full first batch, no one-region first step)")
+    p.add_argument("--first-region-alone", action="store_true",
+                   help="ratios with the dock's one-region first step (RunOptions.first_region_alone); default: the "
+                   "CLI's full first batch")
     p.add_argument("--before", metavar="SRC", help="also measure another version's tiny + Hyper ratio (see above)")
     p.add_argument("--ratio-json", metavar="ENCODER", help=argparse.SUPPRESS)  # one try, for --before
     p.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -286,7 +287,7 @@ def main() -> None:
         print(f"2. ratios (Hyper context, segmentation head, batch {args.batch})")
         for wb in args.window_batch:
             ratios(tmp, args.batch, args.serial, args.repeat_ratios, args.encoders, wb, args.ratio_regions,
-                   args.ratio_window_size, not args.full_first_batch)
+                   args.ratio_window_size, args.first_region_alone)
 
 
 def ceiling(best, args, slide: Path, tmp: Path, model) -> None:

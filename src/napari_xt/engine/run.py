@@ -85,9 +85,9 @@ class InferenceRun:
         #: stages behind the model. Engine knobs, not user options: they change speed, never results.
         self.pipeline, self.queue_depth = bool(pipeline), max(1, int(queue_depth))
         #: The run's first step holds one region and the compute waits for it to be on disk: the viewer's first
-        #: overlay costs one region's work. False: a full first batch (throughput: no extra forward, no wait; traced
-        #: at ~18 ms of a 356 ms 8-region tiny + Hyper run on 2 cores). The reference path honours it too.
-        self.quick_first = True
+        #: overlay costs one region's work (``RunOptions.first_region_alone``, the dock's choice). False: a full
+        #: first batch (throughput: no extra forward, no wait). The reference path honours it too.
+        self.quick_first = bool(self.options.first_region_alone)
         self._cancel = threading.Event()
         self._stop = threading.Event()  # the caller stopped iterating: the compute thread ends
         self._lock = threading.Lock()
