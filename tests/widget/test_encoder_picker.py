@@ -81,3 +81,33 @@ def test_the_time_estimate_is_measured_off_the_main_thread_and_shown(make_napari
     qtbot.waitUntil(lambda: picker.estimate is not None and picker.estimate.regions == 16, timeout=60_000)
     assert "slow: about" in picker.speed.value and "GPU" in picker.speed.value
     assert not notes.errors()
+
+
+def test_an_encoder_too_large_for_free_memory_is_not_built_just_to_time_it(monkeypatch):
+    """Browsing a ViT-g in the list must not allocate 4.5 GB on a laptop: its size is read on the meta device first."""
+    import torch
+
+    from napari_xt.model import create_region_encoder
+
+    built: list[str] = []
+    real = create_region_encoder
+
+    def counting(*args, **kwargs):
+        built.append(str(torch.empty(0).device))  # where the default device points while building
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("napari_xt.model.create_region_encoder", counting)
+    n = sum(p.numel() for p in real("convnext_tiny", pretrained=False).parameters())
+    monkeypatch.setattr(speed, "_free_bytes", lambda: 4 * n)  # half of it is less than the weights
+    try:
+        speed.time_encoder("convnext_tiny", sub_region_size=64, batch=1, device="cpu")
+    except speed.TooLargeToTime as err:
+        message = str(err)
+    else:
+        raise AssertionError("an encoder larger than the memory share was timed")
+    assert f"{n / 1e6:.0f} M parameters" in message and "GB of memory is free" in message
+    assert built == ["meta"]  # sized on the meta device, never built for real
+
+    monkeypatch.setattr(speed, "_free_bytes", lambda: 64 * n)  # plenty free: timed as before
+    seconds, strides, where = speed.time_encoder("convnext_tiny", sub_region_size=64, batch=1, device="cpu")
+    assert seconds > 0 and where == "CPU" and built[-1] == "cpu"

@@ -14,6 +14,7 @@ torch-free at import, like the rest of ``app/``: the dock runs :func:`estimate` 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,33 @@ TIMED_BATCH = 4
 REPEATS, REPEAT_WITHIN_S = 5, 1.0
 #: Options that do not change an encoder's cost (weights files, memory chunking) or are set here.
 _NOT_COST = ("weights", "pretrained", "sub_batch", "img_size")
+#: An encoder whose float32 weights would take more than this share of the memory free now is not built just to time
+#: it on the CPU (a ViT-g is 4.5 GB): merely browsing the dock's encoder list must not push a laptop into swap.
+MEMORY_SHARE = 0.5
+
+
+class TooLargeToTime(ValueError):
+    """Timing this encoder here would need more memory than is free; the dock shows the sentence, nothing is built."""
+
+
+def _free_bytes() -> int | None:
+    """Physical memory free now (POSIX), None where the system cannot say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _parameters_without_memory(build: Any) -> int | None:
+    """Parameters of the module ``build()`` makes, built on torch's meta device (shapes only, no memory); None when
+    a builder cannot be built that way."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in build().parameters())
+    except Exception:  # a builder that touches real data at init: time it the normal way
+        return None
 
 
 @dataclass(frozen=True)
@@ -88,8 +116,16 @@ def time_encoder(encoder: str, *, options: dict[str, Any] | None = None, in_chan
     dev = resolve_device(device)
     amp = autocast_dtype(precision, dev)
     kwargs = {k: v for k, v in (options or {}).items() if k not in _NOT_COST}
-    enc = create_region_encoder(encoder, in_chans=in_chans, pretrained=False, img_size=sub_region_size, **kwargs)
-    enc = enc.to(dev).eval()
+
+    def build() -> Any:
+        return create_region_encoder(encoder, in_chans=in_chans, pretrained=False, img_size=sub_region_size, **kwargs)
+
+    free = _free_bytes() if dev.type == "cpu" else None
+    n = _parameters_without_memory(build) if free is not None else None
+    if free is not None and n is not None and 4 * n > MEMORY_SHARE * free:
+        raise TooLargeToTime(f"{encoder} has {n / 1e6:.0f} M parameters ({4 * n / 2**30:.1f} GB in float32) and only "
+                             f"{free / 2**30:.1f} GB of memory is free: not built just to time it")
+    enc = build().to(dev).eval()
     x = torch.randn(max(1, batch), in_chans, sub_region_size, sub_region_size, device=dev)
 
     def run(t: Any) -> None:
@@ -141,4 +177,4 @@ def estimate(request: PredictRequest, layer: Any = None, encoder: str | None = N
     return SpeedEstimate(name, where, plan.n_planned, per_region, sub, seconds * per_region)
 
 
-__all__ = ["SLOW_S", "SpeedEstimate", "duration", "estimate", "time_encoder"]
+__all__ = ["SLOW_S", "SpeedEstimate", "TooLargeToTime", "duration", "estimate", "time_encoder"]
