@@ -1,6 +1,6 @@
 """The dock's fast path for showing a finished region is really taken on the pinned napari.
 
-``widget/_partial.show_regions`` updates only a region's box of the displayed Labels tile through napari private
+``widget/_partial`` (plan, read, apply) updates only a region's box of the displayed Labels tile through napari private
 attributes (reached via ``napari_xt._compat``). When napari renames one, the code quietly falls back to a whole-layer
 ``refresh()`` - correct but slow - so these tests fail loudly instead.
 """
@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from napari_xt import _compat
-from napari_xt.widget._partial import show_regions
+from napari_xt.widget._partial import apply_boxes, plan_regions, read_boxes
+
+
+def show_regions(layer, cores) -> bool:
+    """The three steps the dock splits over two threads, here at once: False when the fast branch refused."""
+    plan = plan_regions(layer, cores)
+    return plan is not None and apply_boxes(plan, read_boxes(plan))
 
 
 def test_napari_has_what_the_partial_refresh_uses():

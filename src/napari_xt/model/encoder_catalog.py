@@ -28,21 +28,27 @@ _IN = (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
 _VIT = {"num_classes": 0, "dynamic_img_size": True}
 
 
-def _entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, *, what: str, licence: str,
-           gated: bool, native: int, patch: int, registers: int = 0, files: tuple[str, ...] | None = None,
-           norm: tuple[tuple[float, ...], tuple[float, ...]] | None = _IN, note: str = "") -> None:
-    hub = HubWeights(repo, gated=gated, names=(name,), **({"files": files} if files else {}))
-    recipe = Recipe(name=name, arch=arch, kwargs={**_VIT, **kwargs}, hub=hub, native_size=native, plain_vit=True,
-                    mean=norm[0] if norm else None, std=norm[1] if norm else None, download_name=name)
-    CATALOGUE[name] = recipe
+def _register(recipe: Recipe, what: str, repo: str) -> Recipe:
+    """Put ``recipe`` in the catalogue and register its builder under its name (one rule for ViT and CNN entries)."""
+    CATALOGUE[recipe.name] = recipe
 
     def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None,
               **options: Any) -> RegionEncoder:
         return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, **options)
 
-    build.__name__ = name.replace("-", "_")
+    build.__name__ = recipe.name.replace("-", "_")
     build.__doc__ = f"{what} ({recipe.call()}; weights hf-hub:{repo})."
-    register_region_encoder(name)(build)
+    register_region_encoder(recipe.name)(build)
+    return recipe
+
+
+def _entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, *, what: str, licence: str,
+           gated: bool, native: int, patch: int, registers: int = 0, files: tuple[str, ...] | None = None,
+           norm: tuple[tuple[float, ...], tuple[float, ...]] | None = _IN, note: str = "") -> None:
+    hub = HubWeights(repo, gated=gated, names=(name,), **({"files": files} if files else {}))
+    recipe = _register(Recipe(name=name, arch=arch, kwargs={**_VIT, **kwargs}, hub=hub, native_size=native,
+                              plain_vit=True, mean=norm[0] if norm else None, std=norm[1] if norm else None,
+                              download_name=name), what, repo)
     regs = f", {registers} register tokens" if registers else ""
     gate = "; gated: request access on the hub, then set HF_TOKEN" if gated else ""
     register_entry(ZooEntry(
@@ -61,17 +67,9 @@ def _cnn_entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: s
                tags: tuple[str, ...], note: str = "") -> None:
     """A hierarchical (multi-scale) backbone entry: timm ``features_only`` at strides 4/8/16/32, weights checked."""
     hub = HubWeights(repo, names=(name,), files=files)
-    recipe = Recipe(name=name, arch=arch, kwargs=dict(kwargs), hub=hub, native_size=native, plain_vit=False,
-                    mean=norm[0] if norm else None, std=norm[1] if norm else None, download_name=name)
-    CATALOGUE[name] = recipe
-
-    def build(in_chans: int = 3, pretrained: bool = False, img_size: int | None = None,
-              **options: Any) -> RegionEncoder:
-        return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, **options)
-
-    build.__name__ = name.replace("-", "_")
-    build.__doc__ = f"{what} ({recipe.call()}; weights hf-hub:{repo})."
-    register_region_encoder(name)(build)
+    recipe = _register(Recipe(name=name, arch=arch, kwargs=dict(kwargs), hub=hub, native_size=native,
+                              plain_vit=False, mean=norm[0] if norm else None, std=norm[1] if norm else None,
+                              download_name=name), what, repo)
     register_entry(ZooEntry(
         name=name, kind="encoder", group=group, tags=tags, licence=licence, gated=False,
         description=f"{what}: native {native} px, sub-regions multiples of 32{'; ' + note if note else ''}",

@@ -18,7 +18,6 @@ the main thread in one benchmark run): :func:`plan_regions` (main thread: which 
 :func:`read_boxes` (any thread: zarr reads of a store that is only appended to are thread-safe) and
 :func:`apply_boxes` (main thread: into the tile and the texture, only if napari still shows the tile that was
 planned). :class:`BoxReader` runs the middle step in a short-lived thread, one read at a time.
-:func:`show_regions` does all three at once.
 """
 
 from __future__ import annotations
@@ -135,21 +134,6 @@ def apply_boxes(plan: Plan, blocks: list[np.ndarray]) -> bool:
     except Exception:  # napari internals changed: the caller refreshes the whole layer instead
         log.debug("partial labels update failed; refreshing the layer", exc_info=True)
         return False
-
-
-def show_regions(layer, cores) -> bool:
-    """Update ``layer``'s displayed tile where the regions ``cores`` lie, reading the store here (plan, read,
-    apply at once). Returns False, having changed nothing visible, when the layer is not in a state this
-    understands."""
-    plan = plan_regions(layer, cores)
-    if plan is None:
-        return False
-    try:
-        blocks = read_boxes(plan)
-    except Exception:
-        log.debug("reading the regions' boxes failed; refreshing the layer", exc_info=True)
-        return False
-    return apply_boxes(plan, blocks)
 
 
 class BoxReader:
