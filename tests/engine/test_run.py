@@ -224,3 +224,41 @@ def test_an_incomplete_run_has_no_image_scores(sar_ome_tiff, tmp_path):
     assert summary.image_scores is None and ends[0].image_scores is None and "image_scores" not in summary.to_dict()
     store = ResultStore.open(tmp_path / "c.zarr")
     assert store.window_scores() and store.image_scores() is None and not store.complete
+
+
+def test_a_window_cancelled_between_its_last_region_and_its_scores_is_scored_on_resume(sar_ome_tiff, tmp_path,
+                                                                                      monkeypatch):
+    """A cancel can land after a window's last region is on disk but before its class scores are: resume must run
+    that window again (its regions for the context only) instead of calling the store complete without them."""
+    torch.manual_seed(0)
+    cfg = XTConfig(region_encoder="tiny", region_size=256, sub_region_size=128, in_chans=2, context_encoder="none",
+                   heads={"classification": {"num_classes": 3}}, mean=[-20.0, -25.0], std=[8.0, 8.0],
+                   input_kind="sar")
+    path = save_model(build_model(cfg), tmp_path / "cls.safetensors")
+    common = {"level": 1, "window_size": 1, "batch_size": 1}
+    predict(request(sar_ome_tiff, path, tmp_path / "ref.zarr", **common))
+    reference = ResultStore.open(tmp_path / "ref.zarr").window_scores()
+    assert len(reference) > 2
+
+    prepared = prepare(request(sar_ome_tiff, path, tmp_path / "c.zarr", **common))
+    real = ResultStore.set_window_scores
+
+    def cancelled_in_between(self, window_id, scores):
+        if window_id == 1:  # window 1's last region is written; the cancel arrives before its scores are
+            prepared.run.cancel()
+            return
+        real(self, window_id, scores)
+
+    monkeypatch.setattr(ResultStore, "set_window_scores", cancelled_in_between)
+    predict(prepared.request, prepared=prepared)
+    monkeypatch.undo()
+    store = ResultStore.open(tmp_path / "c.zarr")
+    assert all(store.is_done(i) for i in prepared.run.plan.windows[1]) and 1 not in store.window_scores()
+
+    summary = predict(request(sar_ome_tiff, path, tmp_path / "c.zarr", resume=True, **common))
+    store = ResultStore.open(tmp_path / "c.zarr")
+    assert not summary.cancelled and store.complete
+    scores = store.window_scores()
+    assert set(scores) == set(reference)
+    for window, want in reference.items():
+        np.testing.assert_allclose(scores[window], want, atol=1e-6)

@@ -98,6 +98,9 @@ class InferenceRun:
         self.n_total = plan.n_planned
         self.n_done = sum(1 for w in plan.windows for i in w if store.is_done(i))
         self.n_done_at_start = self.n_done
+        #: Windows whose class scores are in the store (classification models). A cancel can land between a
+        #: window's last region and its score, so "all regions done" alone does not finish a window.
+        self._scored: set[int] | None = set(store.window_scores()) if "classification" in model.heads else None
         self.n_failed = 0
         self.started = time.perf_counter()
         self._cohorts: deque[Cohort] = deque()  # formed by the reader's feed, consumed by the compute in order
@@ -133,6 +136,10 @@ class InferenceRun:
 
     # -- the stream --------------------------------------------------------------------------------------------
     def _has_work(self, window: int) -> bool:
+        """Regions not yet in the store, or (classification) no class scores yet: the window runs again, its done
+        regions re-encoded for the context only."""
+        if self._scored is not None and window not in self._scored:
+            return True
         return not all(self.store.is_done(i) for i in self.plan.windows[window])
 
     def _next_window(self) -> int | None:
@@ -326,6 +333,8 @@ class InferenceRun:
         if job.window_scores is not None:
             region = job.regions[0]
             self._guard_write(None, self.store.set_window_scores, region.window, job.window_scores)
+            if self._scored is not None:
+                self._scored.add(region.window)
             return [self._result(region, None, {}, 0.0, window_scores=job.window_scores, count=False)]
         results = []
         for region, out in zip(job.regions, job.payload or []):
