@@ -53,6 +53,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--region-size", type=int, help="region size in px (default: the model's)")
     p.add_argument("--batch", type=int, default=2, help="regions encoded together (default 2)")
     p.add_argument("--profile", metavar="PATH", help="write a cProfile of the main thread from Run to the end")
+    p.add_argument("--nice", type=int, help="how much nicer than the viewer the run's threads are (default: the "
+                   "engine's VIEWER_NICE; 0 measures the run at the viewer's priority)")
     return p.parse_args(argv)
 
 
@@ -116,6 +118,10 @@ def main(argv=None) -> int:
     from napari_xt.widget._stall import GapMeter, spin_until
 
     model, note = _pick_model(args.model)
+    if args.nice is not None:
+        import napari_xt.engine.run as engine_run
+
+        engine_run.VIEWER_NICE = args.nice  # type: ignore[misc]
     viewer = napari.Viewer(title="napari-xt bench")
     viewer.window._qt_window.resize(1500, 900)
     [image] = viewer.open(str(image_path), plugin="napari-xt")[:1]

@@ -1,5 +1,7 @@
 """The streaming engine end to end: real OME-TIFF on disk, real tiny xT models, real zarr result store."""
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -51,6 +53,35 @@ def test_predict_writes_every_region_and_yields_progressively(tissue_ome_tiff, m
         np.testing.assert_array_equal(run.store.labels[0][y0:y1, x0:x1], result.labels)
     assert seen == sorted(seen) and seen[-1] == run.n_total == 12  # 768 x 1024 at level 1, 256 px regions
     assert run.store.n_done == 12
+
+
+def test_a_cpu_run_holds_the_allocator_policy_only_while_it_works(tissue_ome_tiff, model_path, tmp_path):
+    """Freed activations are reused during a CPU run (engine/allocator.py); after it, glibc's defaults are back so a
+    napari session does not keep a finished run's memory (held only where the policy exists: glibc)."""
+    from napari_xt.engine import allocator
+
+    run = prepare_run(request(tissue_ome_tiff, model_path, tmp_path / "a.zarr", batch_size=2, level=1))
+    during = {allocator.active() for _ in run}
+    assert during == {allocator._LIBC is not None}
+    assert not allocator.active()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+@pytest.mark.parametrize("yield_to_viewer", [False, True])
+def test_a_viewer_run_works_on_nicer_threads(tissue_ome_tiff, model_path, tmp_path, yield_to_viewer):
+    """``yield_to_viewer`` (the dock's runs): compute, reading, post-processing, writing and the store's writer pool
+    run 10 nicer than the caller, so the viewer's event loop gets a core; a CLI run keeps the caller's priority."""
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    run = prepare_run(request(tissue_ome_tiff, model_path, tmp_path / "n.zarr", batch_size=2, level=1,
+                              yield_to_viewer=yield_to_viewer))
+    seen: dict[str, int] = {}
+    for _ in run:
+        for t in threading.enumerate():
+            if t.name.startswith("napari-xt") and t.native_id is not None:
+                seen[t.name.split("_")[0]] = os.getpriority(os.PRIO_PROCESS, t.native_id)
+    assert {"napari-xt-compute", "napari-xt-post", "napari-xt-write", "napari-xt-read", "napari-xt-store"} <= set(seen)
+    assert set(seen.values()) == {min(19, base + 10) if yield_to_viewer else base}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's own is untouched
 
 
 def test_batch_size_does_not_change_results(tissue_ome_tiff, model_path, tmp_path):

@@ -53,3 +53,26 @@ def test_sub_batch_travels_in_the_checkpoint_and_is_checked(tmp_path):
         build_model(XTConfig(
             region_encoder="tiny", region_encoder_kwargs={"sub_batch": "four"}, region_size=128, sub_region_size=64,
             context_encoder="none", heads={"segmentation": {"num_classes": 2}}))
+
+
+def test_cpu_inference_takes_a_pixel_budget_per_call_and_training_whole_batches(monkeypatch):
+    """Without ``sub_batch``, CPU inference encodes about ``CPU_PIXELS_PER_CALL`` px per backbone call (activations
+    small enough for the engine's allocator policy); training keeps whole batches (BatchNorm statistics); an explicit
+    ``sub_batch`` always wins."""
+    import napari_xt.model.xt as xt
+
+    monkeypatch.setattr(xt, "CPU_PIXELS_PER_CALL", 5 * 64 * 64)  # five 64 px sub-regions per call
+    x = torch.randn(2, 3, 256, 256)  # 32 sub-regions of 64 px
+
+    def calls_of(model, train: bool) -> list[int]:
+        seen: list[int] = []
+        original = model.region_encoder.forward_backbone
+        model.region_encoder.forward_backbone = lambda t: (seen.append(int(t.shape[0])), original(t))[1]
+        model.train(train)
+        with torch.no_grad():
+            model.encode_regions(x)
+        return seen
+
+    assert calls_of(_model("tiny"), train=False) == [5, 5, 5, 5, 5, 5, 2]
+    assert calls_of(_model("tiny"), train=True) == [32]
+    assert calls_of(_model("tiny", sub_batch=3), train=False) == [3] * 10 + [2]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import StoreError
+from .priority import lower_this_thread
 
 __all__ = ["Pipeline", "StoreWriteError"]
 
@@ -60,12 +61,14 @@ class Pipeline:
     and the caller's thread takes the results from :meth:`results`.
 
     ``threaded=False`` runs both inline in ``submit`` (the one-thread reference path the tests compare against).
-    ``busy`` holds each stage's busy seconds (benchmarks).
+    ``busy`` holds each stage's busy seconds (benchmarks). ``nice`` > 0 runs the two stage threads that much nicer
+    than the caller (a viewer's run: ``RunOptions.yield_to_viewer``).
     """
 
     def __init__(self, post: Callable[[Any], Any], write: Callable[[Any], list], depth: int = 2,
-                 threaded: bool = True) -> None:
+                 threaded: bool = True, nice: int = 0) -> None:
         self._post, self._write = post, write
+        self._nice = nice  # the stage threads' priority below the caller's (engine/priority.py)
         self._threaded = threaded
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -102,6 +105,7 @@ class Pipeline:
         self.busy["write"] += time.perf_counter() - t0
 
     def _loop(self, inbox: queue.Queue, body: Callable[[Any], Any], outbox: queue.Queue | None) -> None:
+        lower_this_thread(self._nice)  # the store's writer pool, started from here, inherits it
         while True:
             job = inbox.get()
             if job is _STOP:

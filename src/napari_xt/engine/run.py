@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .allocator import reuse_freed_memory
 from .compiling import compile_region_encoder
 from .device import autocast_dtype, is_oom, resolve_device
 from .lockstep import Cohort, Lockstep, take_companions
@@ -31,6 +32,7 @@ from .options import RunOptions
 from .pipeline import Pipeline, StoreWriteError
 from .plan import Plan, Region
 from .postprocess import RegionOutput, region_outputs
+from .priority import VIEWER_NICE, lower_this_thread
 from .reader import Prefetcher
 from .store import ResultStore
 
@@ -88,6 +90,9 @@ class InferenceRun:
         #: overlay costs one region's work (``RunOptions.first_region_alone``, the dock's choice). False: a full
         #: first batch (throughput: no extra forward, no wait). The reference path honours it too.
         self.quick_first = bool(self.options.first_region_alone)
+        #: How much nicer than the caller the run's threads are (``RunOptions.yield_to_viewer``; threaded path only:
+        #: the reference path runs on the caller's thread, whose priority is not the run's to change).
+        self._nice = VIEWER_NICE if self.options.yield_to_viewer else 0
         self._cancel = threading.Event()
         self._stop = threading.Event()  # the caller stopped iterating: the compute thread ends
         self._lock = threading.Lock()
@@ -180,14 +185,16 @@ class InferenceRun:
             self.model.to(memory_format=torch.channels_last)  # inputs arrive NHWC (Normaliser.batch)
         if self.options.compile and not self.compiled:
             self._compile()
-        pipe = self._pipe = Pipeline(self._post, self._write, self.queue_depth, threaded=self.pipeline)
+        pipe = self._pipe = Pipeline(self._post, self._write, self.queue_depth, threaded=self.pipeline,
+                                     nice=self._nice)
         if self._cancel.is_set():
             pipe.cancel()
         try:
-            if self.pipeline:
-                yield from self._threaded(pipe)
-            else:
-                yield from self._inline(pipe)
+            with reuse_freed_memory(self.device.type == "cpu"):  # CPU activations reused, not re-faulted per batch
+                if self.pipeline:
+                    yield from self._threaded(pipe)
+                else:
+                    yield from self._inline(pipe)
         finally:
             pipe.close()
             for stage, seconds in pipe.busy.items():
@@ -221,6 +228,7 @@ class InferenceRun:
         errors: list[BaseException] = []
 
         def compute() -> None:
+            lower_this_thread(self._nice)  # before torch's OpenMP team and the reader pool are made: they inherit it
             try:
                 for _ in self._compute(pipe):
                     pass

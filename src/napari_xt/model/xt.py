@@ -32,6 +32,10 @@ from .region_encoders import RegionEncoder, create_region_encoder
 from .registry import get_context_encoder_builder, get_head_builder
 from .tokenize import RegionGrid, cut_regions, cut_sub_regions, paste_regions, stitch_feature_maps, token_positions
 
+#: CPU inference encodes about this many sub-region px per backbone call unless ``sub_batch`` says otherwise
+#: (four 256 px sub-regions): big enough for efficient matrix products, small enough that activations stay reusable.
+CPU_PIXELS_PER_CALL = 4 * 256 * 256
+
 
 @dataclass
 class RegionFeatures:
@@ -153,6 +157,17 @@ class XTModel(nn.Module):
         c = self.config
         return RegionGrid(tuple(region_size), c.sub_region_size, c.overlap, self._align())  # type: ignore[arg-type]
 
+    def _calls_of(self, tiles: torch.Tensor) -> int | None:
+        """Sub-regions per backbone call: ``sub_batch`` when set; else, for CPU inference, as many as make about
+        :data:`CPU_PIXELS_PER_CALL` px (activations under glibc's 32 MB mmap ceiling, which the engine's
+        ``reuse_freed_memory`` needs to keep them; Swin-V2-T 512/256 went from ~1.0 to ~2.0 regions/s on 2 cores).
+        Training keeps whole batches: a BatchNorm encoder's statistics would otherwise change."""
+        if self.sub_batch:
+            return self.sub_batch
+        if tiles.device.type != "cpu" or self.training:
+            return None
+        return max(1, CPU_PIXELS_PER_CALL // (self.config.sub_region_size**2))
+
     def encode_backbone(self, regions: torch.Tensor) -> BackboneFeatures:
         """``[N, C, R, R]`` normalised regions -> the backbone's per-sub-region output (no neck, not stitched),
         at most ``sub_batch`` sub-regions per backbone call (peak memory of a ViT-L/H, not results)."""
@@ -163,8 +178,9 @@ class XTModel(nn.Module):
         encoder = self.region_encoder
         # no neck: the module's own call (its forward hooks fire, as before this split); a neck runs later
         run = encoder.forward_backbone if encoder.has_neck else encoder
-        if self.sub_batch and tiles.shape[0] > self.sub_batch:
-            chunks = [run(t) for t in tiles.split(self.sub_batch)]
+        limit = self._calls_of(tiles)
+        if limit and tiles.shape[0] > limit:
+            chunks = [run(t) for t in tiles.split(limit)]
             feats = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
         else:
             feats = list(run(tiles))
@@ -176,8 +192,8 @@ class XTModel(nn.Module):
         encoder = self.region_encoder
         if not encoder.has_neck:
             feats = list(raw.maps)
-        elif self.sub_batch and raw.maps[0].shape[0] > self.sub_batch:
-            parts = [encoder.forward_neck(list(maps)) for maps in zip(*(m.split(self.sub_batch) for m in raw.maps),
+        elif (limit := self._calls_of(raw.maps[0])) and raw.maps[0].shape[0] > limit:
+            parts = [encoder.forward_neck(list(maps)) for maps in zip(*(m.split(limit) for m in raw.maps),
                                                                       strict=True)]
             feats = [torch.cat(level) for level in zip(*parts, strict=True)]
         else:

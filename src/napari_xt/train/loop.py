@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..engine.allocator import reuse_freed_memory
 from ..engine.normalise import Normaliser
 from ..engine.run import autocast_dtype, resolve_device
 from ..errors import OutputError
@@ -223,7 +224,14 @@ class Trainer:
 
     def events(self) -> Iterator[dict]:
         """Train, yielding progress events: ``start``, one ``step`` per window, one ``epoch`` each, then ``done``
-        (the summary). A generator, so a GUI worker can relay each event and ``stop()`` between any two."""
+        (the summary). A generator, so a GUI worker can relay each event and ``stop()`` between any two.
+
+        On the CPU freed activations and gradients stay in the process for the next step (engine/allocator.py:
+        ConvNeXt-T steps ~10-20 % faster here); the defaults come back when training ends."""
+        with reuse_freed_memory(self.device.type == "cpu"):
+            yield from self._events()
+
+    def _events(self) -> Iterator[dict]:
         o, model = self.options, self.model
         rng = np.random.default_rng(o.seed)
         torch.manual_seed(o.seed)
