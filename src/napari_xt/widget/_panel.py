@@ -22,7 +22,7 @@ from superqt import QCollapsible
 
 from ..engine.options import ORDERS, RunOptions
 from . import _fields as F
-from ._window import compact_fields
+from ._window import compact_fields, steady_line
 
 #: run and plan options most runs leave alone, in a collapsed "Advanced" section (every option stays reachable)
 ADVANCED_FIELDS = ("mpp", "overlap", "order", "probabilities", "max_detections", "prefetch", "read_workers")
@@ -86,6 +86,7 @@ class RunPanel(Container):
         for label in (self.model_info, self.top_classes):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(200)
+        steady_line(self.status.native)  # updated per batch of regions during a run: must not relayout the window
         self.context.changed.connect(lambda v: setattr(self.window_size, "enabled", v == "window"))
         self._add_advanced(defaults)
         self.margins = (4, 4, 4, 4)  # the canvas needs the width more than the margins do

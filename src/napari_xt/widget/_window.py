@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QApplication, QDockWidget, QFrame, QScrollArea, QWidget
+from qtpy.QtWidgets import QApplication, QDockWidget, QFrame, QLabel, QScrollArea, QSizePolicy, QWidget
 
 from .._compat import canvas_widget, main_window
 
@@ -100,8 +100,25 @@ def compact_fields(widget: Any, min_chars: int = 6) -> None:
         line.setMinimumWidth(60)
 
 
+def steady_line(label: QLabel, lines: int = 2) -> None:
+    """Make ``label`` a status line whose text changes never change its size (and so never lay out the window):
+    as wide as its column allows, ``lines`` lines high, wrapped; a longer text is cut, and shown whole as tooltip
+    by the caller where it matters."""
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setMinimumWidth(120)
+    label.setFixedHeight(lines * label.fontMetrics().lineSpacing() + 2 * label.margin() + 2)
+
+
 class _VerticalScroll(QScrollArea):
-    """Scrolls vertically only: never narrower than its page needs (nothing cut at the side), any height."""
+    """Scrolls vertically only: never narrower than its page needs (nothing cut at the side), any height.
+
+    The dock is re-asked for its size only when the page's minimum width really changed: a status line's new text
+    also posts a layout request, and re-asking on each one laid out the whole main window (with a GL canvas under
+    software rendering, 20-25 ms of the viewer's event loop per status update while regions streamed in).
+    """
+
+    _asked_width = -1
 
     def minimumSizeHint(self) -> QSize:
         hint = super().minimumSizeHint()
@@ -112,7 +129,10 @@ class _VerticalScroll(QScrollArea):
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if obj is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the page's needs changed (model list loaded, long names): re-ask the dock
+            width = self.minimumSizeHint().width()
+            if width != self._asked_width:  # the page's needs changed (model list loaded, long names)
+                self._asked_width = width
+                self.updateGeometry()  # re-ask the dock
         return super().eventFilter(obj, event)
 
 
