@@ -115,7 +115,10 @@ def _redraw_gap(app, canvas, QTimer, GapMeter, loaded: bool = False, seconds: fl
 
     import torch
 
-    from napari_xt.engine.priority import VIEWER_NICE, lower_this_thread
+    try:
+        from napari_xt.engine.priority import VIEWER_NICE, lower_this_thread
+    except ImportError:  # a version from before the nicer run threads (PYTHONPATH=older/src)
+        VIEWER_NICE, lower_this_thread = 0, lambda by: False
 
     stop = threading.Event()
 
