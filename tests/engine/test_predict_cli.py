@@ -76,14 +76,15 @@ def test_every_plan_and_run_option_has_a_flag():
         "--roi", "0,0,10,20", "--no-mask", "--focus", "100,200", "--device", "cpu", "--precision", "bf16",
         "--batch-size", "3", "--prefetch", "5", "--read-workers", "3", "--score-threshold", "0.6",
         "--max-detections", "7", "--probabilities", "--window-batch", "2", "--compile", "--first-region-alone",
-        "--resume"])
+        "--low-priority", "--resume"])
     request = build_request(args, image="img.tif", out="o.zarr")
     assert request.plan == PlanOptions(mpp=0.5, level=None, region_size=512, overlap=32, context="global",
                                        window_size=3, order="serpentine", roi=(0.0, 0.0, 10.0, 20.0), use_mask=False,
                                        focus=(100.0, 200.0))
     assert request.run == RunOptions(device="cpu", precision="bf16", batch_size=3, prefetch=5, read_workers=3,
                                      score_threshold=0.6, max_detections_per_region=7, probabilities=True,
-                                     window_batch=2, compile=True, first_region_alone=True)
+                                     window_batch=2, compile=True, first_region_alone=True,
+                                     low_priority=True)
     assert request.resume and not request.overwrite and request.model == "m"
     defaults = build_request(build_parser().parse_args(["predict", "img.tif", "--model", "m", "--out", "o.zarr"]))
     assert defaults.plan == PlanOptions() and defaults.run == RunOptions()  # flag defaults are the options' defaults

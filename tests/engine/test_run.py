@@ -67,20 +67,20 @@ def test_a_cpu_run_holds_the_allocator_policy_only_while_it_works(tissue_ome_tif
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
-@pytest.mark.parametrize("yield_to_viewer", [False, True])
-def test_a_viewer_run_works_on_nicer_threads(tissue_ome_tiff, model_path, tmp_path, yield_to_viewer):
-    """``yield_to_viewer`` (the dock's runs): compute, reading, post-processing, writing and the store's writer pool
+@pytest.mark.parametrize("low_priority", [False, True])
+def test_a_viewer_run_works_on_nicer_threads(tissue_ome_tiff, model_path, tmp_path, low_priority):
+    """``low_priority`` (the dock's runs): compute, reading, post-processing, writing and the store's writer pool
     run 10 nicer than the caller, so the viewer's event loop gets a core; a CLI run keeps the caller's priority."""
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     run = prepare_run(request(tissue_ome_tiff, model_path, tmp_path / "n.zarr", batch_size=2, level=1,
-                              yield_to_viewer=yield_to_viewer))
+                              low_priority=low_priority))
     seen: dict[str, int] = {}
     for _ in run:
         for t in threading.enumerate():
             if t.name.startswith("napari-xt") and t.native_id is not None:
                 seen[t.name.split("_")[0]] = os.getpriority(os.PRIO_PROCESS, t.native_id)
     assert {"napari-xt-compute", "napari-xt-post", "napari-xt-write", "napari-xt-read", "napari-xt-store"} <= set(seen)
-    assert set(seen.values()) == {min(19, base + 10) if yield_to_viewer else base}
+    assert set(seen.values()) == {min(19, base + 10) if low_priority else base}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's own is untouched
 
 

@@ -219,7 +219,7 @@ def test_request_carries_every_panel_field(make_napari_viewer, qtbot, tmp_path):
                                        window_size=3, order="serpentine", roi=None, use_mask=False, focus=focus)
     assert request.run == RunOptions(device="cpu", precision="bf16", batch_size=2, prefetch=6, read_workers=3,
                                      score_threshold=pytest.approx(0.55), max_detections_per_region=17,
-                                     probabilities=True, first_region_alone=True, yield_to_viewer=True)
+                                     probabilities=True, first_region_alone=True, low_priority=True)
     dock.resolution.value = 0  # a pyramid level excludes the pixel size
     request, _ = dock._request(resume=False)
     assert request.plan.level == 0 and request.plan.mpp is None and not request.resume

@@ -255,7 +255,7 @@ def preview_events(request: PreviewRequest, holder: dict | None = None) -> Itera
     predict = PredictRequest(image=f"layer:{request.image_layer.name}", model=request.model, out=str(out),
                              plan=PlanOptions(window_size=request.window_size, use_mask=False, focus=(cy, cx)),
                              run=RunOptions(device=request.device, batch_size=2, first_region_alone=True,
-                                             yield_to_viewer=True))
+                                             low_priority=True))
     whole = driver.resolve(predict, model=model, image=image)  # the model's analysis level and region grid
     f = whole.plan.downsample_to_level0
     shape = (int(image.levels[0].shape[0]), int(image.levels[0].shape[1]))

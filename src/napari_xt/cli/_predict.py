@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
                    f"default {RunOptions().window_batch})")
     p.add_argument("--first-region-alone", action="store_true", help="encode and write the first region on its own "
                    "before the rest, so the first result lands sooner (what the dock does; costs some throughput)")
+    p.add_argument("--low-priority", action="store_true", help="run the engine's threads at a lower CPU priority "
+                   "(nice +10, Linux), so a desktop or viewer on the same machine stays responsive (what the dock "
+                   "does; costs the run almost nothing when nothing else wants the CPU)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--mpp", type=float, help="analysis pixel size (default: the model's, else level 0)")
     where.add_argument("--level", type=int, help="pyramid level to analyse")
@@ -107,7 +110,8 @@ def build_request(args: argparse.Namespace, image: str = "", out: str = "") -> P
                      window_batch=args.window_batch, prefetch=args.prefetch,
                      read_workers=args.read_workers, score_threshold=args.score_threshold,
                      max_detections_per_region=args.max_detections, probabilities=args.probabilities,
-                     compile=args.compile, first_region_alone=args.first_region_alone)
+                     compile=args.compile, first_region_alone=args.first_region_alone,
+                     low_priority=args.low_priority)
     run.validate()
     return PredictRequest(image=image, model=args.model, out=out, plan=plan, run=run, resume=args.resume,
                           overwrite=args.overwrite)

@@ -52,8 +52,9 @@ class RunOptions:
     #: dock sets it); off, the first step is a full batch: ~10 % more regions/s with tiny + Hyper on 2 CPU cores
     first_region_alone: bool = False
     #: the run's threads (compute, reading, post-processing, writing) run nicer than the caller, so a viewer's event
-    #: loop gets a core whenever it wants one (the dock sets it; Linux only, see engine/priority.py)
-    yield_to_viewer: bool = False
+    #: loop gets a core whenever it wants one (the dock sets it, ``predict --low-priority``; Linux only, see
+    #: engine/priority.py)
+    low_priority: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range (a user typo must not start a run)."""

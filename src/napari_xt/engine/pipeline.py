@@ -62,7 +62,7 @@ class Pipeline:
 
     ``threaded=False`` runs both inline in ``submit`` (the one-thread reference path the tests compare against).
     ``busy`` holds each stage's busy seconds (benchmarks). ``nice`` > 0 runs the two stage threads that much nicer
-    than the caller (a viewer's run: ``RunOptions.yield_to_viewer``).
+    than the caller (a viewer's run: ``RunOptions.low_priority``).
     """
 
     def __init__(self, post: Callable[[Any], Any], write: Callable[[Any], list], depth: int = 2,

@@ -90,9 +90,9 @@ class InferenceRun:
         #: overlay costs one region's work (``RunOptions.first_region_alone``, the dock's choice). False: a full
         #: first batch (throughput: no extra forward, no wait). The reference path honours it too.
         self.quick_first = bool(self.options.first_region_alone)
-        #: How much nicer than the caller the run's threads are (``RunOptions.yield_to_viewer``; threaded path only:
+        #: How much nicer than the caller the run's threads are (``RunOptions.low_priority``; threaded path only:
         #: the reference path runs on the caller's thread, whose priority is not the run's to change).
-        self._nice = VIEWER_NICE if self.options.yield_to_viewer else 0
+        self._nice = VIEWER_NICE if self.options.low_priority else 0
         self._cancel = threading.Event()
         self._stop = threading.Event()  # the caller stopped iterating: the compute thread ends
         self._lock = threading.Lock()

@@ -37,7 +37,7 @@ def build_request(dock: Any, resume: bool) -> tuple[PredictRequest, Any] | str:
         score_threshold=float(dock.min_score.value), max_detections_per_region=dock.max_detections.value,
         probabilities=dock.probabilities.value,
         first_region_alone=True,  # the first overlay shows sooner
-        yield_to_viewer=True,  # the run's threads leave the viewer a core: no stalls while regions stream in
+        low_priority=True,  # the run's threads leave the viewer a core: no stalls while regions stream in
     )
     request = PredictRequest(image=layer_path(layer) or f"layer:{layer.name}", model=info.key,
                              out=str(dock.out.value), plan=plan, run=run, resume=resume)
