@@ -30,7 +30,7 @@ def _strokes(truth: np.ndarray, rng: np.random.Generator, n: int = 60, width: in
 def test_train_quick_previews_the_view_then_continues_from_the_model(make_napari_viewer, qtbot, tmp_path, notes,
                                                                     monkeypatch):
     monkeypatch.setenv("NAPARI_XT_FEATURE_CACHE", str(tmp_path / "features"))
-    monkeypatch.setattr("napari_xt.app.finetune.user_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("napari_xt.app.previews.user_cache_dir", lambda: tmp_path / "cache")
     viewer, dock = make_dock(make_napari_viewer, qtbot)
     sample = TissueSample(768, 768, seed=3)
     image = viewer.add_image(np.asarray(sample.levels[0]), rgb=True, name="slide")
@@ -87,11 +87,14 @@ def test_train_quick_previews_the_view_then_continues_from_the_model(make_napari
     assert layer2 is layer and layer.metadata["napari_xt"]["preview_store"] != store_path  # one layer, reused
     assert ResultStore.open(layer.metadata["napari_xt"]["preview_store"]).n_done > 0
     assert not Path(store_path).exists()  # the previous preview store went once the layer showed the new one
+    assert not Path(store_path + ".owner").exists()  # with its owner file
+    shown = Path(layer.metadata["napari_xt"]["preview_store"])
+    assert shown.with_name(shown.name + ".owner").is_file()  # a later session's sweep knows whose it is
 
 
 def test_stop_keeps_the_best_model_and_previews_it(make_napari_viewer, qtbot, tmp_path, notes, monkeypatch):
     monkeypatch.setenv("NAPARI_XT_FEATURE_CACHE", str(tmp_path / "features"))
-    monkeypatch.setattr("napari_xt.app.finetune.user_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("napari_xt.app.previews.user_cache_dir", lambda: tmp_path / "cache")
     viewer, dock = make_dock(make_napari_viewer, qtbot)
     sample = TissueSample(512, 512, seed=4)
     image = viewer.add_image(np.asarray(sample.levels[0]), rgb=True, name="slide")

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._compat import keep_triton_out_without_cuda
-from .layers import layer_to_large_image, shapes_to_roi, unique_store_path, user_cache_dir, world_to_level0
+from .layers import layer_to_large_image, shapes_to_roi, unique_store_path, world_to_level0
+from .previews import claim_preview, preview_folder, sweep_stale_previews
 
 if TYPE_CHECKING:
     from ..train import DetectionAnnotations, SegmentationLabels
@@ -212,10 +213,6 @@ class PreviewRequest:
     device: str = "auto"
 
 
-def preview_folder(folder: str | None = None) -> Path:
-    return Path(folder) if folder else user_cache_dir() / "previews"
-
-
 def capped_view(view: tuple[float, float, float, float], image_shape: tuple[int, int], region_level0: float,
                 max_regions: int) -> tuple[float, float, float, float]:
     """The view clipped to the image and, when it spans more than ``max_regions`` regions (of ``region_level0``
@@ -251,7 +248,9 @@ def preview_events(request: PreviewRequest, holder: dict | None = None) -> Itera
     cy, cx = (request.view[0] + request.view[2]) / 2, (request.view[1] + request.view[3]) / 2
     folder = preview_folder(request.folder)
     folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale_previews(request.folder)  # stores left by a napari that closed or crashed mid-preview
     out = unique_store_path(folder / f"{Path(request.model).stem}.xt.zarr")
+    claim_preview(out)
     predict = PredictRequest(image=f"layer:{request.image_layer.name}", model=request.model, out=str(out),
                              plan=PlanOptions(window_size=request.window_size, use_mask=False, focus=(cy, cx)),
                              run=RunOptions(device=request.device, batch_size=2, first_region_alone=True,
@@ -269,16 +268,3 @@ def preview_events(request: PreviewRequest, holder: dict | None = None) -> Itera
            "class_names": list(cfg.class_names.get("segmentation", [])),
            "class_colors": [list(c) for c in cfg.class_colors.get("segmentation", [])]}
     yield from session.stream(prepared)
-
-
-def discard_preview(store: str | None, folder: str | None = None) -> None:
-    """Delete a preview store the tab no longer shows (only ever inside the previews folder, only a result store)."""
-    if not store:
-        return
-    import shutil
-
-    from ..engine.store import is_store
-
-    path, root = Path(store).resolve(), preview_folder(folder).resolve()
-    if root in path.parents and is_store(path):
-        shutil.rmtree(path, ignore_errors=True)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from superqt.utils import qthrottled
 
-from ..app.finetune import discard_preview
 from ..app.layers import world_to_level0
+from ..app.previews import discard_preview
 from ._colors import class_colors
 from ._fields import camera, camera_center
 from ._overlays import open_label_levels
