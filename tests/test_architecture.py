@@ -59,7 +59,10 @@ def test_app_and_widget_import_without_torch():
     files = [p for pkg in ("app", "widget") for p in (SRC / pkg).glob("*.py") if p.stem != "__init__"]
     modules = sorted(f"napari_xt.{p.parent.name}.{p.stem}" for p in files)
     code = ("import importlib, sys\n"
-            f"for m in {modules!r} + ['napari_xt.errors', 'napari_xt.engine.options']:\n"
+            # the plan and a store's plan rebuilt from its metadata: the napari reader draws a stored heat map with
+            # them on the main thread
+            f"for m in {modules!r} + ['napari_xt.errors', 'napari_xt.engine.options', 'napari_xt.engine.plan',\n"
+            "          'napari_xt.engine.store_plan', 'napari_xt.tiling']:\n"
             "    importlib.import_module(m)\n"
             "heavy = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
             "print(heavy)\n")

@@ -89,8 +89,7 @@ def heat_map_layers(path: str, layers: list[LayerData]) -> list[LayerData]:
     """The heat-map layer of the store at ``path`` over its image layer (the first of ``layers``, when it is there),
     painted and placed as the dock paints a live run's (:mod:`napari_xt.app.heatmap`); [] without window scores.
 
-    Only a store with window scores rebuilds its plan, which imports torch (a second or two, once): after
-    :func:`keep_triton_out_without_cuda`, which :func:`napari_get_reader` calls first.
+    Only a store with window scores rebuilds its plan (torch-free: the tiling rule is :mod:`napari_xt.tiling`).
     """
     from .app.heatmap import contrast, heat_layer_kwargs, mean_scores, paint, store_layout
     from .engine.store import ResultStore

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import PlanError
-from ..model.tiling import owned_spans, tile_starts
+from ..tiling import owned_spans, tile_starts
 from .mask import foreground_mask, polygon_mask
 from .options import Box, Roi
 

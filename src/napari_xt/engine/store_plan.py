@@ -6,7 +6,7 @@ store opened in napari show what a live run shows (the classification heat map n
 result is checked against the store's ``plan_checksum``: a plan that does not rebuild exactly (a store from a
 release with another tiling rule) is refused (None), never drawn in the wrong place.
 
-Importing this module imports the model package's tiling (and torch with it): import it only when a plan is needed.
+Torch-free (the tiling rule is :mod:`napari_xt.tiling`), so the napari reader can call it on the main thread.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..model.tiling import owned_spans, tile_starts
+from ..tiling import owned_spans, tile_starts
 from .plan import Plan, Region
 
 log = logging.getLogger(__name__)
