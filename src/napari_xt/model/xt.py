@@ -157,10 +157,11 @@ class XTModel(nn.Module):
         c = self.config
         return RegionGrid(tuple(region_size), c.sub_region_size, c.overlap, self._align())  # type: ignore[arg-type]
 
-    def _calls_of(self, tiles: torch.Tensor) -> int | None:
+    def _sub_regions_per_call(self, tiles: torch.Tensor) -> int | None:
         """Sub-regions per backbone call: ``sub_batch`` when set; else, for CPU inference, as many as make about
-        :data:`CPU_PIXELS_PER_CALL` px (activations under glibc's 32 MB mmap ceiling, which the engine's
-        ``reuse_freed_memory`` needs to keep them; Swin-V2-T 512/256 went from ~1.0 to ~2.0 regions/s on 2 cores).
+        :data:`CPU_PIXELS_PER_CALL` px: activations small enough that the engine's ``reuse_freed_memory`` can keep
+        them in the heap (glibc maps anything over 64 MB on a worker thread directly, whatever its settings); with
+        both, Swin-V2-T 512/256 went from ~1.0 to ~2.0 regions/s on 2 cores (docs/engine.md).
         Training keeps whole batches: a BatchNorm encoder's statistics would otherwise change."""
         if self.sub_batch:
             return self.sub_batch
@@ -178,7 +179,7 @@ class XTModel(nn.Module):
         encoder = self.region_encoder
         # no neck: the module's own call (its forward hooks fire, as before this split); a neck runs later
         run = encoder.forward_backbone if encoder.has_neck else encoder
-        limit = self._calls_of(tiles)
+        limit = self._sub_regions_per_call(tiles)
         if limit and tiles.shape[0] > limit:
             chunks = [run(t) for t in tiles.split(limit)]
             feats = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
@@ -192,7 +193,7 @@ class XTModel(nn.Module):
         encoder = self.region_encoder
         if not encoder.has_neck:
             feats = list(raw.maps)
-        elif (limit := self._calls_of(raw.maps[0])) and raw.maps[0].shape[0] > limit:
+        elif (limit := self._sub_regions_per_call(raw.maps[0])) and raw.maps[0].shape[0] > limit:
             parts = [encoder.forward_neck(list(maps)) for maps in zip(*(m.split(limit) for m in raw.maps),
                                                                       strict=True)]
             feats = [torch.cat(level) for level in zip(*parts, strict=True)]
