@@ -49,6 +49,21 @@ def test_a_forward_reuses_the_memory_the_last_one_freed_and_nothing_is_held_afte
     assert sum(after[4:]) >= 2 * pages  # defaults back: the heap was trimmed, activations are mmapped again
 
 
+@glibc
+def test_after_a_run_mid_sized_buffers_still_come_from_the_heap():
+    """Any mallopt call ends glibc's rising mmap threshold; left at its 128 kB start, every decoded region and
+    chunk buffer (a few MB) would be a fresh, faulting mmap for the rest of the process."""
+    with reuse_freed_memory():
+        pass
+    block = 4 * 2**20  # 4 MB: a decoded 1024 px RGB region, a float32 batch slice
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(16):
+        buf = torch.ones(block // 4)
+        del buf
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 4 * block // 4096  # from the heap: at most the first few allocations fault (16 x 1024 if mapped)
+
+
 def test_nested_runs_share_the_policy_and_disabled_is_a_no_op():
     with reuse_freed_memory(enabled=False) as on:
         assert on is False and not allocator.active()

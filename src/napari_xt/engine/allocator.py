@@ -6,11 +6,12 @@ batch, so the kernel zeroed the same gigabytes page by page on each forward: on 
 much time in the kernel as in its own code (2.1 M page faults and 6 s of system time per 8 regions of 512 px,
 ~1 region/s). With mmap off and the heap never trimmed during the run, freed buffers are reused as they are
 (0 page faults after the first batch; with the CPU sub-batch of ``XTModel`` about 2 regions/s; numbers and command
-in docs/engine.md). The heap holds the run's peak until the run ends; then the defaults come back and
-``malloc_trim`` returns what is free to the system, so a napari session does not keep a finished run's memory.
+in docs/engine.md). The heap holds the run's peak until the run ends; then mmap is allowed again (above 32 MB, see
+``_AFTER_MMAP_THRESHOLD``) and ``malloc_trim`` returns what is free to the system, so a napari session does not keep
+a finished run's memory.
 
-Nested and concurrent runs (the dock's run beside a Fine-tune preview) share one reference count: the defaults come
-back when the last of them ends.
+Nested and concurrent runs (the dock's run beside a Fine-tune preview) share one reference count: the after-run
+settings come back when the last of them ends.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ __all__ = ["reuse_freed_memory"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
-# glibc's documented defaults, restored when the last run ends
-_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+# What is restored when the last run ends. Any mallopt call switches off glibc's dynamic thresholds for good (they
+# start at 128 kB and rise to the size of the largest mapped buffer freed, up to 32 MB, with trimming at twice
+# that), and left at 128 kB every decoded region and chunk buffer of the next run would be a fresh mmap: the state
+# restored is the one the dynamic rule reaches in a process that has freed large buffers.
+_AFTER_MMAP_THRESHOLD = 32 * 2**20
+_AFTER_TRIM_THRESHOLD = 2 * _AFTER_MMAP_THRESHOLD
 _DEFAULT_MMAP_MAX = 65536
 _KEEP_ALL = 2**31 - 1  # mallopt takes an int: ~2 GB of free heap top kept, i.e. never trimmed during a run
 
@@ -77,5 +83,6 @@ def reuse_freed_memory(enabled: bool = True) -> Iterator[bool]:
             _users -= 1
             if _users == 0:
                 _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                _LIBC.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP_THRESHOLD)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM_THRESHOLD)
                 _LIBC.malloc_trim(0)
