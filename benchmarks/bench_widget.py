@@ -104,7 +104,7 @@ def _count_store_reads(marks: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _redraw_gap(app, canvas, QTimer, GapMeter, loaded: bool = False, seconds: float = 2.0) -> float:
+def _redraw_gap(app, canvas, loaded: bool = False, seconds: float = 2.0) -> float:
     """The longest event-loop gap over ``seconds`` while the canvas is redrawn 10 times a second, as during a run.
 
     ``loaded``: meanwhile torch matrix products keep every core busy on threads that lower their priority as the
@@ -114,6 +114,9 @@ def _redraw_gap(app, canvas, QTimer, GapMeter, loaded: bool = False, seconds: fl
     import threading
 
     import torch
+    from qtpy.QtCore import QTimer
+
+    from napari_xt.widget._stall import GapMeter, spin_until
 
     try:
         from napari_xt.engine.priority import VIEWER_NICE, lower_this_thread
@@ -138,10 +141,7 @@ def _redraw_gap(app, canvas, QTimer, GapMeter, loaded: bool = False, seconds: fl
     meter.start()
     redraw.start()
     t0 = time.perf_counter()
-    spin_until_s = t0 + seconds
-    while time.perf_counter() < spin_until_s:
-        app.processEvents()
-        time.sleep(0.001)
+    spin_until(app, lambda: time.perf_counter() - t0 > seconds)
     redraw.stop()
     stop.set()
     for t in threads:
@@ -196,8 +196,8 @@ def main(argv=None) -> int:
     idle_share = sum(g for _, g in idle.long) / (time.perf_counter() - t0)
 
     canvas = viewer.window._qt_viewer.canvas._scene_canvas
-    redraw_gap = _redraw_gap(app, canvas, QTimer, GapMeter)
-    loaded_gap = _redraw_gap(app, canvas, QTimer, GapMeter, loaded=True)
+    redraw_gap = _redraw_gap(app, canvas)
+    loaded_gap = _redraw_gap(app, canvas, loaded=True)
 
     marks: dict[str, float] = {}
 

@@ -15,3 +15,23 @@ def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "seg.safetensors"
     save_model(build_model(cfg), path)
     return path
+
+
+@pytest.fixture
+def oom_above_one(monkeypatch):
+    """``oom_above_one(run)``: the run's region encoder raises CUDA's out-of-memory error for any batch of more than
+    one region (as a GPU too small for the batch would); returns the list of batch sizes it was asked for."""
+
+    def install(run) -> list[int]:
+        real, sizes = run.model.encode_regions, []
+
+        def flaky(x):
+            sizes.append(x.shape[0])
+            if x.shape[0] > 1:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return real(x)
+
+        monkeypatch.setattr(run.model, "encode_regions", flaky)
+        return sizes
+
+    return install

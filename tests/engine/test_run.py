@@ -141,18 +141,9 @@ def test_existing_store_is_never_silently_overwritten(tissue_ome_tiff, model_pat
     assert err.value.is_store and err.value.path == out
 
 
-def test_out_of_memory_halves_the_batch_and_skips_nothing(tissue_ome_tiff, model_path, tmp_path, monkeypatch):
+def test_out_of_memory_halves_the_batch_and_skips_nothing(tissue_ome_tiff, model_path, tmp_path, oom_above_one):
     run = prepare_run(request(tissue_ome_tiff, model_path, tmp_path / "oom.zarr", batch_size=4, level=1))
-    real = run.model.encode_regions
-    calls = []
-
-    def flaky(x):
-        calls.append(x.shape[0])
-        if x.shape[0] > 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(x)
-
-    monkeypatch.setattr(run.model, "encode_regions", flaky)
+    calls = oom_above_one(run)
     results = list(run)
     assert run.batch_size == 1 and run.store.n_done == 12
     assert sorted(r.region_id for r in results) == list(range(12))

@@ -125,19 +125,10 @@ def test_the_windows_really_share_batches(tissue_ome_tiff, checkpoint, tmp_path,
 
 
 def test_out_of_memory_splits_the_cohort_and_skips_nothing(tissue_ome_tiff, checkpoint, references, tmp_path,
-                                                           monkeypatch):
+                                                           oom_above_one):
     out = tmp_path / "oom.zarr"
     run = prepare(_request(tissue_ome_tiff, checkpoint, out, batch_size=8, window_batch=4)).run
-    real = run.model.encode_regions
-    sizes = []
-
-    def flaky(x):
-        sizes.append(x.shape[0])
-        if x.shape[0] > 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(x)
-
-    monkeypatch.setattr(run.model, "encode_regions", flaky)
+    sizes = oom_above_one(run)
     results = list(run)
     assert run.window_batch == 1 and run.batch_size == 1 and run.store.n_done == 12
     assert sorted(r.region_id for r in results if r.window_scores is None) == list(range(12))

@@ -29,7 +29,6 @@ from . import _fields as F
 from ._encoder_picker import EncoderPicker
 from ._export import ExportButton
 from ._finetune import FinetuneTab
-from ._heap import freeze_long_lived
 from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
@@ -151,7 +150,6 @@ class XTDock(Container):
             notifications.show_warning(f"Skipped a file in the models folder: {problem}")
         self.finetune.set_encoders(cat.encoders)
         self._update_buttons()
-        freeze_long_lived()  # torch, timm and napari are loaded: full collections no longer walk them (_heap.py)
 
     def _on_trained(self, path: str) -> None:
         """A model the Fine-tune tab just saved: list it and select it; show the Run tab unless the tab's

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from ._heap import freeze_long_lived
+
 BROWSE = "__browse__"
 NO_ROI = None
 
@@ -35,6 +37,7 @@ def load_catalog(folder: str):
             files.append(catalog.describe(path))
         except ValueError as err:
             problems.append(str(err))
+    freeze_long_lived()  # torch, timm and napari are loaded: full collections no longer walk them (_heap.py)
     return cat, files, problems
 
 
