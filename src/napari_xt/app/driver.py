@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from .._compat import keep_triton_out_without_cuda
-from ..errors import PlanError
+from ..errors import PlanError, StoreError
 from .events import (
     Detections,
     RegionDone,
@@ -196,7 +196,12 @@ def _events(prepared: PreparedRun) -> Iterator[RunEvent]:
             yield _event(run, result, layout)
         status = "cancelled" if run.cancelled else ("complete" if run.n_done == run.n_total else "partial")
     except Exception as err:
-        log.error("run failed:\n%s", traceback.format_exc())
+        # the caller words the error (one line in a terminal, a notification in the dock); a traceback helps with a
+        # bug, not with the user's own environment (disk full, permissions): that one is for --debug only
+        if isinstance(err, StoreError | OSError):
+            log.debug("run failed", exc_info=True)
+        else:
+            log.error("run failed:\n%s", traceback.format_exc())
         status, error = "failed", err
     yield finish(run, time.perf_counter() - t0, status, error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.pipeline import StoreWriteError
 from ..errors import (
     ChannelMismatch,
     DeviceUnavailable,
@@ -37,6 +38,8 @@ def describe(err: BaseException, out_flag: str = "--out") -> str:
         return f"{text} (see --device / --precision)"
     if isinstance(err, ChannelMismatch | EncoderIsNotAModel | UnknownModel):
         return text + ("" if isinstance(err, EncoderIsNotAModel) else "; `napari-xt models` lists the models")
+    if isinstance(err, StoreWriteError):  # disk full, permissions: the regions written so far are kept
+        return f"{text} The same command with --resume continues."
     if isinstance(err, OutputError) and err.exists:
         return f"{text}; pass --overwrite to replace it"
     if "out of memory" in text.lower():
