@@ -4,6 +4,7 @@ a measured time estimate for the chosen encoder on the current image and device,
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from dockhelpers import configure, make_dock
 
 from napari_xt.app import speed
@@ -75,6 +76,7 @@ def test_the_time_estimate_is_measured_off_the_main_thread_and_shown(make_napari
     assert est.encoder == "tiny" and est.device == "CPU" and est.regions == 4  # 2 x 2 regions of 256 px
     assert est.sub_regions == 16 and est.seconds_per_region > 0  # 64 px sub-regions of the tiny preset
     assert "for this image on CPU" in picker.speed.value and "slow" not in picker.speed.value
+    assert picker.speed.value.startswith("about ") and "timings" in picker.speed.value and est.timings > 1
 
     monkeypatch.setattr(speed, "SLOW_S", 0.0)  # every encoder is "slow" now: the note turns into a warning
     dock.region_size.value = 128
@@ -111,3 +113,45 @@ def test_an_encoder_too_large_for_free_memory_is_not_built_just_to_time_it(monke
     monkeypatch.setattr(speed, "_free_bytes", lambda: 64 * n)  # plenty free: timed as before
     seconds, strides, where = speed.time_encoder("convnext_tiny", sub_region_size=64, batch=1, device="cpu")
     assert seconds > 0 and where == "CPU" and built[-1] == "cpu"
+
+
+class ScriptedRun:
+    """A batch whose timings are known: each ``run()`` advances the injected clock by the next scripted duration."""
+
+    def __init__(self, durations):
+        self.durations, self.now, self.runs = list(durations), 0.0, 0
+
+    def run(self):
+        self.now += self.durations[self.runs]
+        self.runs += 1
+
+    def clock(self):
+        return self.now
+
+
+def test_one_timing_under_load_does_not_make_the_estimate():
+    """Issue 23: 2.3 s each under load, 0.029 s a minute later. A stretched timing is outvoted, not taken."""
+    busy_first = ScriptedRun([2.3, 0.030, 0.029, 0.031, 0.030, 0.030, 0.030, 0.030, 0.030])
+    timing = speed.measure(busy_first.run, busy_first.clock)
+    assert 3 < timing.n <= speed.MAX_TIMINGS and 0.029 <= timing.median <= 0.031
+    quiet = ScriptedRun([0.030, 0.031, 0.029, 5.0])
+    timing = speed.measure(quiet.run, quiet.clock)
+    assert timing.n == speed.MIN_TIMINGS and quiet.runs == 3 and timing.spread < speed.OUTLIER
+    slow = ScriptedRun([5.0] * 9)  # a ViT-H on a CPU: the budget allows one timing
+    timing = speed.measure(slow.run, slow.clock)
+    assert timing.n == 1 and timing.median == 5.0
+
+
+def test_an_estimate_far_off_the_last_one_is_measured_again(monkeypatch):
+    monkeypatch.setattr(speed, "_LAST", {})
+    key = ("tiny", "[]", 3, 64, 4, "cpu", "auto")
+    quiet = ScriptedRun([0.030] * 3)
+    assert speed.measure_again_if_off(key, quiet.run, quiet.clock).median == pytest.approx(0.030)
+    # the machine got busy for a whole round (consistent within it): measured again, the faster round is kept
+    busy = ScriptedRun([0.90, 0.95, 0.85, 0.030, 0.029, 0.031])
+    timing = speed.measure_again_if_off(key, busy.run, busy.clock)
+    assert busy.runs == 6 and timing.median == pytest.approx(0.030) and timing.n == 6 and timing.spread > speed.OUTLIER
+    note = speed.SpeedEstimate("tiny", "CPU", 64, 16, 64, timing.median * 16, timing.n, timing.spread).note()
+    assert note.startswith("about ") and "about 0.48 s each, median of 6 timings" in note and "busy" in note
+    same = ScriptedRun([0.031] * 3)  # close to the last figure: one round is enough
+    assert speed.measure_again_if_off(key, same.run, same.clock).n == 3 and same.runs == 3
