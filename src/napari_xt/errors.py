@@ -147,3 +147,13 @@ class WeightsUnavailable(XTError):
         extra = f" ({detail})" if detail else ""
         super().__init__(f"pretrained weights for {encoder!r} are unavailable: {why}{extra}; {fix}")
         self.encoder, self.reason, self.fix = encoder, reason, fix
+
+
+class GeoDependencyMissing(XTError):
+    """A georeferenced feature (map coordinates, GeoTIFF/GeoPackage export, GIS vectors) without the optional geo
+    libraries; ``module`` names the one missing. Slides never need them, so they are an extra, not a dependency."""
+
+    def __init__(self, what: str, module: str):
+        super().__init__(f"{what} needs the optional geo libraries ({module} is not installed): "
+                         "pip install 'napari-xt[geo]'")
+        self.what, self.module = what, module

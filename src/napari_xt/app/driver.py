@@ -88,7 +88,7 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
     keep_triton_out_without_cuda()
     from ..engine.identity import image_fingerprint, model_checksum
     from ..engine.normalise import Normaliser
-    from ..engine.plan import make_plan
+    from ..engine.plan import make_plan, model_pixel_unit
     from ..engine.run import autocast_dtype, resolve_device
     from ..io import open_image
 
@@ -109,6 +109,7 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
             image, region_size=opts.region_size or cfg.region_size, overlap=opts.overlap, target_pixel_size=mpp,
             level=opts.level, context=opts.context, window_size=opts.window_size, order=opts.order,
             use_mask=opts.use_mask, roi=opts.roi, focus=opts.focus,
+            target_unit=model_pixel_unit(cfg) if opts.mpp is None else None,  # --mpp is in the image's unit
         )
     except PlanError as err:  # in a batch of hundreds, an error must say which image it is about
         raise PlanError(f"{request.image}: {err}", option=err.option) from None
@@ -127,6 +128,7 @@ def _store_meta(inputs: Inputs) -> dict[str, object]:
         "image_shape": list(image.levels[0].shape),
         "image_pixel_size": list(image.pixel_size) if image.pixel_size else None,  # level 0, (y, x)
         "image_pixel_unit": image.pixel_unit if image.pixel_size else None,
+        "image_georef": image.georef.to_dict() if image.georef is not None else None,  # CRS + level-0 transform
         "plan": {**{k: v for k, v in asdict(plan).items() if k not in ("regions", "windows", "run_order")},
                  "windows": plan.windows_by_id()},
         "started": _dt.datetime.now(_dt.UTC).isoformat(),

@@ -1,7 +1,9 @@
 """Foreground masks from a low-resolution level: which regions are worth running at all.
 
 Brightfield: tissue is darker or more saturated than glass. Fluorescence: signal above the background level.
-SAR: valid (non-NaN, non-nodata) pixels. Computed once per plan on a level of ~1-2k px, never at full resolution.
+SAR: valid (non-NaN, non-nodata) pixels. Drone orthomosaics: pixels inside the mosaic (alpha > 0, not every band at
+the GeoTIFF nodata value), so no region is spent on the black or transparent border around the flight. Computed once
+per plan on a level of ~1-2k px, never at full resolution.
 """
 
 from __future__ import annotations
@@ -37,17 +39,36 @@ def foreground_mask(image: LargeImage) -> tuple[np.ndarray, float]:
         if nodata is not None and np.isfinite(nodata):
             valid &= ~(data == nodata).all(axis=-1)
         return valid, ds
+    valid = image_pixels(image, lvl, data)
     if kind == "brightfield" and data.shape[-1] >= 3:
         # average 4x4 blocks first: per-pixel sensor noise on glass would otherwise pass the saturation test
         rgb, ds = _block_mean(data[..., :3].astype(np.float32), 4), ds * 4
         brightness = rgb.mean(axis=-1)
         saturation = rgb.max(axis=-1) - rgb.min(axis=-1)
-        return (saturation > 20) | (brightness < 200), ds
+        tissue = (saturation > 20) | (brightness < 200)
+        if valid is not None:
+            tissue &= _block_mean(valid[..., None].astype(np.float32), 4)[..., 0] > 0.5
+        return tissue, ds
     if kind == "fluorescence":
         signal = data.astype(np.float32).max(axis=-1)
         lo, hi = np.percentile(signal, [5, 99.5])
-        return signal > lo + 0.1 * (hi - lo), ds
-    return np.ones(data.shape[:2], dtype=bool), ds
+        return (signal > lo + 0.1 * (hi - lo)) & (True if valid is None else valid), ds
+    return (np.ones(data.shape[:2], dtype=bool) if valid is None else valid), ds
+
+
+def image_pixels(image, level: int, data: np.ndarray) -> np.ndarray | None:
+    """Where ``data`` (pixels of ``level``) holds image rather than fill: alpha > 0 and not every band equal to the
+    nodata value; None when the image has neither an alpha band nor a nodata value (every pixel counts)."""
+    nodata = getattr(image, "nodata", None)
+    alpha = getattr(image, "alpha", None)
+    if alpha is None and (nodata is None or not np.isfinite(nodata)):
+        return None
+    valid = np.ones(data.shape[:2], dtype=bool)
+    if nodata is not None and np.isfinite(nodata):
+        valid &= ~(data == np.asarray(nodata).astype(data.dtype)).all(axis=-1)
+    if alpha is not None and level < len(alpha):
+        valid &= np.asarray(alpha[level])[..., 0] > 0
+    return valid
 
 
 def _block_mean(data: np.ndarray, k: int) -> np.ndarray:

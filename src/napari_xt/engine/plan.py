@@ -25,7 +25,13 @@ from .options import Box, Roi
 if TYPE_CHECKING:
     from ..io import LargeImage
 
-__all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan"]
+__all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan", "model_pixel_unit"]
+
+#: a region may be magnified at most this much (analysis px per level px): beyond it the model sees invented detail
+MAX_UPSAMPLE = 16.0
+#: nor may one region read more than this many level px a side (a 16k x 16k float RGB read is already 3 GiB)
+MAX_READ_SIDE = 16384
+_DOMAIN = {"um": "microscopy", "m": "remote sensing"}
 
 
 @dataclass(frozen=True)
@@ -145,14 +151,51 @@ def choose_level(downsamples: list[float], base_pixel_size: float | None, target
     return lvl, scale
 
 
+def model_pixel_unit(config) -> str:
+    """The unit of a model config's ``pixel_size``: its ``pixel_unit``, else (checkpoints from before it was
+    recorded) metres for SAR models and micrometres for the rest."""
+    unit = getattr(config, "pixel_unit", None)
+    return unit or ("m" if getattr(config, "input_kind", "") == "sar" else "um")
+
+
+def base_pixel_size(image, target_unit: str | None = None) -> float | None:
+    """Level-0 pixel size of ``image`` in ``target_unit`` (the model's), for matching it with the model's.
+
+    Units are never mixed: degrees become metres at the scene centre (geodesic, pyproj), the geometric mean of
+    the two axes (a degree of longitude is shorter than one of latitude); a microscopy model on metre pixels (or
+    the reverse) is a :class:`PlanError` naming both, answered by an explicit ``level``.
+    """
+    if not getattr(image, "pixel_size", None):
+        return None
+    if getattr(image, "pixel_unit", None) == "deg":
+        from ..io import metric_pixel_size
+
+        found = metric_pixel_size(image)
+        assert found is not None
+        (sy, sx), unit = found
+        size = math.sqrt(sy * sx)
+    else:
+        size, unit = float(image.pixel_size[1]), str(getattr(image, "pixel_unit", None) or "um")
+    if target_unit is not None and unit != target_unit:
+        shown = "µm" if unit == "um" else unit
+        want = "µm" if target_unit == "um" else target_unit
+        raise PlanError(f"the model is made for pixels measured in {want} ({_DOMAIN.get(target_unit, target_unit)}) "
+                        f"but this image's pixels are {size:.4g} {shown} ({_DOMAIN.get(unit, unit)}); matching them "
+                        "would resample by a factor of a million: pick a model for this kind of image, or choose a "
+                        "pyramid level to run it as is", option="level")
+    return size
+
+
 def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, target_pixel_size: float | None = None,
               level: int | None = None, context: str = "window", window_size: int = 4, order: str = "row-major",
               use_mask: bool = True, roi: Roi | Box | list[tuple[float, float]] | None = None,
-              focus: tuple[float, float] | None = None, min_foreground: float = 0.01) -> Plan:
+              focus: tuple[float, float] | None = None, min_foreground: float = 0.01,
+              target_unit: str | None = None) -> Plan:
     """Build a plan for ``image`` (a :class:`napari_xt.io.LargeImage` or anything with ``levels``/``downsamples``).
 
     ``roi`` is a rectangle (y0, x0, y1, x1) or a polygon [(y, x), ...] in level-0 px; ``focus`` is a level-0 (y, x)
-    point whose nearest windows run first.
+    point whose nearest windows run first. ``target_unit`` (``um`` | ``m``) is the unit of ``target_pixel_size``
+    (the model's); None means the image's own (metres for an image in degrees).
     """
     if region_size <= 0 or not 0 <= overlap < region_size:
         raise PlanError(f"overlap must be in [0, region size); got overlap {overlap}, region size {region_size}",
@@ -162,8 +205,9 @@ def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, targ
     if order not in ("row-major", "serpentine", "nearest"):
         raise PlanError(f"order must be row-major, serpentine or nearest, not {order!r}", option="order")
     downsamples = [float(d) for d in image.downsamples]
-    base = image.pixel_size[1] if image.pixel_size else None
+    base = base_pixel_size(image, target_unit) if (target_pixel_size is not None and level is None) else None
     lvl, scale = choose_level(downsamples, base, target_pixel_size, level)
+    _check_resample(image, lvl, scale, region_size, base, target_pixel_size, target_unit)
     lh, lw = image.levels[lvl].shape[:2]
     ah, aw = max(1, round(lh / scale)), max(1, round(lw / scale))
     stride = region_size - overlap
@@ -203,6 +247,25 @@ def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, targ
         centre = focus if focus is not None else (plan.image_shape[0] / 2, plan.image_shape[1] / 2)
         plan = replace(plan, run_order=tuple(plan.order_near(centre)))
     return plan
+
+
+def _check_resample(image, lvl: int, scale: float, region_size: int, base: float | None, target: float | None,
+                    unit: str | None) -> None:
+    """Refuse, before any run, a plan whose regions would be magnified or read beyond sane bounds."""
+    if scale == 1.0:
+        return
+    side = region_size * scale  # level px read per region side
+    shown = {"um": "µm", None: str(getattr(image, "pixel_unit", "") or "")}.get(unit, unit)
+    facts = (f"analysing at {target:.4g} {shown}/px an image of {base:.4g} {shown}/px" if base and target
+             else "the analysis pixel size asked for")
+    if 1 / scale > MAX_UPSAMPLE:
+        raise PlanError(f"{facts}: every pixel would be magnified {1 / scale:.3g} times (at most {MAX_UPSAMPLE:g}); "
+                        "pick a model made for this resolution, or a pyramid level to run it as is", option="mpp")
+    if side > MAX_READ_SIDE:
+        lh, lw = image.levels[lvl].shape[:2]
+        raise PlanError(f"{facts}: each {region_size} px region would cover {side:.3g} px of the image (which is "
+                        f"{lw} x {lh} px at level {lvl}; at most {MAX_READ_SIDE} px are read per region); pick a "
+                        "model made for this resolution, or a pyramid level to run it as is", option="mpp")
 
 
 def _make_windows(regions: list[Region], context: str, window_size: int, order: str) -> list[list[int]]:

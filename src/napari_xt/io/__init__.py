@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 
 from ._array import array_image
+from ._geo import Georef, metric_pixel_size
 from ._large_image import ImageReadError, LargeImage
 
-__all__ = ["CONVERSION_HINTS", "SUPPORTED_SUFFIXES", "ImageReadError", "LargeImage", "array_image", "open_image"]
+__all__ = ["CONVERSION_HINTS", "SUPPORTED_SUFFIXES", "Georef", "ImageReadError", "LargeImage", "array_image",
+           "metric_pixel_size", "open_image"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
     ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".qptiff", ".btf",

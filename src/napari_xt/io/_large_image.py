@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import ImageError
+from ._geo import Georef
 
 #: dask chunks aim at about this many pixels per side: big enough that a 100k x 100k level is a few thousand
 #: tasks (cheap graphs, fast open), small enough that one chunk decodes in tens of milliseconds.
@@ -48,13 +49,13 @@ class _DaskAdapter:
     """Array-like handed to ``da.from_array``: every chunk read goes through :func:`read_window` for error context."""
 
     def __init__(self, image: LargeImage, level: int, source: Source):
-        self._image, self._level, self._source = image, level, source
+        self._image, self._level, self._source = image, level, source  # level < 0: alpha of level -1 - level
         self.shape, self.dtype, self.ndim = source.shape, np.dtype(source.dtype), 3
 
     def __getitem__(self, key):
         ys, xs = key[0], key[1]
         cs = key[2] if len(key) > 2 else slice(None)
-        out = self._image._read_native(self._level, ys.start or 0, ys.stop, xs.start or 0, xs.stop)
+        out = self._image._read_native(self._level, ys.start or 0, ys.stop, xs.start or 0, xs.stop, self._source)
         return out[:, :, cs]
 
 
@@ -77,6 +78,8 @@ class LargeImage:
         tile_size: tuple[int, int] | None = None,
         closers: list[Callable[[], Any]] | None = None,
         name_token: str = "",
+        georef: Georef | None = None,
+        alpha: Sequence[Source] | None = None,
     ):
         from ._pyramid import coarsen_levels, keep_strictly_smaller
 
@@ -96,17 +99,26 @@ class LargeImage:
         self.nodata = nodata
         self.metadata = metadata or {}
         self.tile_size = tile_size
-        native = []
-        for i, src in enumerate(sources):
-            h, w, c = src.shape
-            chunks = (_chunk_len(src.tile[0], h), _chunk_len(src.tile[1], w), c)
-            name = f"napari-xt-{format}-{name_token}-{i}"
-            native.append(da.from_array(_DaskAdapter(self, i, src), chunks=chunks, name=name, asarray=False,
-                                        lock=False, fancy=False, meta=np.empty((0, 0, 0), src.dtype)))
-        self._n_native = len(native)
+        #: CRS + level-0 transform of a georeferenced image (None for slides); :meth:`level_georef` for a level
+        self.georef = georef
+        self._n_native = len(sources)
+        native = [self._dask(src, i, format, name_token) for i, src in enumerate(sources)]
         self.levels: list[da.Array] = native + coarsen_levels(native[-1], self.dtype, nodata)
         h0, w0 = self.levels[0].shape[:2]
         self.downsamples = [1.0] + [(h0 / lv.shape[0] + w0 / lv.shape[1]) / 2 for lv in self.levels[1:]]
+        # an orthomosaic's alpha band is not a colour: it says where the image is (kept aside, one per level)
+        self.alpha: list[da.Array] | None = None
+        if alpha:
+            amaps = [self._dask(src, -1 - i, format, name_token) for i, src in enumerate(alpha[:len(sources)])]
+            self.alpha = amaps + coarsen_levels(amaps[-1], np.dtype(amaps[-1].dtype))
+            self.alpha = self.alpha[:len(self.levels)]
+
+    def _dask(self, src: Source, i: int, format: str, name_token: str) -> da.Array:
+        h, w, c = src.shape
+        chunks = (_chunk_len(src.tile[0], h), _chunk_len(src.tile[1], w), c)
+        name = f"napari-xt-{format}-{name_token}-{i}"
+        return da.from_array(_DaskAdapter(self, i, src), chunks=chunks, name=name, asarray=False, lock=False,
+                             fancy=False, meta=np.empty((0, 0, 0), src.dtype))
 
     # --- shape helpers -----------------------------------------------------------------------------------------
     @property
@@ -145,10 +157,11 @@ class LargeImage:
         out[y0 - y : y1 - y, x0 - x : x1 - x] = data
         return out
 
-    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def _read_native(self, level: int, y0: int, y1: int, x0: int, x1: int, src: Source | None = None) -> np.ndarray:
         if self._closed:
             raise ImageReadError(f"{self.path}: the image was closed; open it again to read pixels")
-        src = self._sources[level]
+        src = self._sources[level] if src is None else src
+        level = level if level >= 0 else -1 - level
         try:
             return np.asarray(src.read(y0, y1, x0, x1))
         except ImageReadError:
@@ -204,14 +217,24 @@ class LargeImage:
         return np.concatenate([p.reshape(-1, p.shape[2]) for p in parts])
 
     def nodata_mask(self, level: int) -> da.Array:
-        """Lazy ``(y, x)`` bool mask, True where any band is NaN or equals ``nodata``."""
+        """Lazy ``(y, x)`` bool mask, True where any band is NaN or equals ``nodata``, or the alpha band is 0."""
         arr = self.levels[level]
         mask = da.zeros(arr.shape[:2], dtype=bool, chunks=arr.chunks[:2])
         if np.issubdtype(self.dtype, np.floating):
             mask = mask | da.isnan(arr).any(axis=2)
         if self.nodata is not None and not math.isnan(self.nodata):
             mask = mask | (arr == np.asarray(self.nodata).astype(self.dtype)).any(axis=2)
+        if self.alpha is not None:
+            mask = mask | (self.alpha[level][..., 0] == 0).rechunk(arr.chunks[:2])
         return mask
+
+    def level_georef(self, level: int) -> Georef | None:
+        """The georef of ``level``: level 0's, scaled by the level's exact size ratio per axis (as GDAL does)."""
+        if self.georef is None:
+            return None
+        h0, w0 = self.levels[0].shape[:2]
+        h, w = self.levels[level].shape[:2]
+        return self.georef.scaled(h0 / h, w0 / w)
 
     # --- lifetime ----------------------------------------------------------------------------------------------
     def close(self) -> None:

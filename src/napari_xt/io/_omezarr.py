@@ -12,6 +12,7 @@ from typing import cast
 import numpy as np
 import zarr
 
+from ._geo import Georef, georef_from_attrs
 from ._large_image import ImageReadError, LargeImage
 from ._sar import guess_kind
 from ._tiff import _UNIT_TO_M, _UNIT_TO_UM, _jsonable
@@ -79,6 +80,10 @@ def open_omezarr(path: str) -> LargeImage:
         raise ImageReadError(f"{path} has OME-Zarr metadata that does not match its arrays "
                              f"({type(err).__name__}: {err}).") from err
     pixel_size, unit = _scale(datasets[0], axes, units)
+    georef = _georef(group, ome, arrays[0])
+    if georef is not None:  # the map transform is the authority on a georeferenced image's pixel size
+        sy, sx = georef.pixel_size()
+        pixel_size, unit = ((sy, sx), "deg") if georef.geographic else ((sy * georef.unit_m, sx * georef.unit_m), "m")
     channels = [ch.get("label") for ch in (ome.get("omero") or {}).get("channels", [])]
     c = sources[0].shape[2]
     band_names = channels if len(channels) == c and all(channels) else None
@@ -88,8 +93,17 @@ def open_omezarr(path: str) -> LargeImage:
     return LargeImage(
         path, sources, format="ome-zarr", vendor="ome", pixel_size=pixel_size, pixel_unit=unit,
         band_names=band_names, kind=kind, metadata={"ome": _jsonable(ome)},
-        tile_size=sources[0].tile, name_token=f"{abs(hash((path, os.stat(path).st_mtime_ns)))}",
+        tile_size=sources[0].tile, name_token=f"{abs(hash((path, os.stat(path).st_mtime_ns)))}", georef=georef,
     )
+
+
+def _georef(group, ome: dict, first) -> Georef | None:
+    """GeoZarr ``proj:``/``spatial:`` attributes on the image group (or its ``ome`` member, or level 0's array)."""
+    for attrs in (ome, dict(group.attrs), dict(first.attrs)):
+        found = georef_from_attrs(attrs)
+        if found is not None:
+            return found
+    return None
 
 
 def _scale(dataset: dict, axes: list[str], units: dict) -> tuple[tuple[float, float] | None, str | None]:

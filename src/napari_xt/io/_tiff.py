@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 import zarr
 
+from ._geo import georef_from_geotiff
 from ._large_image import ImageReadError, LargeImage
 from ._sar import gdal_band_names, guess_kind, parse_gdal_nodata, polarisations_from_name
 
@@ -32,14 +33,16 @@ _UNIT_TO_M = {"m": 1.0, "meter": 1.0, "km": 1e3}
 class _ZarrSource:
     """One level of a tifffile zarr store, seen as (y, x, c) whatever the file's axis order."""
 
-    def __init__(self, arr, axes: str, drop_alpha: bool):
+    def __init__(self, arr, axes: str, drop_alpha: bool, alpha_only: bool = False):
         self._arr = arr
         self._axes = axes
         self._ch = next((a for a in "SC" if a in axes and arr.shape[axes.index(a)] > 1), None)
         h, w = arr.shape[axes.index("Y")], arr.shape[axes.index("X")]
         c = arr.shape[axes.index(self._ch)] if self._ch else 1
-        self._nch = 3 if drop_alpha and c == 4 else c
-        self.shape = (h, w, self._nch)
+        self._nch = c - 1 if drop_alpha and c > 1 else c
+        # the alpha source reads the last sample alone; the image source the ones before it
+        self._channels = slice(c - 1, c) if alpha_only else slice(0, self._nch)
+        self.shape = (h, w, 1 if alpha_only else self._nch)
         self.dtype = np.dtype(arr.dtype)
         self.tile = (arr.chunks[axes.index("Y")], arr.chunks[axes.index("X")])
         self.reads = 0
@@ -53,7 +56,7 @@ class _ZarrSource:
             elif ax == "X":
                 key.append(slice(x0, x1))
             elif ax == self._ch:
-                key.append(slice(0, self._nch))
+                key.append(self._channels)
             else:
                 key.append(0)  # first plane of T/Z/extra axes (and a size-1 C/S)
                 continue
@@ -88,12 +91,12 @@ def _build(path: str, tif: tifffile.TiffFile) -> LargeImage:
         raise ImageReadError(f"{path}: the first image has axes {axes!r}, not a 2-D image with Y and X.")
     _check_levels(path, series)
     page = series.keyframe
-    drop_alpha = (np.dtype(series.dtype) == np.uint8 and page.photometric == tifffile.PHOTOMETRIC.RGB
-                  and page.samplesperpixel == 4)
+    drop_alpha = _has_alpha(page, series.dtype)
     store = series.aszarr()
     root = zarr.open(store, mode="r")
     arrays = [root[str(i)] for i in range(len(series.levels))] if isinstance(root, zarr.Group) else [root]
     sources = [_ZarrSource(a, axes, drop_alpha) for a in arrays]
+    alpha = [_ZarrSource(a, axes, drop_alpha, alpha_only=True) for a in arrays] if drop_alpha else None
 
     vendor = _vendor(tif)
     desc = page.description or ""
@@ -103,6 +106,7 @@ def _build(path: str, tif: tifffile.TiffFile) -> LargeImage:
     fluorescence = False
     nodata = None
     geo = False
+    georef = None
     c = sources[0].shape[2]
     if vendor == "aperio":
         svs = _svs_properties(desc)
@@ -125,11 +129,11 @@ def _build(path: str, tif: tifffile.TiffFile) -> LargeImage:
         vendor = "geotiff" if vendor == "generic-tiff" else vendor
         gmeta = tif.geotiff_metadata or {}
         meta["geotiff"] = {k: _jsonable(v) for k, v in gmeta.items()}
-        scale = gmeta.get("ModelPixelScale")
-        if scale is not None and len(scale) >= 2:
-            model = gmeta.get("GTModelTypeGeoKey")
-            geographic = getattr(model, "value", model) == 2
-            pixel_size, unit = (float(scale[1]), float(scale[0])), ("deg" if geographic else "m")
+        georef = georef_from_geotiff(path, gmeta)
+        if georef is not None:  # from the transform, so rotated (ModelTransformation) and feet CRSs are right too
+            sy, sx = georef.pixel_size()
+            pixel_size, unit = ((sy, sx), "deg") if georef.geographic else ((sy * georef.unit_m, sx * georef.unit_m),
+                                                                            "m")
     if 42113 in page.tags:
         nodata = parse_gdal_nodata(page.tags[42113].value)
         meta["gdal_nodata"] = str(page.tags[42113].value).strip("\x00")
@@ -148,7 +152,20 @@ def _build(path: str, tif: tifffile.TiffFile) -> LargeImage:
         path, sources, format="tifffile", vendor=vendor, pixel_size=pixel_size, pixel_unit=unit,
         band_names=band_names, kind=kind, nodata=nodata, metadata=meta, tile_size=tile,
         closers=[store.close, tif.close], name_token=f"{abs(hash((path, st.st_mtime_ns, st.st_size)))}",
+        georef=georef, alpha=alpha,
     )
+
+
+def _has_alpha(page, dtype) -> bool:
+    """An alpha band as the last sample: 8-bit RGBA, or any image whose ExtraSamples tag marks its last sample as
+    (associated or unassociated) alpha, as GDAL writes orthomosaics. It is kept aside as a mask, not shown."""
+    n = int(page.samplesperpixel or 1)
+    if n < 2:
+        return False
+    if np.dtype(dtype) == np.uint8 and page.photometric == tifffile.PHOTOMETRIC.RGB and n == 4:
+        return True
+    extra: tuple = tuple(page.extrasamples or ())
+    return bool(extra) and int(getattr(extra[-1], "value", extra[-1])) in (1, 2)
 
 
 def _check_levels(path: str, series) -> None:

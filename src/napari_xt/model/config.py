@@ -43,7 +43,8 @@ class XTConfig:
     in_chans: int = 3
     mean: list[float] | None = None  # None -> ImageNet for 3 channels, 0.5 otherwise
     std: list[float] | None = None
-    pixel_size: float | None = None  # µm (or m for SAR) per px at the analysis level
+    pixel_size: float | None = None  # pixel_unit per px at the analysis level
+    pixel_unit: str | None = None  # "um" | "m"; None (older checkpoints): m for SAR models, µm otherwise
     input_kind: str = "brightfield"
     name: str = ""
     description: str = ""
@@ -80,6 +81,7 @@ class XTConfig:
         need(isinstance(self.heads, dict) and all(isinstance(v, dict) for v in self.heads.values()),
              "heads must map head name -> dict of options")
         for head, names in self.class_names.items():
+        need(self.pixel_unit in (None, "um", "m"), f"pixel_unit must be 'um', 'm' or None, not {self.pixel_unit!r}")
             k = self.heads.get(head, {}).get("num_classes")
             need(k is None or len(names) == k, f"class_names[{head!r}] has {len(names)} names, head has {k} classes")
         for head, colors in self.class_colors.items():

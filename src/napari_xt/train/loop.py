@@ -73,8 +73,11 @@ class Trainer:
         self.train_refs, self.val_refs = self.windows.split(options.val_fraction, options.seed)
         self._imbalance()
         plan0 = self.windows.plans[0]
-        if first.pixel_size:
-            cfg.pixel_size = float(first.pixel_size[1]) * plan0.downsample_to_level0
+        if first.pixel_size:  # in metres for an image in degrees: a model's pixel size is a length
+            from ..engine.plan import base_pixel_size
+
+            cfg.pixel_size = float(base_pixel_size(first) or 0.0) * plan0.downsample_to_level0
+            cfg.pixel_unit = "m" if first.pixel_unit == "deg" else first.pixel_unit
         cfg.name = options.name or cfg.name or out.stem
         cfg.description = options.description or cfg.description
         self.model.to(self.device)
