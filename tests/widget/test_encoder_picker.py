@@ -42,7 +42,7 @@ def test_encoders_are_grouped_with_licence_gate_and_weight_state(make_napari_vie
                       strict=True))
     assert labels["uni"] == "pathology · uni  [needs a token]"
     assert labels["dinov2-vits14"] == "general · dinov2-vits14  [cached]"
-    assert labels["dinov2-vitb14"].endswith("[downloadable]") and labels["tiny"].endswith("[random init]")
+    assert labels["dinov2-vitb14"].endswith("[downloadable]")  # tiny: see the trained-model test below
     assert not dock.region_encoder.native.isVisibleTo(dock.native)  # the plain combo gives way to the picker
 
     dock.model.value = "tiny-hyper-seg"
@@ -57,12 +57,35 @@ def test_encoders_are_grouped_with_licence_gate_and_weight_state(make_napari_vie
 
 def test_details_label_random_init_encoders():
     tiny = EncoderInfo("tiny", "small", weight_state="none")
-    assert "random init only" in details_html(tiny, None)
+    assert "random init only" in details_html(tiny, None)  # no model: a fresh encoder, the catalogue's state
     vit = EncoderInfo("dinov2-vits14", "general", licence="Apache-2.0", weight_state="cached", patch_size=14)
     model = ModelInfo(key="m.safetensors", label="m", source="file", region_encoder="dinov2-vits14",
                       description="random-init dinov2-vits14 region encoder (not pretrained)")
     text = details_html(vit, model)
-    assert "random-init encoder (not pretrained)" in text and "ViT patch 14" in text and "weights cached" in text
+    assert "random-init encoder (not pretrained)" in text and "ViT patch 14" in text
+    assert "trained, in the model's file" in text and "weights cached" not in text  # the model's weights, not hub's
+    assert "weights cached" in details_html(vit, None)
+
+
+def test_a_trained_model_s_encoder_shows_what_the_model_carries(make_napari_viewer, qtbot, seg_checkpoint, notes):
+    """Issue 23: with a trained model selected, its tiny encoder was shown in bold as "random init only: no pretrained
+    weights exist for it". The model's file holds its trained encoder; the catalogue's weight state is about building
+    a fresh one, shown only for another encoder (which means training a new model)."""
+    _viewer, dock = make_dock(make_napari_viewer, qtbot)
+    picker = dock.encoder_picker
+    assert dock.add_checkpoint(seg_checkpoint)
+    assert picker.combo.value == "tiny"
+    text = picker.details.value
+    assert "random init" not in text and "trained, in the model's file" in text
+    item = picker.combo.native.itemText(picker.combo.native.currentIndex())
+    assert item == "small · tiny  [in the model]"
+    picker.combo.value = "swinv2_tiny"  # another encoder: a fresh one, so the catalogue's weight state
+    text = picker.details.value
+    assert "weights: " in text and "in the model's file" not in text and "the model uses tiny" in text
+    dock.model.value = "tiny-hyper-seg"  # a random-weight preset: said as such, and not "in the model"
+    assert "random weights (preset)" in picker.details.value and "in the model" not in picker.details.value
+    assert picker.combo.native.itemText(picker.combo.native.currentIndex()).endswith("[random init]")
+    assert not notes.errors()
 
 
 def test_the_time_estimate_is_measured_off_the_main_thread_and_shown(make_napari_viewer, qtbot, monkeypatch, notes):

@@ -5,12 +5,13 @@ Users pick foundation models by name, and the names hide what matters before a r
 whether the hub gates them behind a token, whether they are on this machine at all, and whether the model will take
 minutes or hours here. The combo lists the catalogue grouped (pathology / remote sensing / general / small) with each
 entry's weight state (``app.catalog.list_encoders``, the same answer as ``napari-xt models``); the details line says
-the rest, and labels random weights as such. The speed line comes from ``app.speed.estimate`` (one timed batch on the
-chosen device, extrapolated to the image's regions), run in a worker, debounced, never while a run is going: the
-widget only shows the result, it never imports torch.
+the rest, and labels random weights as such. The speed line comes from ``app.speed.estimate`` (the median of several
+timed batches on the chosen device, extrapolated to the image's regions), run in a worker, debounced, never while a
+run is going: the widget only shows the result, it never imports torch.
 
 In the Run tab the choice follows the chosen model's encoder; picking another entry shows that encoder's facts and
-time, and says that using it means training a model with it (the Run itself always uses the model's encoder).
+time, and says that using it means training a model with it (the Run itself always uses the model's encoder). For
+the model's own encoder, the weights shown are the model's (trained, in its file), not the catalogue's.
 """
 
 from __future__ import annotations
@@ -30,8 +31,18 @@ from ..app.catalog import EncoderInfo, ModelInfo
 DEBOUNCE_MS = 600
 
 
+def carried(model: ModelInfo | None, name: str) -> bool:
+    """``name`` is the encoder of a trained ``model``: its weights are in the model's file, whatever the catalogue
+    says about that encoder's pretrained weights (issue 23: the demo model's trained tiny encoder was shown as
+    "random init only")."""
+    return model is not None and not model.random_init and bool(name) and name == model.region_encoder
+
+
 def details_html(encoder: EncoderInfo | None, model: ModelInfo | None, name: str = "") -> str:
-    """Group, input, licence, gate and weight state of ``encoder`` in a few lines; random weights said plainly."""
+    """Group, input, licence, gate and weight state of ``encoder`` in a few lines; random weights said plainly.
+
+    The catalogue's licence, gate and weight state describe a *fresh* encoder (what training a new model with it would
+    start from); for the chosen model's own encoder, what the model carries is said instead."""
     if encoder is None:
         return f"<b>{html.escape(name)}</b> · not in the catalogue (a timm/hub spec of the model)" if name else ""
     lines = [f"<b>{html.escape(encoder.name)}</b> · {html.escape(encoder.group)}"]
@@ -42,6 +53,14 @@ def details_html(encoder: EncoderInfo | None, model: ModelInfo | None, name: str
         shape.append(f"native {encoder.native_size} px")
     if shape:
         lines[0] += " · " + ", ".join(shape)
+    if carried(model, encoder.name):
+        assert model is not None
+        lines.append("weights: <b>trained, in the model's file</b> (nothing to download)")
+        if model.licence:
+            lines.append(f"licence of the model: {html.escape(model.licence)}")
+        if "random-init" in (model.description or ""):
+            lines.append("<i>trained from a random-init encoder (not pretrained) on your annotations</i>")
+        return "<br>".join(lines)
     licence = encoder.licence or ("none (random weights)" if encoder.random_init else "unknown")
     gate = "gated: accept the terms on the hub, then set HF_TOKEN" if encoder.gated else "not gated"
     lines.append(f"licence {html.escape(licence)} · {gate}")
@@ -57,11 +76,8 @@ def details_html(encoder: EncoderInfo | None, model: ModelInfo | None, name: str
 
 
 def _random_note(encoder: EncoderInfo, model: ModelInfo | None) -> str:
-    if model is not None and encoder.name == model.region_encoder:
-        if model.random_init:
-            return "random weights (preset): shows the mechanics, not meaningful results"
-        if "random-init" in (model.description or ""):
-            return "random-init encoder (not pretrained), trained from scratch on your annotations"
+    if model is not None and model.random_init and encoder.name == model.region_encoder:
+        return "random weights (preset): shows the mechanics, not meaningful results"
     if encoder.random_init:
         return "random init only: no pretrained weights exist for it"
     return ""
@@ -107,7 +123,10 @@ class EncoderPicker:
 
     # -- the list ----------------------------------------------------------------------------------------------------
     def _choices(self, _w: Any = None) -> list[tuple[str, str]]:
-        listed = [(info.label, name) for name, info in self._encoders.items()]
+        """The catalogue; the chosen trained model's own encoder says "[in the model]" rather than the catalogue's
+        weight state, which is about building a fresh one."""
+        listed = [(f"{info.group} · {name}  [in the model]" if carried(self._model, name) else info.label, name)
+                  for name, info in self._encoders.items()]
         own = self._model.region_encoder if self._model is not None else ""
         if own and own not in self._encoders:
             listed.insert(0, (f"model's own · {own}", own))
