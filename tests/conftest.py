@@ -14,6 +14,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def _results_in_tmp(tmp_path_factory, monkeypatch):
     """The dock's default results folder is the user data directory: tests write theirs to a temporary one."""
     monkeypatch.setenv("NAPARI_XT_RESULTS", str(tmp_path_factory.getbasetemp() / "results"))
+    # and the dock remembers its choices in a folder of each test's own (never the user's, never another test's)
+    monkeypatch.setenv("NAPARI_XT_CONFIG", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture(scope="session")

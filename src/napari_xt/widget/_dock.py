@@ -29,11 +29,13 @@ from . import _fields as F
 from ._encoder_picker import EncoderPicker
 from ._export import ExportButton
 from ._finetune import FinetuneTab
+from ._memory import DockMemory
 from ._messages import describe
 from ._overlays import Overlays
 from ._panel import FIELDS, RunPanel
 from ._request import build_request
 from ._runner import Runner
+from ._wheel import guard_wheel
 from ._window import compact_fields, scrolling
 
 #: the model selected at start when the models folder has none: the shipped demo, else a random-weight preset
@@ -61,11 +63,12 @@ class XTDock(Container):
         self._read_warned = False
         self._browse_worker = None
         self.models_folder = F.models_folder_setting() if models_folder is None else models_folder
+        self.memory = DockMemory(self)  # the user's last choices (results folder now, the rest with the catalogue)
 
         self.panel = RunPanel(self)
         for name in FIELDS:
             setattr(self, name, getattr(self.panel, name))
-        self.out.tooltip = (f"The result store (zarr). New runs go to {results_dir(F.results_folder_setting())} "
+        self.out.tooltip = (f"The result store (zarr). New runs go to {results_dir(self.memory.results_folder())} "
                             "(Preferences > Plugins > napari-xt > Results folder), never beside the image.")
         self.encoder_picker = EncoderPicker(partial(build_request, self, False), lambda: not self.runner.busy)
         self.encoder_picker.place(self.panel, after=self.model_info, replacing=self.region_encoder)
@@ -74,9 +77,10 @@ class XTDock(Container):
         self.finetune = FinetuneTab(napari_viewer, self.model_choices, self._on_trained, self.models_folder)
         compact_fields(self.finetune.native)  # as narrow as its labels need, not its longest name (Run: done)
         self.tabs = QTabWidget()
-        self.tabs.addTab(scrolling(self.panel.native), "Run")
-        self.tabs.addTab(scrolling(self.finetune.native), "Fine-tune")
+        self.tabs.addTab(scrolling(self.panel.native, self.panel.footer.native), "Run")
+        self.tabs.addTab(scrolling(self.finetune.native, self.finetune.footer.native), "Fine-tune")
         self.native.layout().addWidget(self.tabs)
+        guard_wheel(self.native)  # scrolling the dock never changes a field the user did not click into
         self.margins = (0, 0, 0, 0)
 
         for field in (self.image, self.device, self.precision, self.resolution, self.region_size, self.use_mask):
@@ -95,7 +99,7 @@ class XTDock(Container):
         self.runner.ended.connect(self._on_ended)
         self.runner.failed.connect(self._on_failed)
         self.runner.state_changed.connect(self._update_buttons)
-        self.native.destroyed.connect(partial(_detach, self.runner))
+        self.native.destroyed.connect(partial(Runner.detach, self.runner))  # strong: the dock may be gone first
         self._on_camera_moved = qdebounced(self._prioritise_view, timeout=300)
         F.camera(self.viewer).events.center.connect(self._on_camera_moved)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -149,6 +153,7 @@ class XTDock(Container):
         for problem in problems:
             notifications.show_warning(f"Skipped a file in the models folder: {problem}")
         self.finetune.set_encoders(cat.encoders)
+        self.memory.restore()
         self._update_buttons()
 
     def _on_trained(self, path: str) -> None:
@@ -241,7 +246,7 @@ class XTDock(Container):
     def _on_image_changed(self, layer) -> None:
         self.resolution.reset_choices()
         if layer is not None and self._out_auto:
-            self._set_out(default_store_path(layer, F.results_folder_setting()))
+            self._set_out(default_store_path(layer, self.memory.results_folder()))
         self._update_buttons()
 
     def _set_out(self, path) -> None:
@@ -278,7 +283,7 @@ class XTDock(Container):
             return
         out = Path(self.out.value) if str(self.out.value) not in ("", ".") else None
         if out is None and self.image.value is not None:
-            self._set_out(default_store_path(self.image.value, F.results_folder_setting()))
+            self._set_out(default_store_path(self.image.value, self.memory.results_folder()))
         elif out is not None and out.exists():
             new = unique_store_path(out)
             notifications.show_info(f"{out.name} already exists (Resume continues it); writing to {new.name}.")
@@ -387,13 +392,3 @@ class XTDock(Container):
     def _store_for_export(self) -> str | None:
         out = str(self.out.value)
         return out if out not in ("", ".") and is_store(out) else None
-
-
-def _detach(runner: Runner, *_args: object) -> None:
-    """The dock's widgets are gone (viewer closed): stop the run and stop calling into them.
-
-    A run still yields for up to one batch after Cancel; without this its events reach deleted Qt widgets.
-    """
-    runner.cancel()
-    for signal in (runner.prepared, runner.region, runner.window, runner.ended, runner.failed, runner.state_changed):
-        signal.disconnect()

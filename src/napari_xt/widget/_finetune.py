@@ -40,6 +40,7 @@ from ..app.finetune import FinetuneRequest, PreviewRequest, preview_events, trai
 from ..app.layers import user_cache_dir
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
+from ._window import steady_line
 
 #: Quick mode's budget when none is set: the interactive loop wants a model (and its overlay) within a minute
 QUICK_BUDGET_S = 30
@@ -94,12 +95,15 @@ class FinetuneTab(Container):
         self.status = Label(value="Paint labels, outline shapes or add points on an image, then Train.")
         self.extend([self.image, self.labels_layer, self.shapes_layer, self.shape_class, self.points, self.area,
                      self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
-                     self.zero_unlabelled, self.preview, self.out,
-                     Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
-                     self.status])
+                     self.zero_unlabelled, self.preview, self.out])
+        #: Train / Stop and the status, pinned below the scrolling fields by the dock (``_window.scrolling``)
+        self.footer = Container(widgets=[Container(widgets=[self.train_button, self.stop_button],
+                                                   layout="horizontal", labels=False), self.status], labels=False)
+        self.footer.margins = (4, 0, 4, 2)
         self.curve = CurveView()
         self.native.layout().addWidget(self.curve)
-        self.status.native.setWordWrap(True)
+        steady_line(self.status.native, lines=4)  # a longer text is cut; whole in the tooltip
+        self.status.changed.connect(lambda text: self.status.native.setToolTip(str(text)))
         self.status.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)

@@ -31,7 +31,7 @@ ADVANCED_FIELDS = ("mpp", "overlap", "order", "probabilities", "max_detections",
 FIELDS = ("image", "model", "model_info", "region_encoder", "context_encoder", "device", "precision", "batch_size",
           "resolution", "region_size", "context", "window_size", "use_mask", "roi", "out", "min_score",
           "score_class", "run_button", "cancel_button", "resume_button", "status", "top_classes",
-          *ADVANCED_FIELDS)
+          *ADVANCED_FIELDS, "reset_button")
 
 
 class RunPanel(Container):
@@ -81,8 +81,11 @@ class RunPanel(Container):
         self.top_classes = Label(value="", visible=False)
         self.extend([self.image, self.model, self.model_info, self.region_encoder, self.context_encoder,
                      self.device, self.precision, self.batch_size, self.resolution, self.region_size, self.context,
-                     self.window_size, self.use_mask, self.roi, self.out, self.min_score, self.score_class, buttons,
-                     self.status, self.top_classes])
+                     self.window_size, self.use_mask, self.roi, self.out, self.min_score, self.score_class,
+                     self.top_classes])
+        #: the actions and the status line, pinned below the scrolling fields by the dock (``_window.scrolling``)
+        self.footer = Container(widgets=[buttons, self.status], labels=False)
+        self.footer.margins = (4, 0, 4, 2)
         for label in (self.model_info, self.top_classes):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(200)
@@ -104,8 +107,11 @@ class RunPanel(Container):
         self.prefetch = SpinBox(label="Read ahead", value=defaults.prefetch, min=1, max=64,
                                 tooltip="Regions read ahead of the model")
         self.read_workers = SpinBox(label="Read threads", value=defaults.read_workers, min=1, max=32)
+        self.reset_button = PushButton(text="Reset to defaults", tooltip="Forget the remembered choices (model, "
+                                       "device, results folder, these options) and go back to the defaults")
         self.advanced: Container = Container(widgets=[self.mpp, self.overlap, self.order, self.probabilities,
-                                           self.max_detections, self.prefetch, self.read_workers], labels=True)
+                                           self.max_detections, self.prefetch, self.read_workers,
+                                           self.reset_button], labels=True)
         self.advanced_section = QCollapsible("Advanced")
         self.advanced_section.addWidget(self.advanced.native)
         self.native.layout().addWidget(self.advanced_section)

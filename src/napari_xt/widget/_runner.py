@@ -197,6 +197,15 @@ class Runner:
                 log.debug("closing the stream failed", exc_info=True)
         self._finish(RunFinished("cancelled", _short_summary(run)))
 
+    def detach(self, *_args: object) -> None:
+        """The dock's widgets are gone (viewer closed): stop the run and stop calling into them.
+
+        A run still yields for up to one batch after Cancel; without this its events reach deleted Qt widgets.
+        """
+        self.cancel()
+        for signal in (self.prepared, self.region, self.window, self.ended, self.failed, self.state_changed):
+            signal.disconnect()
+
     def wait_idle_workers(self) -> list:
         """Workers still alive (tests and shutdown use it)."""
         return [w for w in (self._prep_worker, self._worker) if w is not None]

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QApplication, QDockWidget, QFrame, QLabel, QScrollArea, QSizePolicy, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .._compat import canvas_widget, main_window
 
@@ -136,11 +145,55 @@ class _VerticalScroll(QScrollArea):
         return super().eventFilter(obj, event)
 
 
-def scrolling(widget: QWidget) -> QScrollArea:
-    """A tab page that scrolls instead of forcing its full height on the window (1366 x 768 laptops)."""
-    area = _VerticalScroll()
+class _Pinned(_VerticalScroll):
+    """The part of a tab page that never scrolls away (the actions and the status line), at its content's height.
+
+    A scroll area that never scrolls, for its firewall: a status line's new text posts a layout request that would
+    otherwise climb to the main window and lay it out again (see :class:`_VerticalScroll`); here the dock is re-asked
+    only when the content's minimum width or its height really changed.
+    """
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        page = self.widget()
+        if page is not None:
+            hint.setHeight(page.sizeHint().height())
+        return hint
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
+
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
+        if obj is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
+            page = self.widget()
+            height = page.sizeHint().height() if page is not None else 0
+            if height != self.height():
+                self.updateGeometry()
+        return super().eventFilter(obj, event)
+
+
+def _area(area: _VerticalScroll, widget: QWidget) -> _VerticalScroll:
     area.setWidget(widget)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     return area
+
+
+def scrolling(widget: QWidget, pinned: QWidget | None = None) -> QWidget:
+    """A tab page that scrolls instead of forcing its full height on the window (1366 x 768 laptops), with
+    ``pinned`` (the Run/Cancel/Resume buttons and the status line) below the scrolling part, always in sight: in
+    napari's default window (about 1280 x 650) they were below the fold (issue 23)."""
+    area = _area(_VerticalScroll(), widget)
+    if pinned is None:
+        return area
+    bottom = _area(_Pinned(), pinned)
+    bottom.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    bottom.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    layout.addWidget(area, 1)
+    layout.addWidget(bottom, 0)
+    return page
