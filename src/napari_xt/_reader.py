@@ -16,6 +16,8 @@ import numpy as np
 
 from ._compat import keep_triton_out_without_cuda
 from .engine.store import is_store
+from .engine.store_schema import looks_like_store
+from .errors import StoreError
 from .io import SUPPORTED_SUFFIXES, ImageReadError, LargeImage, open_image
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
     path = os.fspath(path)
     if not _looks_like_ours(path):
         return None
-    if is_store(path):
+    if is_store(path) or looks_like_store(path):  # a damaged store is named as one, not tried as an image
         return _store_reader(path)
     try:
         image = open_image(path)
@@ -67,13 +69,19 @@ def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
     from ._store_reader import store_layer_data
 
     try:
-        layers, warning = store_layer_data(path)
-    except Exception as err:  # a damaged store must be a sentence, not a traceback in the viewer
+        layers, warning = store_layer_data(path, on_damage=lambda err: _notify(f"{err}."))
+    except StoreError as err:  # a damaged store is a sentence naming it and its fix, never a traceback
+        log.debug("cannot open the result store %s", path, exc_info=True)
+        _notify(f"napari-xt cannot open the result store: {err}.")
+        return None
+    except Exception as err:  # a bug of ours must not become a traceback in the viewer either
         log.exception("cannot open the result store %s", path)
         _notify(f"napari-xt cannot open the result store {path}: {err}")
         return None
     try:
         layers += heat_map_layers(path, layers)
+    except StoreError as err:  # damaged window scores: the image and the other overlays still come
+        log.warning("no heat map for %s: %s", path, err)
     except Exception:  # the image and the other overlays still come: a heat map is not worth losing them
         log.exception("cannot rebuild the heat map of %s", path)
     if warning:

@@ -10,12 +10,16 @@ metadata, so the dock picks the store up (Export, Resume).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .engine.store import ResultStore
+from .engine.store_check import as_error
+from .engine.store_read import CheckedArray
+from .errors import StoreDamaged
 from .io import ImageReadError, LargeImage, open_image
 from .palette import rgba
 
@@ -41,11 +45,18 @@ def find_image(store: ResultStore) -> tuple[LargeImage | None, str]:
                   "alone: open the image too, or move it beside the store")
 
 
-def store_layer_data(path: str | Path) -> tuple[list[LayerData], str]:
-    """Layer tuples for the store at ``path`` (image first) and a warning sentence ("" when all was found)."""
+def store_layer_data(path: str | Path, on_damage: Callable[[StoreDamaged], None] | None = None,
+                     ) -> tuple[list[LayerData], str]:
+    """Layer tuples for the store at ``path`` (image first) and a warning sentence ("" when all was found).
+
+    A store whose layout is damaged raises :class:`StoreDamaged` (before anything is read); done regions whose
+    chunk files are missing are shown as background with a warning naming them; a chunk that cannot be decoded is
+    reported once through ``on_damage`` (a viewer) and shown as background (without: raised when it is read).
+    """
     from ._reader import layer_data_for
 
     store = ResultStore.open(path)
+    damages = store.damage()
     image, warning = find_image(store)
     layers: list[LayerData] = layer_data_for(image) if image is not None else []
     pixel = np.asarray(image.pixel_size if image is not None and image.pixel_size else
@@ -58,7 +69,8 @@ def store_layer_data(path: str | Path) -> tuple[list[LayerData], str]:
         colors = rgba(names, store.spec.class_colors)
         colormap: dict[int | None, list[float]] = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
         colormap.update({i: c for i, c in enumerate(colors) if i > 0})
-        data = store.labels if len(store.labels) > 1 else store.labels[0]
+        levels = [CheckedArray(a.array, store.path, a.part, on_damage) for a in store.labels]
+        data = levels if len(levels) > 1 else levels[0]
         layers.append((data, {
             "name": f"xT labels [{name}]", "multiscale": len(store.labels) > 1, "opacity": 0.5,
             "scale": tuple(pixel * f), "translate": tuple((f - 1) / 2 * pixel), "colormap": colormap,
@@ -76,7 +88,10 @@ def store_layer_data(path: str | Path) -> tuple[list[LayerData], str]:
             "face_color": np.asarray(det_colors, dtype=float)[cls % len(det_colors)], "opacity": 0.8,
             "features": {"class": np.asarray(det_names, dtype=object)[cls], "score": table["score"]},
         }, "points"))
-    if not store.complete:
+    if damages:
+        hurt = f"{as_error(store.path, damages)} (`napari-xt verify` lists it); what is lost is shown as background"
+        warning = f"{warning}. {hurt}" if warning else hurt
+    elif not store.complete:
         partial = f"{name} is not complete ({store.n_done} of {store.spec.region_count} regions); Resume continues it."
         warning = f"{warning}. {partial}" if warning else partial
     return layers, warning

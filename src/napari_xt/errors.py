@@ -54,6 +54,29 @@ class StoreMismatch(StoreError):
         self.problems = list(problems)
 
 
+class StoreDamaged(StoreError):
+    """A result store whose files lost data or contradict its own metadata: an interrupted copy or sync, a full disk,
+    a cloud folder that never downloaded a file, an edit, another release.
+
+    ``part`` names what is damaged (``zarr.json``, ``labels/0``, ``detections/table``), ``regions`` the done regions
+    whose results it spoils (empty when not known), ``fix`` how it is mended: ``resume`` (resuming the run clears
+    and redoes those regions), ``verify`` (resuming with the deep check, which decodes every chunk, finds and redoes
+    them) or ``remake`` (the store's own metadata is lost: it must be made again). The edges add the flag or button.
+    """
+
+    FIXES = {"resume": "resuming the run repairs it", "verify": "resuming the run with a deep check repairs it",
+             "remake": "it must be made again"}
+
+    def __init__(self, path: str | Path, part: str, problem: str, regions: Sequence[int] = (), fix: str = "resume"):
+        self.part, self.problem, self.fix = part, problem, fix
+        self.regions = tuple(sorted({int(r) for r in regions}))
+        n = len(self.regions)
+        shown = ", ".join(str(r) for r in self.regions[:8]) + (", ..." if n > 8 else "")
+        spoils = f" ({n} region{'s' if n != 1 else ''}: {shown})" if n else ""
+        where = f"{part}: " if part else ""
+        super().__init__(f"store {path} is damaged: {where}{problem}{spoils}; {self.FIXES.get(fix, fix)}", path)
+
+
 class ImageError(XTError):
     """An image that cannot be analysed as asked; ``image`` names it (a batch has hundreds)."""
 

@@ -12,7 +12,7 @@ from test_store import IDENTITY, META, dets, spec
 
 from legacystore import make_format_1
 from napari_xt.engine.store import ResultStore, is_store, read_meta
-from napari_xt.errors import StoreError
+from napari_xt.errors import StoreDamaged
 
 
 def _full_store(path):
@@ -71,13 +71,15 @@ def test_format_1_store_is_read_and_moved_into_the_attributes_on_resume(tmp_path
     np.testing.assert_array_equal(again.labels[0][:100, 0], [2] * 50 + [3] * 50)
 
 
-def test_format_1_store_without_its_meta_json_is_not_a_store(tmp_path):
+def test_format_1_store_without_its_meta_json_is_a_damaged_store(tmp_path):
+    """Not a readable store, but laid out as one: named as damaged (what it was made from is lost), not "no store"."""
     store = ResultStore.create(tmp_path / "old.zarr", spec(), META)
     make_format_1(store.path)
     (store.path / "meta.json").unlink()
     assert not is_store(store.path)
-    with pytest.raises(StoreError, match="not a napari-xt result store"):
+    with pytest.raises(StoreDamaged, match="meta.json.*made again") as err:
         ResultStore.open(store.path)
+    assert err.value.fix == "remake" and err.value.path == store.path
 
 
 def test_a_reader_following_the_writer_never_reads_a_torn_document_nor_complete_before_the_data(tmp_path):

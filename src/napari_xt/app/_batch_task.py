@@ -162,14 +162,23 @@ def _earlier_counts(store: Path) -> dict[str, int]:
 
 
 def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary | None]:
-    """Decide done / skipped / resumed for one image and run it; returns (status, summary or None when skipped)."""
-    from ..engine.store import ResultStore, is_store
+    """Decide done / skipped / resumed for one image and run it; returns (status, summary or None when skipped).
+
+    A finished store is skipped only when its cheap damage check passes; a damaged one is resumed, which repairs it
+    (:mod:`napari_xt.engine.store_check`); one whose own metadata is lost is made again with ``overwrite`` only.
+    """
+    from ..engine.store import is_store
+    from ..engine.store_schema import looks_like_store, root_damage
 
     model = cached_model(request.model, request.run.device)
     out = Path(request.out)
-    if not is_store(out):
+    if not is_store(out) and not looks_like_store(out):
         return "done", driver.predict(request, model=model)
-    meta = ResultStore.open(out).meta
+    meta, lost = root_damage(out)
+    if lost is not None or meta is None:
+        if not overwrite:
+            raise lost.error(out) if lost is not None else StoreMismatch(out, ["unreadable metadata"])
+        return "done", driver.predict(request.with_(overwrite=True), model=model)
     inputs = driver.resolve(request, model=model)
     problems = [f"another {what}: checksum {meta.get(key)} there, {inputs.identity[key]} now"
                 for key, what in _IDENTITY if meta.get(key) != inputs.identity[key]]
@@ -178,10 +187,21 @@ def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary 
     if problems:
         request = request.with_(overwrite=True)
         return "done", driver.predict(request, prepared=driver.prepare(request, inputs=inputs))
-    if meta.get("complete"):
+    if meta.get("complete") and not _damaged(out):
         return "skipped", None
     request = request.with_(resume=True)
     return "resumed", driver.predict(request, prepared=driver.prepare(request, inputs=inputs))
+
+
+def _damaged(store: Path) -> bool:
+    """The cheap check (layout, done regions' chunk files) of a finished store before it is skipped."""
+    from ..engine.store import ResultStore
+    from ..errors import StoreDamaged
+
+    try:
+        return bool(ResultStore.open(store).damage())
+    except StoreDamaged:
+        return True
 
 
 def plain_description(err: BaseException) -> str:

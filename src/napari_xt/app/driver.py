@@ -145,12 +145,14 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
     """
     from ..engine.run import InferenceRun
     from ..engine.store import ResultStore, StoreSpec, is_store
+    from ..engine.store_schema import looks_like_store
 
     if inputs is None:
         inputs = resolve(request, model=model, image=image)
     cfg, plan, out = inputs.model.config, inputs.plan, Path(request.out)
-    if request.resume and is_store(out):
-        store = ResultStore.open_for_resume(out, inputs.identity)
+    if request.resume and (is_store(out) or looks_like_store(out)):  # a damaged store is repaired or named here
+        cores = np.asarray([r.core for r in plan.regions], dtype=np.int64).reshape(-1, 4)
+        store = ResultStore.open_for_resume(out, inputs.identity, cores=cores, deep=request.verify)
     else:
         seg = cfg.heads.get("segmentation", {})
         spec = StoreSpec(
@@ -239,6 +241,7 @@ def finish(run: InferenceRun, seconds: float, status: RunStatus, error: BaseExce
         store=str(run.store.path), regions_total=run.n_total, regions_done=run.n_done, regions_new=new,
         regions_skipped=len(run.plan.skipped), regions_failed=run.n_failed, cancelled=run.cancelled,
         regions_per_s=rate(new, seconds), device=str(run.device), precision=_precision_name(run.amp),
+        regions_repaired=len(getattr(run.store, "repaired", ())),
         image_scores=None if image_scores is None else tuple(round(float(v), 5) for v in image_scores),
     )
     if status == "complete":

@@ -126,6 +126,7 @@ class RunSummary:
     regions_per_s: float
     device: str
     precision: str
+    regions_repaired: int = 0  # done regions a resume found damaged (chunks missing or undecodable) and redid
     image_scores: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:

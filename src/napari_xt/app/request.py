@@ -17,7 +17,9 @@ class PredictRequest:
     """One image through one model into one result store.
 
     ``resume`` continues a store made by the same model, image and plan; ``overwrite`` replaces a store (never
-    anything that is not a store). Neither set and ``out`` taken: the run is refused before any work.
+    anything that is not a store). Neither set and ``out`` taken: the run is refused before any work. A resume
+    repairs the store first (done regions whose chunks are missing are redone); ``verify`` makes it also decode
+    every chunk, to redo the regions of chunks that are there but damaged.
     """
 
     image: str
@@ -27,6 +29,7 @@ class PredictRequest:
     run: RunOptions = field(default_factory=RunOptions)
     resume: bool = False
     overwrite: bool = False
+    verify: bool = False
 
     def with_(self, **changes: object) -> PredictRequest:
         """A copy with top-level fields changed (``image``, ``out``, ``resume``, ...)."""
@@ -44,7 +47,7 @@ _RUN_FIELDS = frozenset(RunOptions.__dataclass_fields__)
 
 
 def make_request(image: str, model: str, out: str, *, resume: bool = False, overwrite: bool = False,
-                 **options: object) -> PredictRequest:
+                 verify: bool = False, **options: object) -> PredictRequest:
     """A request from flat option names (``level=1, batch_size=2``): each goes to the plan or the run options.
 
     For scripts and notebooks; an unknown name is a ``TypeError`` naming it, never silently dropped.
@@ -61,4 +64,4 @@ def make_request(image: str, model: str, out: str, *, resume: bool = False, over
     plan = PlanOptions(**plan_fields)  # type: ignore[arg-type]
     run = RunOptions(**{k: v for k, v in options.items() if k in _RUN_FIELDS})  # type: ignore[arg-type]
     return PredictRequest(image=str(image), model=str(model), out=str(out), plan=plan, run=run, resume=resume,
-                          overwrite=overwrite)
+                          overwrite=overwrite, verify=verify)

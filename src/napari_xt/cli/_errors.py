@@ -10,6 +10,7 @@ from ..errors import (
     NotAStore,
     OutputError,
     PlanError,
+    StoreDamaged,
     StoreExists,
     StoreMismatch,
     UnknownModel,
@@ -22,6 +23,12 @@ _PLAN_FLAGS = {"level": "--level", "mpp": "--mpp", "roi": "--roi", "overlap": "-
 def describe(err: BaseException, out_flag: str = "--out") -> str:
     """One line for stderr or a batch manifest; the facts come from the error's fields."""
     text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, StoreDamaged):
+        flags = {"resume": "--resume", "verify": "--resume --verify", "remake": "--overwrite"}.get(err.fix, "--resume")
+        how = f"`napari-xt predict IMAGE --model MODEL --out {err.path} {flags}`"
+        if err.fix == "remake":
+            return f"{text} ({how} replaces it)"
+        return f"{text} ({how}, with the options of its first run; `napari-xt verify {err.path}` lists the damage)"
     if isinstance(err, NotAStore):
         return f"{text}; choose another {out_flag}"
     if isinstance(err, StoreExists) and not err.is_store:

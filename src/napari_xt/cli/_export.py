@@ -36,15 +36,26 @@ def add_parser(sub) -> None:
     p.add_argument("--no-detections", action="store_true", help="geojson: leave out the detections")
     p.add_argument("--into", metavar="IMAGE.ome.zarr", help="ome-zarr: write into this image's labels/<name>")
     p.add_argument("--name", default="xt", help="ome-zarr: name of the label image (default xt)")
-    p.add_argument("--partial", action="store_true", help="export an unfinished run (the output says it is partial)")
+    p.add_argument("--partial", action="store_true",
+                   help="export an unfinished run, or what is intact of a damaged one (the output says it is partial)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import StoreDamaged
+    from ._errors import describe
+
     with warnings.catch_warnings(record=True) as caught:  # a partial CSV export warns: one plain line, not a trace
         warnings.simplefilter("always", UserWarning)
-        code = _export(args)
+        try:
+            code = _export(args)
+        except StoreDamaged as err:  # missing chunks: what is intact can still be exported, marked partial
+            if err.fix != "resume" or args.partial:
+                raise
+            from ..export import ExportError
+
+            raise ExportError(f"{describe(err)}; or export what is intact with --partial") from None
     for warning in caught:
         print(f"napari-xt export: warning: {warning.message}", file=sys.stderr)
     return code

@@ -65,7 +65,11 @@ def add_parser(sub) -> None:
                    help="torch.compile the region encoder, warmed up before the first region (minutes on a CPU; "
                    "without a C++ compiler / Triton the run goes on uncompiled and says so)")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out (a batch always resumes)")
+                   help="continue an interrupted run in --out (a batch always resumes); done regions whose chunk "
+                   "files are missing are redone (regions_repaired)")
+    p.add_argument("--verify", action="store_true",
+                   help="with --resume: also decode every chunk of the store and redo the regions whose chunks are "
+                   "damaged (reads the whole store; `napari-xt verify STORE --deep` only reports)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing store at --out (batch: replace stores made by "
                    "another model or plan; finished matching ones are still skipped)")
@@ -113,8 +117,10 @@ def build_request(args: argparse.Namespace, image: str = "", out: str = "") -> P
                      compile=args.compile, first_region_alone=args.first_region_alone,
                      low_priority=args.low_priority)
     run.validate()
+    if getattr(args, "verify", False) and not args.resume and not getattr(args, "out_dir", None):
+        raise ValueError("--verify checks the store a run resumes: add --resume")
     return PredictRequest(image=image, model=args.model, out=out, plan=plan, run=run, resume=args.resume,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, verify=getattr(args, "verify", False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +150,9 @@ def run_single(args: argparse.Namespace, image: str) -> int:
     else:
         print(
             f"{summary.regions_done} regions done, {summary.regions_skipped} skipped, "
-            f"{summary.regions_failed} failed in {result['seconds']:.1f} s "
+            f"{summary.regions_failed} failed"
+            + (f", {summary.regions_repaired} repaired" if summary.regions_repaired else "")
+            + f" in {result['seconds']:.1f} s "
             f"({summary.regions_per_s:.2f} regions/s) -> {summary.store}"
         )
     if summary.regions_failed:

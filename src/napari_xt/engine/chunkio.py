@@ -9,7 +9,10 @@ see half a chunk, as with zarr), and keeps the chunks it has partly filled in a 
 reads nothing from disk. Anything it does not recognise (another codec chain, another store type) goes through
 zarr's own ``__setitem__``: the fast path is an optimisation, never a format.
 
-One writer per store at a time (the store's rule already): the cache mirrors what this process wrote.
+One writer per store at a time (the store's rule already): the cache mirrors what this process wrote. With
+``keep_empty`` a fill-only chunk is written as a file too (zarr's default leaves it out), so that a missing file
+always means lost data: the result store's damage checks rely on it (:mod:`.store_check`). A chunk that cannot be
+decoded is a :class:`~napari_xt.errors.StoreDamaged` naming the store, the array and the chunk, not zstd's error.
 """
 
 from __future__ import annotations
@@ -22,9 +25,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChunkWriter"]
+from ..errors import StoreDamaged
+
+__all__ = ["ChunkWriter", "chunk_layout", "decode_chunk"]
 
 _CACHE_CHUNKS = 64  # partly written chunks kept per array (64 x 256 KiB = 16 MiB for 512² uint8)
+
+
+def decode_chunk(raw: bytes, zstd: Any, chunks: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """One chunk file's bytes as an array of ``chunks``; ValueError (or the codec's error) when they are not one."""
+    buf = zstd.decode(raw) if zstd is not None else raw
+    values = np.frombuffer(buf, dtype=dtype)
+    want = int(np.prod(chunks))
+    if values.size != want:
+        raise ValueError(f"it decodes to {values.size} values, a chunk holds {want}")
+    return values.reshape(chunks)
+
+
+def chunk_layout(arr: Any) -> tuple[Path, Any, tuple[int, ...], Any] | None:
+    """(array folder, zstd codec or None, chunk shape, key encoder) when chunks can be read and written directly."""
+    return _fast_layout(arr)
 
 
 def _fast_layout(arr: Any) -> tuple[Path, Any, tuple[int, ...], Any] | None:
@@ -68,7 +88,10 @@ class ChunkWriter:
     Only basic slices with step 1 (what the store writes); the values are cast to the array's dtype.
     """
 
-    def __init__(self, arr: Any, cache_chunks: int = _CACHE_CHUNKS) -> None:
+    def __init__(self, arr: Any, cache_chunks: int = _CACHE_CHUNKS, keep_empty: bool = False) -> None:
+        self.keep_empty = keep_empty
+        if keep_empty and _fast_layout(arr) is None and hasattr(arr, "with_config"):
+            arr = arr.with_config(write_empty_chunks=True)  # the zarr path keeps fill-only chunks as files too
         self.array = arr
         self.shape = tuple(int(s) for s in arr.shape)
         self.dtype = np.dtype(arr.dtype).newbyteorder("<") if np.dtype(arr.dtype).itemsize > 1 else np.dtype(
@@ -130,11 +153,15 @@ class ChunkWriter:
             raw = path.read_bytes()
         except FileNotFoundError:
             return np.full(chunks, self.fill, dtype=self.dtype)
-        buf = zstd.decode(raw) if zstd is not None else raw
-        return np.frombuffer(buf, dtype=self.dtype).reshape(chunks).copy()
+        try:
+            return decode_chunk(raw, zstd, chunks, self.dtype).copy()
+        except Exception as err:  # zstd's "decompression error", a wrong size: the chunk file is damaged
+            root = Path(str(self.array.store.root))
+            key = path.relative_to(root / self.array.path).as_posix()
+            raise StoreDamaged(root, self.array.path, f"chunk {key} cannot be decoded ({err})", fix="verify") from None
 
     def _put(self, path: Path, zstd: Any, data: np.ndarray) -> None:
-        if not np.any(data != self.fill):  # zarr's rule (write_empty_chunks=False): a fill-only chunk has no file
+        if not self.keep_empty and not np.any(data != self.fill):  # zarr's rule: a fill-only chunk has no file
             if path.exists():
                 path.unlink()
             return

@@ -16,6 +16,8 @@ Layout::
 before that leaves the region not done, and a redone region's earlier rows are ignored on read (never duplicated).
 One writer process at a time; readers (the viewer) may read while it writes: zarr replaces whole chunk files, and
 the metadata is republished in one rename. Format-1 stores (a ``meta.json`` beside ``zarr.json``) are still read.
+Opening checks the layout against the store's own metadata first (:mod:`.store_schema`); done regions' chunks are
+checked and repaired by :mod:`.store_check`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,11 +36,15 @@ import numpy as np
 import zarr
 
 from .._atomic import replace_path
-from ..errors import NotAStore, StoreError, StoreExists, StoreMismatch
+from ..errors import NotAStore, StoreDamaged, StoreError, StoreExists, StoreMismatch
 from .chunkio import ChunkWriter
 from .pyramid import write_strided
-from .store_layout import DET_COLUMNS, build_store, detection_rows, select_detections
-from .store_meta import ATTR, is_store, meta_of, now_iso, read_meta, write_meta
+from .store_layout import DET_COLUMNS, EVERY_CHUNK, StoreSpec, build_store, detection_rows, select_detections
+from .store_meta import is_store, now_iso, read_meta, write_meta
+from .store_read import CheckedArray, read_all
+from .store_repair import StoreRepairs
+from .store_schema import looks_like_store, root_damage, schema_damage
+from .store_schema import rebuild as _rebuild
 
 __all__ = ["ResultStore", "StoreSpec", "is_store", "read_meta"]
 
@@ -49,70 +54,64 @@ _IDENTITY = (("model_checksum", "model", "model"), ("image_fingerprint", "image"
              ("plan_checksum", "plan", "region plan"))
 
 
-@dataclass
-class StoreSpec:
-    shape: tuple[int, int]
-    num_classes: int
-    class_names: list[str] = field(default_factory=list)
-    class_colors: list[list[int]] = field(default_factory=list)
-    region_count: int = 0
-    chunk: int = 512
-    probabilities: bool = False
-    min_level_size: int = 256
-    downsample_to_level0: float = 1.0
+class ResultStore(StoreRepairs):
+    """A result store on disk; make one with :meth:`create`, open one with :meth:`open` / :meth:`open_for_resume`.
 
-    @property
-    def label_dtype(self) -> np.dtype:
-        return np.dtype(np.uint16 if self.num_classes > 255 else np.uint8)
+    ``rebuild``: make arrays whose layout is damaged again, empty (a resume, which then redoes their regions);
+    otherwise a damaged layout is a :class:`StoreDamaged` before any array is read.
+    """
 
-    def validate(self) -> None:
-        if len(self.shape) != 2 or min(int(v) for v in self.shape) < 1:
-            raise ValueError(f"shape must be two positive sizes (y, x), not {self.shape!r}")
-        if self.num_classes < 0 or self.num_classes > 65535:
-            raise ValueError(f"num_classes must be 0..65535, not {self.num_classes}")
-        if self.region_count < 0 or self.chunk < 1 or self.min_level_size < 1 or not self.downsample_to_level0 > 0:
-            raise ValueError("region_count >= 0, chunk >= 1, min_level_size >= 1 and downsample_to_level0 > 0 needed")
-
-
-class ResultStore:
-    """A result store on disk; make one with :meth:`create`, open one with :meth:`open` / :meth:`open_for_resume`."""
-
-    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+    def __init__(self, path: str | os.PathLike, mode: str = "r", rebuild: bool = False) -> None:
         if mode not in ("r", "r+"):
             raise StoreError(f"store {path}: mode must be 'r' or 'r+', not {mode!r}")
         self.path = Path(path)
-        if not is_store(self.path):
-            why = "does not exist" if not self.path.exists() else "is not a napari-xt result store"
-            raise StoreError(f"{self.path} {why} (no zarr.json with napari-xt attributes).")
+        meta, root = root_damage(self.path)
+        if root is not None or meta is None:
+            self.refuse_non_store(self.path)
+            assert root is not None
+            raise root.error(self.path)
         self.mode = mode
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
+        self.unreadable, self.rebuilt, self.repaired = {}, [], []
+        self.meta = meta
+        try:
+            spec = dict(meta["spec"])
+            spec["shape"] = tuple(spec["shape"])
+            self.spec = StoreSpec(**spec)
+        except Exception as err:  # a spec of another release (unknown fields) or a damaged one
+            raise StoreDamaged(self.path, "zarr.json", f"its spec cannot be read ({type(err).__name__}: {err})",
+                               fix="remake") from None
+        damages = schema_damage(self.path, meta)
+        if damages and not (rebuild and self.writable and all(d.rebuild for d in damages)):
+            raise damages[0].error(self.path)
+        if damages:
+            self.rebuilt = _rebuild(self.path, self.spec, damages)
         try:
             # zarr's own types describe every node as array-or-group; this store's layout is fixed, so Any
             self._root: Any = cast(Any, zarr.open_group(str(self.path), mode=mode, zarr_format=3))  # type: ignore[arg-type]
-            info = dict(self._root.attrs)[ATTR]
-            self.meta = meta_of(self.path, info)  # format 2: these attributes; format 1: its meta.json
-            spec = dict(info.get("spec") or self.meta["spec"])
-            spec["shape"] = tuple(spec["shape"])
-            self.spec = StoreSpec(**spec)
-            self.labels: list = []
+            self._arrays: list = []
             if "labels" in self._root:
                 group = self._root["labels"]
                 n = len(group.attrs["ome"]["multiscales"][0]["datasets"])
-                self.labels = [group[str(i)] for i in range(n)]
+                self._arrays = [group[str(i)] for i in range(n)]
+            # readers get checked arrays: a chunk that cannot be decoded is a StoreDamaged naming it
+            self.labels: list = [CheckedArray(a, self.path, f"labels/{i}") for i, a in enumerate(self._arrays)]
             self.probabilities: Any = self._root.get("probabilities")
             self._done_arr = self._root["done"]
             self._det = self._root["detections/table"]
             self._attempt = self._root["detections/attempt"]
             # in-memory mirrors of done/attempt for writers (None read-only: every write checks writable first)
-            self._done: Any = self._done_arr[:] if self.writable else None
-            self._attempts: Any = self._attempt[:] if self.writable else None
-            # direct chunk writers (engine/chunkio.py): the same bytes zarr would write, without its per-call cost
-            w = self.writable
-            self._w_labels = [ChunkWriter(a) for a in self.labels] if w else []
-            self._w_probs = ChunkWriter(self.probabilities) if w and self.probabilities is not None else None
-            self._w_done: ChunkWriter | None = ChunkWriter(self._done_arr) if w else None
-            self._w_attempt: ChunkWriter | None = ChunkWriter(self._attempt) if w else None
+            self._done: Any = self._read_ids(self._done_arr, "done") if self.writable else None
+            self._attempts: Any = self._read_ids(self._attempt, "detections/attempt") if self.writable else None
+            # direct chunk writers (engine/chunkio.py): the same bytes zarr would write, without its per-call cost;
+            # a store made with every_chunk_written keeps fill-only chunks as files (a missing one is lost data)
+            w, keep = self.writable, bool(meta.get(EVERY_CHUNK))
+            self._w_labels = [ChunkWriter(a, keep_empty=keep) for a in self._arrays] if w else []
+            self._w_probs = ChunkWriter(self.probabilities, keep_empty=keep) \
+                if w and self.probabilities is not None else None
+            self._w_done: ChunkWriter | None = ChunkWriter(self._done_arr, keep_empty=keep) if w else None
+            self._w_attempt: ChunkWriter | None = ChunkWriter(self._attempt, keep_empty=keep) if w else None
         except StoreError:
             raise
         except Exception as err:
@@ -136,9 +135,11 @@ class ResultStore:
         old = None
         if path.exists() and (path.is_file() or any(path.iterdir())):
             if not overwrite:
-                what = "a result store" if is_store(path) else ("a file" if path.is_file() else "a non-empty folder")
-                raise StoreExists(path, what, is_store(path))
-            if not is_store(path):
+                ours = is_store(path) or looks_like_store(path)
+                what = ("a result store" if is_store(path) else "a damaged result store" if ours
+                        else "a file" if path.is_file() else "a non-empty folder")
+                raise StoreExists(path, what, ours)
+            if not is_store(path) and not looks_like_store(path):  # a damaged store may be made again
                 raise NotAStore(path, "a file" if path.is_file() else "a non-empty folder")
             old = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,23 +161,36 @@ class ResultStore:
         return cls(path, mode=mode)
 
     @classmethod
-    def open_for_resume(cls, path: str | os.PathLike, expected: dict[str, str]) -> ResultStore:
-        """Open for writing after checking the store was made by the same model, image and plan as ``expected``."""
-        store = cls(path, mode="r+")
+    def open_for_resume(cls, path: str | os.PathLike, expected: dict[str, str], cores: np.ndarray | None = None,
+                        deep: bool = False) -> ResultStore:
+        """Open for writing after checking the store was made by the same model, image and plan as ``expected``,
+        and repair it: damaged arrays are made again, and every done region whose chunks are missing (or, ``deep``,
+        cannot be decoded) is cleared, so the run redoes it (``store.repaired``; :func:`.store_check.repair`).
+        ``cores``: each region's core from the run's plan (default: the plan rebuilt from the metadata)."""
+        from .store_check import region_cores, repair
+
+        path = Path(path)
+        meta, root = root_damage(path)
+        if root is not None or meta is None:
+            cls.refuse_non_store(path)
+            assert root is not None
+            raise root.error(path)
         problems = []
         for key, name_key, what in _IDENTITY:
-            want, have = expected.get(key), store.meta.get(key)
+            want, have = expected.get(key), meta.get(key)
             if want is None or want == have:
                 continue
             label = key.split("_")[-1]
-            had_name = store.meta.get(name_key) if what != "region plan" else None
+            had_name = meta.get(name_key) if what != "region plan" else None
             want_name = expected.get(name_key) if what != "region plan" else None
             had = f"{had_name} ({label} {have})" if had_name else f"{label} {have}"
             now = f"{want_name} ({label} {want})" if want_name else f"{label} {want}"
             problems.append(f"{what} {had}, not {now}")
         if problems:
-            raise StoreMismatch(store.path, problems)
+            raise StoreMismatch(path, problems)
+        store = cls(path, mode="r+", rebuild=True)
         store._update_meta(resumed=[*store.meta.get("resumed", []), now_iso()])
+        repair(store, region_cores(store.meta) if cores is None else cores, deep)
         return store
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -185,13 +199,13 @@ class ResultStore:
         return self.mode == "r+"
 
     def _done_mask(self) -> np.ndarray:
-        return self._done if self._done is not None else self._done_arr[:]  # readers see the writer's progress
+        return self._done if self._done is not None else self.done_flags()  # readers see the writer's progress
 
     def is_done(self, region_id: int) -> bool:
         region_id = int(region_id)
         if not 0 <= region_id < self.spec.region_count:
             return False
-        return bool(self._done[region_id]) if self._done is not None else bool(self._done_arr[region_id])
+        return bool(self._done_mask()[region_id])
 
     def done_ids(self) -> np.ndarray:
         return np.flatnonzero(self._done_mask())
@@ -312,7 +326,7 @@ class ResultStore:
     def detections(self) -> dict[str, np.ndarray]:
         """Detections of done regions (image-level coordinates as written), sorted by region id."""
         done = self._done_mask()  # read in the reverse of the write order: a running writer stays consistent
-        return select_detections(self._det[:], done, self._attempt[:])
+        return select_detections(self._read_table(), done, self.attempts())
 
     def set_window_scores(self, window_id: int, scores: np.ndarray | Sequence[float]) -> None:
         """Record a context window's class scores (the latest call for a window wins)."""
@@ -333,7 +347,9 @@ class ResultStore:
     def window_scores(self) -> dict[int, np.ndarray]:
         if "window_scores" not in self._root:
             return {}
-        table = self._root["window_scores"][:]
+        table, bad = read_all(self._root["window_scores"])
+        if bad:
+            raise StoreDamaged(self.path, "window_scores", "a chunk cannot be decoded", fix="verify")
         out = {}
         for row in table[~np.isnan(table[:, 0])]:
             out[int(row[0])] = row[1:].astype(np.float32)
@@ -368,7 +384,7 @@ class ResultStore:
 
     def close(self) -> None:
         """Nothing is buffered (every write is on disk when its call returns); drops the handles and threads."""
-        self.labels, self.probabilities = [], None
+        self.labels, self._arrays, self.probabilities = [], [], None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

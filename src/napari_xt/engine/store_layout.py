@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,42 @@ import zarr
 from .pyramid import level_shapes, ngff_label_attrs
 from .store_meta import ATTR, FORMAT, clean, now_iso
 
-__all__ = ["DET_COLUMNS", "IDS_CHUNK", "ROWS_CHUNK", "build_store", "detection_rows", "select_detections"]
+__all__ = ["DET_COLUMNS", "EVERY_CHUNK", "IDS_CHUNK", "ROWS_CHUNK", "StoreSpec", "build_store", "detection_rows",
+           "make_ids", "make_labels", "make_probabilities", "make_table", "select_detections"]
 
 DET_COLUMNS = ("y", "x", "h", "w", "cls", "score", "region_id", "attempt")
 ROWS_CHUNK = 4096
 IDS_CHUNK = 1 << 16
+#: metadata key: every chunk a done region wrote is a file (fill-only ones too); see :func:`build_store`
+EVERY_CHUNK = "every_chunk_written"
+
+
+@dataclass
+class StoreSpec:
+    """What a store is made for: the label map's shape (analysis px), classes, regions and chunking. Every array's
+    layout follows from it (:mod:`.store_schema` checks them against it)."""
+
+    shape: tuple[int, int]
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    class_colors: list[list[int]] = field(default_factory=list)
+    region_count: int = 0
+    chunk: int = 512
+    probabilities: bool = False
+    min_level_size: int = 256
+    downsample_to_level0: float = 1.0
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16 if self.num_classes > 255 else np.uint8)
+
+    def validate(self) -> None:
+        if len(self.shape) != 2 or min(int(v) for v in self.shape) < 1:
+            raise ValueError(f"shape must be two positive sizes (y, x), not {self.shape!r}")
+        if self.num_classes < 0 or self.num_classes > 65535:
+            raise ValueError(f"num_classes must be 0..65535, not {self.num_classes}")
+        if self.region_count < 0 or self.chunk < 1 or self.min_level_size < 1 or not self.downsample_to_level0 > 0:
+            raise ValueError("region_count >= 0, chunk >= 1, min_level_size >= 1 and downsample_to_level0 > 0 needed")
 
 
 def detection_rows(region_id: int, detections: dict[str, Any] | None) -> np.ndarray | None:
@@ -60,30 +91,62 @@ def select_detections(table: np.ndarray, done: np.ndarray, attempt: np.ndarray) 
 def build_store(root_path: Path, spec: Any, meta: dict[str, Any]) -> None:
     """An empty store at ``root_path`` (which must not exist): label pyramid, done flags, detections, and the
     metadata in the root attributes (:mod:`.store_meta`). Built in a hidden folder the caller then moves into place,
-    so zarr's own attrs API is atomic enough here: nobody reads the folder before it is complete."""
+    so zarr's own attrs API is atomic enough here: nobody reads the folder before it is complete.
+
+    ``every_chunk_written`` in the metadata promises that every chunk a done region wrote is a file, fill-only ones
+    included, and that the done and attempt arrays have all their chunk files from the start: a missing file is then
+    lost data (a copy cut short, a lazily synced folder), which a file listing finds (:mod:`.store_check`)."""
     root = zarr.open_group(str(root_path), mode="w-", zarr_format=3)
-    c = int(spec.chunk)
     if spec.num_classes > 0:
+        make_labels(root, spec)
+        if spec.probabilities:
+            make_probabilities(root, spec)
+    make_ids(root, "done", spec)
+    det = root.create_group("detections")
+    make_table(det)
+    make_ids(det, "attempt", spec)
+    spec_d = asdict(spec)
+    spec_d["shape"] = [int(v) for v in spec.shape]
+    root.attrs[ATTR] = clean({**meta, "store_format": FORMAT, "spec": spec_d, "created": now_iso(), "complete": False,
+                              EVERY_CHUNK: True})
+
+
+def make_labels(root: Any, spec: Any, levels: list[int] | None = None) -> None:
+    """The label pyramid's group (NGFF attributes) and its levels (``levels``: only these, in an existing group)."""
+    shapes = level_shapes(spec.shape, spec.min_level_size)
+    if levels is None:
         labels = root.create_group("labels")
-        shapes = level_shapes(spec.shape, spec.min_level_size)
-        for i, shape in enumerate(shapes):
-            labels.create_array(str(i), shape=shape, chunks=(c, c), dtype=spec.label_dtype, fill_value=0)
         labels.attrs.update(ngff_label_attrs(len(shapes), spec.downsample_to_level0, spec.class_names,
                                              spec.class_colors))
-        if spec.probabilities:
-            probs = root.create_array("probabilities", shape=(spec.num_classes, *spec.shape),
-                                      chunks=(1, c, c), dtype=np.uint8, fill_value=0)
-            probs.attrs.update({"axes": ["c", "y", "x"], "class_names": list(spec.class_names),
-                                "encoding": "probability * 255, rounded"})
+    else:
+        labels = root["labels"]
+    c, (h, w) = int(spec.chunk), spec.shape
+    for i in range(len(shapes)) if levels is None else levels:  # level i: ceil(shape / 2**i), as level_shapes
+        labels.create_array(str(i), shape=(-(-h // 2**i), -(-w // 2**i)), chunks=(c, c), dtype=spec.label_dtype,
+                            fill_value=0)
+
+
+def make_probabilities(root: Any, spec: Any) -> None:
+    c = int(spec.chunk)
+    probs = root.create_array("probabilities", shape=(spec.num_classes, *spec.shape), chunks=(1, c, c),
+                              dtype=np.uint8, fill_value=0)
+    probs.attrs.update({"axes": ["c", "y", "x"], "class_names": list(spec.class_names),
+                        "encoding": "probability * 255, rounded"})
+
+
+def make_ids(group: Any, name: str, spec: Any) -> None:
+    """A per-region array (``done`` bool, ``attempt`` int64) with every chunk file written (fill values)."""
+    from .chunkio import ChunkWriter
+
+    dtype = bool if name == "done" else np.int64
     n = max(1, spec.region_count)
-    root.create_array("done", shape=(spec.region_count,), chunks=(min(n, IDS_CHUNK),), dtype=bool,
-                      fill_value=False)
-    det = root.create_group("detections")
+    arr = group.create_array(name, shape=(spec.region_count,), chunks=(min(n, IDS_CHUNK),), dtype=dtype,
+                             fill_value=False if dtype is bool else 0)
+    if spec.region_count:
+        ChunkWriter(arr, keep_empty=True)[:] = np.zeros(spec.region_count, dtype)
+
+
+def make_table(det: Any) -> None:
     table = det.create_array("table", shape=(0, len(DET_COLUMNS)), chunks=(ROWS_CHUNK, len(DET_COLUMNS)),
                              dtype=np.float64, fill_value=0.0)
     table.attrs["columns"] = list(DET_COLUMNS)
-    det.create_array("attempt", shape=(spec.region_count,), chunks=(min(n, IDS_CHUNK),), dtype=np.int64,
-                     fill_value=0)
-    spec_d = asdict(spec)
-    spec_d["shape"] = [int(v) for v in spec.shape]
-    root.attrs[ATTR] = clean({**meta, "store_format": FORMAT, "spec": spec_d, "created": now_iso(), "complete": False})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from pathlib import Path
 
 from .. import __version__
@@ -36,19 +37,38 @@ class ExportError(ValueError):
 
 
 def open_store(store):
-    """A :class:`ResultStore` from a store or a path; a path that is not a store becomes an :class:`ExportError`."""
+    """A :class:`ResultStore` from a store or a path; a path that is not a store becomes an :class:`ExportError`, a
+    damaged store stays a :class:`~napari_xt.errors.StoreDamaged` (the edges add how to repair it)."""
     from ..engine.store import ResultStore, StoreError
+    from ..errors import StoreDamaged
 
     if isinstance(store, ResultStore):
         return store
     try:
         return ResultStore.open(store)
+    except StoreDamaged:
+        raise
     except StoreError as err:
         raise ExportError(str(err)) from None
 
 
 def check_complete(store, partial: bool) -> bool:
-    """Refuse an unfinished run unless ``partial``; returns True when the output has to say it is partial."""
+    """Refuse an unfinished or damaged run unless ``partial``; returns True when the output has to say it is partial.
+
+    Damaged: a done region whose chunk files are missing (a file listing, :mod:`napari_xt.engine.store_check`)
+    would read as background, so it is a :class:`~napari_xt.errors.StoreDamaged`, never a silently empty export.
+    """
+    from ..engine.store_check import as_error
+
+    damages = store.damage()
+    if damages:
+        if not partial:
+            raise as_error(store.path, damages)
+        regions = len({r for d in damages for r in d.regions})
+        warnings.warn(f"store {store.path} is damaged ({', '.join(dict.fromkeys(d.part for d in damages))}: "
+                      f"{regions} region(s)); the export holds what is intact and says it is partial.", UserWarning,
+                      stacklevel=3)
+        return True
     if store.complete:
         return False
     total = store.spec.region_count
