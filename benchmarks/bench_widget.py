@@ -153,6 +153,7 @@ def main(argv=None) -> int:
     args = _parse(argv)
     _ensure_display()
     tmp = Path(tempfile.mkdtemp(prefix="napari-xt-bench-widget-"))
+    os.environ["NAPARI_XT_CONFIG"] = str(tmp / "config")  # the dock's defaults, not choices it remembers
     image_path = Path(args.image) if args.image else _sample(args.size)
 
     from qtpy.QtCore import QTimer
