@@ -10,7 +10,10 @@ from typing import Any
 
 FORMATS = {
     "ome-zarr": "OME-Zarr label pyramid (NGFF 0.5); with --into, labels/<name> of an existing OME-Zarr image",
-    "geojson": "QuPath-importable GeoJSON: one polygon per object per class, detections as points or boxes",
+    "geojson": "GeoJSON: one polygon per object per class, detections as points or boxes; level-0 px for QuPath, "
+               "WGS 84 lon/lat (RFC 7946) for a georeferenced image (--coords)",
+    "geotiff": "label map as a Cloud-Optimized GeoTIFF in the image's CRS (overviews, colour table, class names)",
+    "gpkg": "GeoPackage in the image's CRS: layers 'detections' and 'segmentation' (class, score, area fields)",
     "csv": "detections table: centre x, y, width, height (level-0 px), class, score, region",
     "areas": "per-class pixel counts and areas (level-0 px², physical when the pixel size is known)",
     "json": "image-level and per-window classification scores with class names",
@@ -27,11 +30,14 @@ def add_parser(sub) -> None:
     p.add_argument("store", help="result store folder written by `napari-xt predict` or the dock")
     p.add_argument("--format", required=True, choices=list(FORMATS), help="what to write (see above)")
     p.add_argument("--out", help="output path (not needed for --format ome-zarr with --into)")
-    p.add_argument("--level", type=int, default=0, help="geojson: label pyramid level traced (default 0, finest)")
+    p.add_argument("--level", type=int, default=0, help="geojson/gpkg: label pyramid level traced (default 0)")
     p.add_argument("--simplify", type=float, default=1.0,
                    help="geojson: polygon simplification tolerance in level-0 px (0 keeps every corner; default 1)")
     p.add_argument("--detections-as", choices=["points", "boxes"], default="points",
-                   help="geojson: detections as points (default) or box polygons")
+                   help="geojson/gpkg: detections as points (default) or box polygons")
+    p.add_argument("--coords", choices=["auto", "pixel", "map"], default="auto",
+                   help="geojson: map (WGS 84 lon/lat) or pixel coordinates; auto (default): map when the image "
+                        "was georeferenced")
     p.add_argument("--no-segmentation", action="store_true", help="geojson: leave out the label polygons")
     p.add_argument("--no-detections", action="store_true", help="geojson: leave out the detections")
     p.add_argument("--into", metavar="IMAGE.ome.zarr", help="ome-zarr: write into this image's labels/<name>")
@@ -81,7 +87,14 @@ def _export(args: argparse.Namespace) -> int:
         path = export.export_geojson(store, args.out, level=args.level, simplify=args.simplify,
                                      detections_as=args.detections_as,
                                      include_segmentation=not args.no_segmentation,
-                                     include_detections=not args.no_detections, counts=counts, **common)
+                                     include_detections=not args.no_detections, counts=counts,
+                                     coords=args.coords, **common)
+    elif fmt == "geotiff":
+        path = export.export_geotiff(store, args.out, counts=counts, **common)
+    elif fmt == "gpkg":
+        path = export.export_gpkg(store, args.out, level=args.level, simplify=args.simplify,
+                                  detections_as=args.detections_as, include_segmentation=not args.no_segmentation,
+                                  include_detections=not args.no_detections, counts=counts, **common)
     elif fmt == "csv":
         path = export.export_detections_csv(store, args.out, counts=counts, **common)
     elif fmt == "areas":

@@ -23,9 +23,11 @@ def add_parser(sub) -> None:
     ann = p.add_argument_group("annotations (at least one kind; one file per --image, in the same order)")
     ann.add_argument("--labels", action="append", metavar="LBL", help="label image (TIFF/OME-TIFF/OME-Zarr/.npy) or "
                      "QuPath GeoJSON polygons (.geojson: classification names -> class ids, 0 = not annotated; with "
-                     "--class-names the first name is 'not annotated')")
+                     "--class-names the first name is 'not annotated'), or GIS polygons (.gpkg, .shp, GeoJSON with a "
+                     "CRS) reprojected onto a georeferenced image, class from a 'class'/'label'/... field")
     ann.add_argument("--points", action="append", metavar="PTS", help="objects: CSV (x,y[,width,height][,class]) "
-                     "or GeoJSON (QuPath points/polygons), level-0 px")
+                     "or GeoJSON (QuPath points/polygons), level-0 px; or GIS points/polygons (.gpkg, .shp, GeoJSON "
+                     "with a CRS) in map coordinates, reprojected onto a georeferenced image")
     ann.add_argument("--classes", metavar="CSV", help="image-level classes: CSV rows 'image,class'")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors); the best epoch is kept")
     p.add_argument("--base", help=_models.zoo_help(
@@ -120,22 +122,35 @@ def build_images(args) -> list:
     for i, path in enumerate(args.image):
         image = open_image(path)
         shape = image.levels[0].shape[:2]
-        seg = label_file(args.labels[i], shape, args.ignore_label, names, colors) if args.labels else None
-        det = points_from_file(args.points[i], det_names) if args.points else None
+        seg = label_file(args.labels[i], shape, args.ignore_label, names, colors, image) if args.labels else None
+        det = points_from_file(args.points[i], det_names, image=image) if args.points else None
+        note = getattr(det, "gis_note", "")  # GIS points off the image or untransformable: said, never silent
+        if note:
+            print(f"{args.points[i]}: {note}", file=sys.stderr)
         if det is not None and det_names is None:
             det_names = det.class_names
         out.append(TrainingImage(image, segmentation=seg, detection=det, image_class=classes[i], name=str(path)))
     return out
 
 
-def label_file(path: str, shape: tuple[int, int], ignore: int, names: list[str] | None, colors: list[list[int]]):
-    """A label image, or QuPath GeoJSON polygons (rasterised lazily per region; skipped classes are reported)."""
+def label_file(path: str, shape: tuple[int, int], ignore: int, names: list[str] | None, colors: list[list[int]],
+               image=None):
+    """A label image, QuPath GeoJSON polygons or GIS polygons reprojected onto ``image`` (rasterised lazily per
+    region; skipped classes and features off the image are reported)."""
     from pathlib import Path
 
     from ..train import SegmentationLabels
     from ..train.polygons import PolygonLabels, describe_skipped
+    from ..train.gis_vectors import is_gis_file, read_gis
 
     if Path(path).suffix.lower() in (".geojson", ".json"):
+    if is_gis_file(path, image):
+        labels = read_gis(path, image).polygons(shape, class_names=names)
+        if colors and len(colors) == labels.num_classes():
+            labels.class_colors = colors
+        if labels.skipped:
+            print(f"{path}: {describe_skipped(labels)}", file=sys.stderr)
+        return labels
         labels = PolygonLabels.from_geojson(path, shape, class_names=names)
         if colors and len(colors) == labels.num_classes():
             labels.class_colors = colors

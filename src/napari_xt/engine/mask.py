@@ -56,7 +56,7 @@ def foreground_mask(image: LargeImage) -> tuple[np.ndarray, float]:
     return (np.ones(data.shape[:2], dtype=bool) if valid is None else valid), ds
 
 
-def image_pixels(image, level: int, data: np.ndarray) -> np.ndarray | None:
+def image_pixels(image: LargeImage, level: int, data: np.ndarray) -> np.ndarray | None:
     """Where ``data`` (pixels of ``level``) holds image rather than fill: alpha > 0 and not every band equal to the
     nodata value; None when the image has neither an alpha band nor a nodata value (every pixel counts)."""
     nodata = getattr(image, "nodata", None)

@@ -24,6 +24,7 @@ from .options import Box, Roi
 
 if TYPE_CHECKING:
     from ..io import LargeImage
+    from ..model.config import XTConfig
 
 __all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan", "model_pixel_unit"]
 
@@ -151,21 +152,22 @@ def choose_level(downsamples: list[float], base_pixel_size: float | None, target
     return lvl, scale
 
 
-def model_pixel_unit(config) -> str:
+def model_pixel_unit(config: XTConfig) -> str:
     """The unit of a model config's ``pixel_size``: its ``pixel_unit``, else (checkpoints from before it was
     recorded) metres for SAR models and micrometres for the rest."""
     unit = getattr(config, "pixel_unit", None)
     return unit or ("m" if getattr(config, "input_kind", "") == "sar" else "um")
 
 
-def base_pixel_size(image, target_unit: str | None = None) -> float | None:
+def base_pixel_size(image: LargeImage, target_unit: str | None = None) -> float | None:
     """Level-0 pixel size of ``image`` in ``target_unit`` (the model's), for matching it with the model's.
 
     Units are never mixed: degrees become metres at the scene centre (geodesic, pyproj), the geometric mean of
     the two axes (a degree of longitude is shorter than one of latitude); a microscopy model on metre pixels (or
     the reverse) is a :class:`PlanError` naming both, answered by an explicit ``level``.
     """
-    if not getattr(image, "pixel_size", None):
+    pixel = getattr(image, "pixel_size", None)
+    if not pixel:
         return None
     if getattr(image, "pixel_unit", None) == "deg":
         from ..io import metric_pixel_size
@@ -175,7 +177,7 @@ def base_pixel_size(image, target_unit: str | None = None) -> float | None:
         (sy, sx), unit = found
         size = math.sqrt(sy * sx)
     else:
-        size, unit = float(image.pixel_size[1]), str(getattr(image, "pixel_unit", None) or "um")
+        size, unit = float(pixel[1]), str(getattr(image, "pixel_unit", None) or "um")
     if target_unit is not None and unit != target_unit:
         shown = "µm" if unit == "um" else unit
         want = "µm" if target_unit == "um" else target_unit

@@ -143,6 +143,17 @@ def pixel_size(store) -> tuple[tuple[float, float], str, str] | None:
     if not all(v > 0 for v in values):
         return None
     unit = str(meta.get("image_pixel_unit", meta.get("pixel_unit")) or "um").strip()
+    if unit == "deg":  # a scene in degrees: metres at its centre (pyproj), or no physical size without it
+        from ..errors import GeoDependencyMissing
+        from ..io._geo import Georef
+
+        georef = Georef.from_dict(meta.get("image_georef"))
+        shape = meta.get("image_shape") or [0, 0]
+        try:
+            metres = georef.metres_per_pixel((int(shape[0]), int(shape[1]))) if georef else None
+        except GeoDependencyMissing:
+            metres = None
+        return ((metres[0], metres[1]), "meter", "m") if metres else None
     known = _UNITS.get(unit) or _UNITS.get(unit.lower())
     if known is None:
         return None

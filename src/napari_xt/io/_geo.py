@@ -90,7 +90,8 @@ class Georef:
         a, b, c, d, e, f = self.transform
         det = a * e - b * d
         X, Y = np.asarray(X, float) - c, np.asarray(Y, float) - f
-        return (e * X - b * Y) / det, (-d * X + a * Y) / det
+        with np.errstate(invalid="ignore"):  # inf from an untransformable point stays non-finite, quietly
+            return (e * X - b * Y) / det, (-d * X + a * Y) / det
 
     def pixel_size(self) -> tuple[float, float]:
         """(y, x) size of a pixel in map units (lengths of the transform's columns)."""
@@ -137,9 +138,9 @@ def transform_from_tags(keys: dict[str, Any]) -> tuple[float, float, float, floa
     A raster of type PixelIsPoint has its tie point on a pixel *centre*; GDAL (and so QGIS) shifts it by half a pixel
     to the corner, and so do we, or results land half a pixel off the imagery.
     """
-    matrix = keys.get("ModelTransformation")
-    if matrix is not None and len(matrix) >= 8:
-        m = [float(v) for v in np.asarray(matrix, float).ravel()]
+    matrix = None if keys.get("ModelTransformation") is None else np.asarray(keys["ModelTransformation"], float)
+    if matrix is not None and matrix.size >= 8:
+        m = [float(v) for v in matrix.ravel()]
         t = (m[0], m[1], m[3], m[4], m[5], m[7])
     else:
         scale, tie = keys.get("ModelPixelScale"), keys.get("ModelTiepoint")
