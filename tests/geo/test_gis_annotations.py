@@ -112,7 +112,8 @@ def test_gis_points_train_a_model(ortho, tmp_path, capsys):
     out = tmp_path / "trees.safetensors"
     assert main(["train", "--image", str(ortho), "--points", str(path), "--region-encoder", "tiny", "--random-init",
                  "--region-size", "128", "--sub-region-size", "64", "--window-size", "2", "--epochs", "1",
-                 "--context-options", '{"hidden": 32}', "--val-fraction", "0", "--out", str(out), "--json"]) == 0
+                 "--context-options", '{"hidden": 32}', "--val-fraction", "0", "--max-windows", "2",
+                 "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["tasks"] == ["detection"]
     cfg = load_model(out).config

@@ -14,6 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..io import LargeImage
+    from .plan import Plan, Region
 
 _MASK_TARGET = 1024
 
@@ -91,3 +92,39 @@ def polygon_mask(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         inside ^= crosses & (xx < x_at)
         j = i
     return inside
+
+
+def region_fill(image: LargeImage, plan: Plan, region: Region, pixels: np.ndarray) -> np.ndarray | None:
+    """``(R, R)`` True where a region's analysis pixels are fill, not image: NaN, every band at the nodata value, or
+    alpha 0; None when there is none. Training ignores them: the black or transparent border of an orthomosaic is
+    neither a class nor background. ``pixels`` is what :func:`read_region_pixels` returned for ``region``."""
+    nodata = getattr(image, "nodata", None)
+    alpha = getattr(image, "alpha", None)
+    void: np.ndarray = np.zeros(pixels.shape[:2], dtype=bool)
+    if np.issubdtype(pixels.dtype, np.floating):
+        void |= np.isnan(pixels).any(axis=-1)
+    if nodata is not None and np.isfinite(nodata):
+        void |= (pixels == np.asarray(nodata).astype(pixels.dtype)).all(axis=-1)
+    if alpha is not None and plan.level < len(alpha):
+        from .reader import _resample
+
+        level = alpha[plan.level]
+        lh, lw = level.shape[:2]
+        s = plan.scale
+        y0, x0, y1, x1 = (int(round(v * s)) for v in region.box)
+        block = np.full((y1 - y0, x1 - x0), 255, dtype=level.dtype)  # past the edge: the caller masks it already
+        sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, lh), min(x1, lw)
+        if sy1 > sy0 and sx1 > sx0:
+            block[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = np.asarray(level[sy0:sy1, sx0:sx1])[..., 0]
+        if block.shape != void.shape:
+            block = _resample(block[..., None], (void.shape[0], void.shape[1]))[..., 0]
+        void |= block == 0
+    return void if void.any() else None
+
+
+def fill_cells(void: np.ndarray, stride: int, cells: tuple[int, int]) -> np.ndarray:
+    """``cells`` bool grid, True where most of a ``stride`` x ``stride`` block of ``void`` is fill."""
+    h, w = cells[0] * stride, cells[1] * stride
+    padded = np.zeros((h, w), dtype=bool)
+    padded[:min(h, void.shape[0]), :min(w, void.shape[1])] = void[:h, :w]
+    return padded.reshape(cells[0], stride, cells[1], stride).mean(axis=(1, 3)) > 0.5
