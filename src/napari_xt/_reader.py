@@ -71,7 +71,7 @@ def _store_reader(path: str) -> Callable[[Any], list[LayerData]] | None:
     try:
         layers, warning = store_layer_data(path, on_damage=lambda err: _notify(f"{err}."))
     except StoreError as err:  # a damaged store is a sentence naming it and its fix, never a traceback
-        log.debug("cannot open the result store %s", path, exc_info=True)
+        log.debug("cannot open the result store %s: %s", path, err)
         _notify(f"napari-xt cannot open the result store: {err}.")
         return None
     except Exception as err:  # a bug of ours must not become a traceback in the viewer either
