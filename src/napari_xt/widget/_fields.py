@@ -23,6 +23,22 @@ def warm_imports() -> None:
     for name in ("pandas", "skimage.color", "scipy.linalg"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    warm_vispy_dashes()
+
+
+def warm_vispy_dashes() -> None:
+    """Fill vispy's dash-pattern cache off the main thread.
+
+    The first line visual of a process builds vispy's dash atlas: 13 patterns of 1024 steps of numpy in Python,
+    100-140 ms inside the first Labels layer's polygon overlay, i.e. in the click on Run (issue 25, profiled with
+    ``benchmarks/bench_widget.py --sample``). vispy caches the patterns per process (``functools.lru_cache``), so
+    building one atlas here, in the catalogue worker, leaves the click only a cache lookup.
+    """
+    try:
+        from vispy.visuals.line.dash_atlas import DashAtlas
+    except ImportError:  # a vispy that moved it: the click pays as before
+        return
+    DashAtlas()
 
 
 def load_catalog(folder: str):
