@@ -142,6 +142,7 @@ def layer_data_for(image: LargeImage) -> list[LayerData]:
                 "pixel_unit": image.pixel_unit,
                 "band_names": list(image.band_names),
                 "tile_size": image.tile_size,
+                "crs": image.georef.label if image.georef is not None else None,  # shown with the layer's metadata
             },
         },
     }

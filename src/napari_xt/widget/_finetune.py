@@ -41,6 +41,7 @@ from ..app.layers import user_cache_dir
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
 from ._window import steady_line
+from ._gis import load_gis_annotations
 
 #: Quick mode's budget when none is set: the interactive loop wants a model (and its overlay) within a minute
 QUICK_BUDGET_S = 30
@@ -69,6 +70,8 @@ class FinetuneTab(Container):
         self.area = ComboBox(label="Complete in", choices=self._optional("Shapes"),
                              tooltip="where every object was marked (points outside it are not negatives)")
         self.encoders: list = []  # app.catalog.EncoderInfo, set by the dock once its catalogue is loaded
+        self.gis_button = PushButton(text="Load GIS annotations…", tooltip="points / polygons drawn in QGIS "
+                                     "(GeoPackage, Shapefile, GeoJSON), reprojected onto a georeferenced image")
         self.base = ComboBox(label="Start from", choices=self._bases)
         self.random_init = CheckBox(text="Random init (fresh model)", value=False,
                                     tooltip="build a fresh model's encoder with random weights instead of its "
@@ -94,7 +97,7 @@ class FinetuneTab(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="Paint labels, outline shapes or add points on an image, then Train.")
         self.extend([self.image, self.labels_layer, self.shapes_layer, self.shape_class, self.points, self.area,
-                     self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
+                     self.gis_button, self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
                      self.zero_unlabelled, self.preview, self.out])
         #: Train / Stop and the status, pinned below the scrolling fields by the dock (``_window.scrolling``)
         self.footer = Container(widgets=[Container(widgets=[self.train_button, self.stop_button],
@@ -107,6 +110,7 @@ class FinetuneTab(Container):
         self.status.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
+        self.gis_button.changed.connect(lambda _=None: load_gis_annotations(self.viewer, self.image.value, self.native))
         self.image.changed.connect(lambda _v: setattr(self.out, "value", self._default_out()))
         self.mode.changed.connect(self._on_mode)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
