@@ -42,6 +42,17 @@ def label_georef(store, level: int = 0) -> Georef:
     return require_georef(store, "a georeferenced export").scaled(f, f)
 
 
+def clip_to_image(store, geom):
+    """``geom`` (level-0 px) cut to the image: the analysis grid rounds up, so its last row and column may reach a
+    fraction of a pixel past the edge, and a map feature must not stick out of the scene it describes."""
+    import shapely
+
+    shape = store.meta.get("image_shape") or []
+    if len(shape) < 2:
+        return geom
+    return shapely.clip_by_rect(geom, 0.0, 0.0, float(shape[1]), float(shape[0]))
+
+
 def resolve_coords(store, coords: str) -> str:
     """``pixel`` or ``map`` for ``coords`` (``auto``: map when the store's image is georeferenced)."""
     if coords not in COORDS:

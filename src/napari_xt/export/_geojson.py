@@ -33,7 +33,7 @@ from ._common import (
     segmentation_classes,
     written_aside,
 )
-from ._geo import require_georef, resolve_coords, to_wgs84
+from ._geo import clip_to_image, require_georef, resolve_coords, to_wgs84
 from ._polygons import iter_objects
 
 DETECTIONS_AS = ("points", "boxes")
@@ -112,6 +112,10 @@ def _segmentation_features(store, level, scale, simplify, size, tile, tally, map
         if geom.is_empty:
             continue
         geom = shapely.transform(geom, lambda c: np.round(c * scale, 3))
+        if mapper is not None:  # on a map, nothing sticks out of the scene (the analysis grid rounds up)
+            geom = clip_to_image(store, geom)
+            if geom.is_empty:
+                continue
         area = float(geom.area)
         if mapper is not None:  # orient after reprojecting: north-up lon/lat flips the rings of y-down pixels
             geom = shapely.transform(geom, lambda c: np.round(mapper(c), 8))

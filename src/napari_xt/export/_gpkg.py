@@ -28,7 +28,7 @@ from ._common import (
     segmentation_classes,
     written_aside,
 )
-from ._geo import area_m2, require_georef, to_image_crs
+from ._geo import area_m2, clip_to_image, require_georef, to_image_crs
 from ._polygons import iter_objects
 
 BATCH = 5000
@@ -136,7 +136,9 @@ def _segments(store, level, simplify, tile, to_map, area) -> Iterator[tuple[dict
         geom = shapely.simplify(geom, tolerance, preserve_topology=True)
         if geom.is_empty:
             continue
-        level0 = shapely.transform(geom, lambda c: c * scale)
+        level0 = clip_to_image(store, shapely.transform(geom, lambda c: c * scale))
+        if level0.is_empty:
+            continue
         geoms.append(shapely.transform(level0, to_map))
         cls_ids.append(int(cls))
         px.append(float(level0.area))
