@@ -48,6 +48,10 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--image", help="image to open (default: the synthetic tissue OME-TIFF, written once into the "
                    "user cache)")
     p.add_argument("--size", type=int, default=4096, help="side of the synthetic image in px (default 4096)")
+    p.add_argument("--synthetic", type=int, metavar="N", help="analyse napari-xt's lazily rendered N x N tissue sample "
+                   "(its sample-data layer, no file) instead of an OME-TIFF: e.g. 100000 for a 150k-region plan")
+    p.add_argument("--roi", metavar="Y0,X0,Y1,X1", help="run only inside this rectangle (level-0 px), drawn as a "
+                   "Shapes layer and chosen in 'Only inside', as a user would")
     p.add_argument("--regions", type=int, default=0, help="cancel after this many regions (default: the whole run)")
     p.add_argument("--level", type=int, help="pyramid level to analyse (default: the model's pixel size)")
     p.add_argument("--region-size", type=int, help="region size in px (default: the model's)")
@@ -55,6 +59,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="PATH", help="write a cProfile of the main thread from Run to the end")
     p.add_argument("--nice", type=int, help="how much nicer than the viewer the run's threads are (default: the "
                    "engine's VIEWER_NICE; 0 measures the run at the viewer's priority)")
+    p.add_argument("--sample", action="store_true", help="sample every thread's Python stack every 2 ms and print "
+                   "what the main thread and the others were doing during the longest gaps")
     return p.parse_args(argv)
 
 
@@ -149,12 +155,70 @@ def _redraw_gap(app, canvas, loaded: bool = False, seconds: float = 2.0) -> floa
     return meter.stop()
 
 
+#: innermost frames of a thread that waits (not what holds the GIL)
+_IDLE = ("threading.py:wait", "queue.py:get", "thread.py:_worker", "selectors.py:select", "_base.py:wait")
+
+
+class _Sampler:
+    """Every ``interval`` s, the innermost frames of every Python thread (``sys._current_frames``), from a thread of
+    its own: during a gap, samples of the main thread show what it was busy with; no sample at all for a stretch
+    means some thread held the GIL in C (no Python thread, this one included, could run)."""
+
+    def __init__(self, interval: float = 0.002):
+        import threading
+
+        self.interval, self.samples = interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="bench-sampler")
+
+    def _loop(self) -> None:
+        import threading
+
+        me = threading.get_ident()
+        names = {}
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                if ident not in names:
+                    names[ident] = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
+                stack = []
+                while frame is not None and len(stack) < 40:
+                    code = frame.f_code
+                    stack.append(f"{Path(code.co_filename).name}:{code.co_name}")
+                    frame = frame.f_back
+                self.samples.append((now, names[ident], stack))
+            time.sleep(self.interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, t_end: float, length: float, main: str = "MainThread") -> str:
+        """What each thread was doing in the ``length`` s ending at ``t_end``: its most frequent stacks' frames."""
+        from collections import Counter
+
+        inside = [(name, stack) for t, name, stack in self.samples
+                  if t_end - length <= t <= t_end and stack and not stack[0].startswith(_IDLE)]
+        lines = [f"    {len({t for t, *_ in self.samples if t_end - length <= t <= t_end})} sampling rounds in the gap"]
+        for thread in sorted({n for n, _ in inside}, key=lambda n: n != main):
+            depth = 9 if thread == main else 6
+            stacks = Counter(" < ".join(s[:depth]) for n, s in inside if n == thread)
+            top = ", ".join(f"{c}x {s}" for s, c in stacks.most_common(5 if thread == main else 2))
+            lines.append(f"    {thread}: {top}")
+        return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     _ensure_display()
     tmp = Path(tempfile.mkdtemp(prefix="napari-xt-bench-widget-"))
     os.environ["NAPARI_XT_CONFIG"] = str(tmp / "config")  # the dock's defaults, not choices it remembers
-    image_path = Path(args.image) if args.image else _sample(args.size)
+    image_path = Path(args.image) if args.image else (None if args.synthetic else _sample(args.size))
 
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -170,7 +234,20 @@ def main(argv=None) -> int:
         engine_run.VIEWER_NICE = args.nice  # type: ignore[misc]
     viewer = napari.Viewer(title="napari-xt bench")
     viewer.window._qt_window.resize(1500, 900)
-    [image] = viewer.open(str(image_path), plugin="napari-xt")[:1]
+    if image_path is None:
+        from napari_xt._sample_data import tissue_slide
+
+        data, kwargs, _kind = tissue_slide(size=args.synthetic)[0]
+        image = viewer.add_image(data, **kwargs)
+    else:
+        [image] = viewer.open(str(image_path), plugin="napari-xt")[:1]
+    roi_layer = None
+    if args.roi:
+        import numpy as np
+
+        y0, x0, y1, x1 = (float(v) * s for v, s in zip(args.roi.split(","), [*image.scale[-2:]] * 2, strict=True))
+        roi_layer = viewer.add_shapes([np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])], shape_type="rectangle",
+                                      name="roi")
     dock = XTDock(viewer, models_folder="")
     viewer.window.add_dock_widget(dock, name="xT analysis", area="right")
     app = QApplication.instance()
@@ -180,6 +257,8 @@ def main(argv=None) -> int:
         return 1
     dock.image.value = image
     dock.model.value = model
+    if roi_layer is not None:
+        dock.roi.value = roi_layer
     if args.level is not None:
         dock.resolution.value = args.level
     if args.region_size:
@@ -218,7 +297,20 @@ def main(argv=None) -> int:
             marks["attach_s"] = time.perf_counter() - t
 
     dock.overlays.attach = timed_attach
+    for owner, name in ((dock.overlays, "reserve"), (dock.runner, "start"), (dock, "_request")):
+        def timed(*a, _f=getattr(owner, name), _key=f"{name}_s", **kw):
+            t = time.perf_counter()
+            try:
+                return _f(*a, **kw)
+            finally:
+                marks[_key] = time.perf_counter() - t
+
+        setattr(owner, name, timed)
+    sampler = _Sampler() if args.sample else None
+    if sampler is not None:
+        sampler.start()
     overall, creation, streaming = GapMeter(STALL_GOAL_S), GapMeter(STALL_GOAL_S), GapMeter(STALL_GOAL_S)
+    every = GapMeter(0.0)  # every gap, to split by phase
 
     def on_prepared(_run):
         marks["prepared"] = time.perf_counter()
@@ -242,6 +334,7 @@ def main(argv=None) -> int:
         profile = cProfile.Profile()
         profile.enable()
     overall.start()
+    every.start()
     t_tick = time.perf_counter()
     spin_until(app, lambda: overall.ticks >= 3 or time.perf_counter() - t_tick > 1)  # ticking before the click
     cpu0 = time.thread_time()
@@ -255,7 +348,10 @@ def main(argv=None) -> int:
     spin_until(app, lambda: not dock.runner.busy)
     spin_until(app, lambda: "first_overlay" in marks, timeout=10)
     overall.stop()
+    every.stop()
     streaming.stop()
+    if sampler is not None:
+        sampler.stop()
     main_cpu, wall = time.thread_time() - cpu0, time.perf_counter() - marks["run"]
     if profile is not None:
         profile.disable()
@@ -265,8 +361,10 @@ def main(argv=None) -> int:
 
     first = marks["first_overlay"] - marks["run"]
     print(f"model: {model} {note}".rstrip())
-    print(f"image: {image_path.name} {tuple(image.data[0].shape)}, analysis {run.plan.analysis_shape} px, "
-          f"{run.n_total} regions of {run.plan.region_size} px, {os.cpu_count()} CPU(s)")
+    name = image_path.name if image_path is not None else f"synthetic tissue {args.synthetic}"
+    print(f"image: {name} {tuple(image.data[0].shape)}, analysis {run.plan.analysis_shape} px, "
+          f"{len(run.plan.regions)} regions planned, {run.n_total} to run{' (ROI)' if args.roi else ''} of "
+          f"{run.plan.region_size} px, {os.cpu_count()} CPU(s)")
     print(f"run: {end_status}")
     print(f"Run -> first overlay drawn: {first:.2f} s (goal {FIRST_OVERLAY_GOAL_S} s, ratio "
           f"{first / FIRST_OVERLAY_GOAL_S:.2f}); prepare {marks['prepared'] - marks['run']:.2f} s, first region "
@@ -279,6 +377,9 @@ def main(argv=None) -> int:
     print(f"main thread CPU during the run: {main_cpu:.1f} s of {wall:.1f} s")
     print(f"longest event-loop stall, Run to end: {overall.max_gap * 1000:.0f} ms (goal {STALL_GOAL_S * 1000:.0f} ms, "
           f"ratio {overall.max_gap / STALL_GOAL_S:.2f})")
+    print(f"  the click: build the request {marks.get('_request_s', 0) * 1000:.0f} ms, start the prepare worker "
+          f"{marks.get('start_s', 0) * 1000:.0f} ms, reserve the Labels layer "
+          f"{marks.get('reserve_s', 0) * 1000:.0f} ms")
     print(f"  overlay layer creation: attach() {marks.get('attach_s', 0) * 1000:.0f} ms; longest gap until the first "
           f"region {creation.max_gap * 1000:.0f} ms (ratio {creation.max_gap / STALL_GOAL_S:.2f})")
     full = getattr(dock.overlays, "n_full_refreshes", "?")
@@ -287,7 +388,11 @@ def main(argv=None) -> int:
           f" over {dock.overlays.n_shown} regions, {dock.overlays.n_refreshes} refreshes ({full} full)")
     print(f"  zarr array reads while regions streamed in: {store_reads['main']} on the main thread, "
           f"{store_reads['other']} in other threads")
-    phases = [("prepare", "run"), ("layer creation", "prepared"), ("streaming", "first_region"), ("end", "ended")]
+    phases = [("the click/prepare", "run"), ("layer creation", "prepared"), ("streaming", "first_region"),
+              ("end", "ended")]
+
+    def started(t, g):  # a gap that ends after the click but began at the tick before it is the click's
+        return max(t - g, marks["run"]) if t > marks["run"] else t - g
 
     def phase(t):
         return next((name for name, mark in reversed(phases) if mark in marks and t >= marks[mark]), "?")
@@ -295,7 +400,18 @@ def main(argv=None) -> int:
     worst = sorted(overall.long, key=lambda g: -g[1])[:8]
     print(f"  gaps over {STALL_GOAL_S * 1000:.0f} ms: {len(overall.long)} ("
           f"{sum(g for _, g in overall.long) / max(1e-9, time.perf_counter() - marks['run']) * 100:.1f} % of the run);"
-          " worst: " + ", ".join(f"{g * 1000:.0f} ms in {phase(t)} at {t - marks['run']:.1f} s" for t, g in worst))
+          " worst: " + ", ".join(f"{g * 1000:.0f} ms from {phase(started(t, g))} at "
+                                 f"{started(t, g) - marks['run']:.2f} s" for t, g in worst))
+    by_phase: dict[str, float] = {}
+    for t, g in every.long:
+        by_phase[phase(started(t, g))] = max(by_phase.get(phase(started(t, g)), 0.0), g)
+    print("  longest gap by the phase it started in: " + ", ".join(
+        f"{name} {by_phase.get(name, 0) * 1000:.0f} ms" for name, _mark in phases) +
+        f" (idle viewer {idle_gap * 1000:.0f} ms, redrawn {redraw_gap * 1000:.0f} ms)")
+    if sampler is not None:
+        for t, g in worst[:4]:
+            print(f"  {g * 1000:.0f} ms from {phase(started(t, g))} at {started(t, g) - marks['run']:.2f} s:")
+            print(sampler.report(t, g))
     viewer.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -92,8 +92,9 @@ class Runner:
         self._queue = []
         model = self._model if self._model_key == request.model else None
         self._set_state("preparing")
-        worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True,
-                               _progress={"desc": "xT: opening image, loading model"})
+        # no napari progress bar for this short step: making its widget in the Activity dock cost the click on Run
+        # 20-50 ms of main thread under software GL (bench_widget.py --sample; issue 25); the status line says it
+        worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True)
         worker.returned.connect(self._on_prepared)
         worker.errored.connect(self._on_prepare_error)
         self._prep_worker = worker
