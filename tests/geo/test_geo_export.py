@@ -17,6 +17,7 @@ from rasterio.transform import Affine
 from shapely.geometry import shape
 
 from napari_xt.cli import main
+from napari_xt.engine.plan import make_plan
 from napari_xt.engine.store import ResultStore, StoreSpec
 from napari_xt.export import ExportError, export_geojson, export_geotiff, export_gpkg
 from napari_xt.io import open_image
@@ -150,3 +151,41 @@ def test_cli_exports(stores, tmp_path, capsys):
         assert f"wrote {tmp_path / f'o.{suffix}'}" in capsys.readouterr().out
     assert main(["export", str(store_path), "--format", "gpkg", "--out", str(tmp_path / "o.gpkg")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_detection_lands_on_its_map_position(tmp_path):
+    """Store (y, x) is a pixel centre of level 0; on the map it is the transform of (x + 0.5, y + 0.5), exactly."""
+    a, c, e, f = 0.5, 500000.0, -0.5, 4000000.0
+    spec = StoreSpec(shape=(40, 50), num_classes=2, class_names=["bg", "tree"], region_count=1, chunk=64,
+                     min_level_size=32, downsample_to_level0=2.0)
+    meta = {"model_checksum": "m", "image_fingerprint": "i", "plan_checksum": "p", "model": "t", "image": "/x/o.tif",
+            "image_shape": [80, 100, 3], "image_pixel_size": [0.5, 0.5], "image_pixel_unit": "m",
+            "image_georef": {"crs": "EPSG:32617", "epsg": 32617, "transform": [a, 0.0, c, 0.0, e, f]},
+            "plan": {"windows": [[0]]}}
+    store = ResultStore.create(tmp_path / "d.xt.zarr", spec, meta)
+    lab = np.zeros((40, 50), np.uint8)
+    lab[10:20, 5:15] = 1  # analysis px: level-0 corners x 10..30, y 20..40
+    det = {"y": np.array([30.0], np.float32), "x": np.array([60.0], np.float32), "h": np.array([4.0], np.float32),
+           "w": np.array([6.0], np.float32), "cls": np.array([0], np.int32), "score": np.array([0.9], np.float32)}
+    store.write_region(0, (0, 0, 40, 50), lab, detections=det)
+    store.finish({})
+    out = export_gpkg(tmp_path / "d.xt.zarr", tmp_path / "d.gpkg", simplify=0)
+    _, _, wkb, _ = pyogrio.raw.read(out, layer="detections")
+    assert shapely.get_coordinates(shapely.from_wkb(wkb)).tolist() == [[c + a * 60.5, f + e * 30.5]]
+    _, _, wkb, values = pyogrio.raw.read(out, layer="segmentation", columns=["area_m2"])
+    (poly,) = shapely.from_wkb(wkb)
+    assert poly.bounds == pytest.approx((c + a * 10, f + e * 40, c + a * 30, f + e * 20), abs=0.26)
+    assert values[0][0] == pytest.approx(20 * 20 * 0.25, rel=0.01)  # 400 level-0 px of 0.25 m² (corners cut)
+    with rasterio.open(export_geotiff(tmp_path / "d.xt.zarr", tmp_path / "d.tif")) as ds:
+        assert tuple(ds.transform)[:6] == (2 * a, 0.0, c, 0.0, 2 * e, f)  # an analysis px is 2 level-0 px
+        assert ds.read(1)[10:20, 5:15].all() and ds.read(1).sum() == 100
+
+
+def test_float_nodata_reaches_the_model_as_a_gap_not_a_value(tmp_path):
+    from napari_xt.engine.reader import read_region_pixels
+
+    path = write_scene(tmp_path / "n.tif", "EPSG:32631", UTM31, h=100, w=120, nodata=-99.0, border=10)
+    with open_image(path) as img:
+        plan = make_plan(img, region_size=64, use_mask=False)
+        px = read_region_pixels(img, plan, plan.regions[0])
+    assert np.isnan(px[:10]).all() and np.isfinite(px[10:64, 10:64]).all()

@@ -24,7 +24,7 @@ def read_region_pixels(image: LargeImage, plan: Plan, region: Region) -> np.ndar
     """Pixels of ``region.box`` at the plan's analysis resolution, (R, R, C), zero/NaN-free padded past the edge.
 
     Reads at the plan's level and resamples (area-average down, nearest up) when the analysis pixel size falls
-    between pyramid levels.
+    between pyramid levels. Float nodata values come back as NaN.
     """
     level = image.levels[plan.level]
     lh, lw = level.shape[:2]
@@ -42,6 +42,11 @@ def read_region_pixels(image: LargeImage, plan: Plan, region: Region) -> np.ndar
             block[: sy1 - ly0, : sx1 - lx0] = np.asarray(level[ly0:sy1, lx0:sx1])
     if s != 1.0:
         block = _resample(block, (y1 - y0, x1 - x0))
+    nodata = getattr(image, "nodata", None)
+    if nodata is not None and np.isfinite(nodata) and np.issubdtype(block.dtype, np.floating):
+        # a SAR scene's nodata (-99, -9999 dB) is no backscatter: as NaN it is normalised to 0 like any other gap,
+        # instead of reaching the model as an extreme value (a reprojected scene's corners are full of it)
+        block = np.where(block == np.asarray(nodata, dtype=block.dtype), np.nan, block).astype(block.dtype, copy=False)
     return block
 
 
