@@ -43,7 +43,7 @@ from .store_layout import DET_COLUMNS, EVERY_CHUNK, StoreSpec, build_store, dete
 from .store_meta import is_store, now_iso, read_meta, write_meta
 from .store_read import CheckedArray, read_all
 from .store_repair import StoreRepairs
-from .store_schema import looks_like_store, root_damage, schema_damage
+from .store_schema import as_error, looks_like_store, root_damage, schema_damage
 from .store_schema import rebuild as _rebuild
 
 __all__ = ["ResultStore", "StoreSpec", "is_store", "read_meta"]
@@ -84,7 +84,7 @@ class ResultStore(StoreRepairs):
                                fix="remake") from None
         damages = schema_damage(self.path, meta)
         if damages and not (rebuild and self.writable and all(d.rebuild for d in damages)):
-            raise damages[0].error(self.path)
+            raise as_error(self.path, damages)
         if damages:
             self.rebuilt = _rebuild(self.path, self.spec, damages)
         try:

@@ -24,26 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StoreDamaged
 from .chunkio import chunk_layout, decode_chunk
 from .store_layout import EVERY_CHUNK, ROWS_CHUNK
 from .store_read import chunk_key, read_all
-from .store_schema import Damage, root_damage, schema_damage
+from .store_schema import Damage, as_error, root_damage, schema_damage
 
 if TYPE_CHECKING:
     from .store import ResultStore
 
 __all__ = ["Report", "as_error", "chunk_damage", "region_cores", "repair", "verify"]
-
-
-def as_error(path: str | Path, damages: list[Damage]) -> StoreDamaged:
-    """One error for several damages: the parts named, the regions pooled, the strongest fix."""
-    parts = list(dict.fromkeys(d.part for d in damages))
-    part = ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
-    fixes = {d.fix for d in damages}
-    fix = next(f for f in ("remake", "verify", "resume") if f in fixes)
-    regions = sorted({r for d in damages for r in d.regions})
-    return StoreDamaged(path, part, damages[0].problem, regions, fix)
 
 
 def region_cores(meta: dict[str, Any]) -> np.ndarray | None:

@@ -35,7 +35,7 @@ from .store_layout import (
 )
 from .store_meta import ATTR, FORMAT, LEGACY_META
 
-__all__ = ["Damage", "Layout", "looks_like_store", "rebuild", "root_damage", "schema_damage"]
+__all__ = ["Damage", "Layout", "as_error", "looks_like_store", "rebuild", "root_damage", "schema_damage"]
 
 ROOT = "zarr.json"
 _JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
@@ -69,6 +69,16 @@ class Layout:
     chunks: tuple[int, ...]
     fill: float = 0.0
     grows: bool = False
+
+
+def as_error(path: str | Path, damages: list[Damage]) -> StoreDamaged:
+    """One error for several damages: the parts named, the regions pooled, the strongest fix."""
+    parts = list(dict.fromkeys(d.part for d in damages))
+    part = ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+    fixes = {d.fix for d in damages}
+    fix = next(f for f in ("remake", "verify", "resume") if f in fixes)
+    regions = sorted({r for d in damages for r in d.regions})
+    return StoreDamaged(path, part, damages[0].problem, regions, fix)
 
 
 def looks_like_store(path: str | Path) -> bool:
