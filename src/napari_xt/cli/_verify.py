@@ -58,7 +58,8 @@ def _print(report) -> None:
               f"in {report.seconds:.2f} s)")
     else:
         regions = report.by_region()
-        print(f"store {report.path}: DAMAGED ({len(regions)} region(s) affected; {check} in {report.seconds:.2f} s)")
+        affected = f"{len(regions)} region(s) affected; " if regions else ""
+        print(f"store {report.path}: DAMAGED ({affected}{check} in {report.seconds:.2f} s)")
         for d in report.damages:
             ids = ", ".join(map(str, d.regions[:8])) + (", ..." if len(d.regions) > 8 else "")
             print(f"  {d.part}: {d.problem}" + (f" ({len(d.regions)} region(s): {ids})" if d.regions else ""))
