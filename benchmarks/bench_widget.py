@@ -267,6 +267,13 @@ def main(argv=None) -> int:
     dock.out.value = tmp / "tissue.xt.zarr"
     viewer.reset_view()
     spin_until(app, lambda: getattr(image, "loaded", True))
+    # the encoder picker's time estimate (a worker that plans the image and times the encoder) ends before Run: a
+    # click during it shares the GIL with one more busy thread (1.3 s click stall on the 100k case, issue 25)
+    t_est = time.perf_counter()
+    qtimer_wait = time.perf_counter() + 1.0  # its debounce (600 ms) starts it
+    spin_until(app, lambda: time.perf_counter() > qtimer_wait and dock.encoder_picker._worker is None)
+    print(f"the encoder picker's time estimate ended before Run ({time.perf_counter() - t_est:.1f} s): "
+          f"{dock.encoder_picker.speed.value}")
 
     idle = GapMeter(STALL_GOAL_S)
     idle.start()

@@ -178,3 +178,33 @@ def test_an_estimate_far_off_the_last_one_is_measured_again(monkeypatch):
     assert note.startswith("about ") and "about 0.48 s each, median of 6 timings" in note and "busy" in note
     same = ScriptedRun([0.031] * 3)  # close to the last figure: one round is enough
     assert speed.measure_again_if_off(key, same.run, same.clock).n == 3 and same.runs == 3
+
+
+def test_the_encoder_is_timed_with_the_threads_a_dock_run_uses(monkeypatch):
+    """On a loaded 2-core machine a tiny-encoder batch took 860 ms with torch's 2 threads and 1 ms with 1: the
+    estimate is timed as the dock's run will run (one core left to the viewer), and a run that starts while an
+    estimate is still timing keeps its lowered thread count when the estimate ends."""
+    import torch
+
+    from napari_xt.app import threads
+
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+        real = speed.measure_again_if_off
+        monkeypatch.setattr(speed, "measure_again_if_off",
+                            lambda key, run: (seen.append(torch.get_num_threads()), real(key, run))[1])
+        speed.time_encoder_timing("tiny", sub_region_size=64, batch=2)
+        assert seen == [1] and torch.get_num_threads() == 2
+
+        estimate, run = threads.spare_a_core(), threads.spare_a_core()
+        estimate.__enter__()
+        run.__enter__()  # Run clicked while the estimate times
+        estimate.__exit__(None, None, None)
+        assert torch.get_num_threads() == 1  # the run keeps the core it left to the viewer
+        run.__exit__(None, None, None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -16,6 +16,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ import numpy as np
 from .. import __version__
 from .._compat import keep_triton_out_without_cuda
 from ..errors import PlanError, StoreError
+from . import threads
 from .events import (
     Detections,
     RegionDone,
@@ -182,14 +184,8 @@ def events(prepared: PreparedRun, spare_a_core: bool = False) -> Iterator[RunEve
     Never raises: a failure ends the stream with ``RunFinished(status="failed", error=...)`` and the store keeps
     every finished region. ``spare_a_core`` leaves one CPU core to a viewer's main thread while torch runs.
     """
-    restore = _leave_a_core() if spare_a_core else None
-    try:
+    with threads.spare_a_core() if spare_a_core else nullcontext():
         yield from _events(prepared)
-    finally:
-        if restore is not None:
-            import torch
-
-            torch.set_num_threads(restore)
 
 
 def _events(prepared: PreparedRun) -> Iterator[RunEvent]:
@@ -272,24 +268,6 @@ def predict(request: PredictRequest, on_event: Callable[[RunEvent], None] | None
     if end.error is not None:
         raise end.error
     return end.summary
-
-
-def _leave_a_core() -> int | None:
-    """Run torch on one CPU core fewer than it would take, for the viewer; returns the thread count to restore.
-
-    With every core busy in torch's thread pool, the viewer's main thread waits for a core (and torch's threads wait
-    for each other): on a 2-core machine with other load, the longest event-loop gaps halved and regions/s went up.
-    """
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    before = torch.get_num_threads()
-    wanted = max(1, min(before, cores - 1))
-    if wanted == before:
-        return None
-    torch.set_num_threads(wanted)
-    log.debug("torch threads %d -> %d while the viewer runs", before, wanted)
-    return before
 
 
 def _precision_name(amp: object) -> str:

@@ -8,7 +8,9 @@ median by the sub-regions per region and the regions the plan holds for this ima
 foreground mask included). The estimate covers the region encoder only (the part that grows with the encoder; the
 pipeline adds ~85 ms per region on a CPU, see DESIGN.md).
 
-One timing is not an estimate: on a busy machine the same encoder was timed at 2.3 s and, a minute later, 0.029 s
+The batches are timed with the torch thread count of a dock run (one core left to the viewer, ``app/threads.py``):
+with every core in torch's pool, a loaded 2-core machine made a 1 ms batch take 860 ms. One timing is not an
+estimate either: on a busy machine the same encoder was timed at 2.3 s and, a minute later, 0.029 s
 per region (issue 23). So :func:`measure` times at least ``MIN_TIMINGS`` batches and keeps timing (up to
 ``MAX_TIMINGS``, within ``BUDGET_S``) while they disagree by more than ``OUTLIER`` x; the median is kept. An estimate
 more than ``OUTLIER`` x off the last one for the same encoder, size and device is measured once more, and the faster
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._compat import keep_triton_out_without_cuda
+from . import threads
 
 if TYPE_CHECKING:
     from .request import PredictRequest
@@ -211,9 +214,13 @@ def time_encoder_timing(encoder: str, *, options: dict[str, Any] | None = None, 
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    run(x[:1])  # first call: allocation, kernel selection
-    key = (encoder, repr(sorted(kwargs.items())), in_chans, sub_region_size, int(x.shape[0]), str(dev), precision)
-    batch_timing = measure_again_if_off(key, lambda: run(x))
+    # timed as the dock's run will use it: one core left to the viewer. With torch's every thread on a loaded 2-core
+    # machine the same batch took 860 ms instead of 1 ms (app/threads.py), the 80x jump of issue 23
+    with threads.spare_a_core():
+        run(x[:1])  # first call: allocation, kernel selection
+        key = (encoder, repr(sorted(kwargs.items())), in_chans, sub_region_size, int(x.shape[0]), str(dev),
+               precision, torch.get_num_threads())
+        batch_timing = measure_again_if_off(key, lambda: run(x))
     per_sub = Timing(batch_timing.median / x.shape[0], batch_timing.n, batch_timing.spread)
     where = {"cpu": "CPU", "mps": "MPS"}.get(dev.type, f"GPU ({dev})")
     return per_sub, list(enc.reductions), where
