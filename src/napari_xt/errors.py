@@ -166,7 +166,8 @@ class WeightsUnavailable(XTError):
         why = {"offline": "they are not cached and the hub cannot be reached",
                "gated": "the hub requires an access token and accepted terms for them",
                "missing": "the hub has no such weights",
-               "none": "this encoder has no pretrained weights"}.get(reason, reason)
+               "none": "this encoder has no pretrained weights",
+               "not installed": "the package that ships them is not installed"}.get(reason, reason)
         extra = f" ({detail})" if detail else ""
         super().__init__(f"pretrained weights for {encoder!r} are unavailable: {why}{extra}; {fix}")
         self.encoder, self.reason, self.fix = encoder, reason, fix

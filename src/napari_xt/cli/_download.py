@@ -23,17 +23,18 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import WeightsUnavailable
     from ..model import encoder_spec
-    from ..model.weights import HubWeights, download
+    from ..model.weights import HubWeights, PackageWeights, download, resolve_weights
 
     name = str(args.name)
     if name.startswith(("hf-hub:", "hf_hub:")):
         repo = name.split(":", 1)[1]
         download(name, HubWeights(repo, files=("config.json",)))  # the architecture, for offline builds
-        hub: HubWeights | None = HubWeights(repo)
+        hub: HubWeights | PackageWeights | None = HubWeights(repo)
     else:
         hub = encoder_spec.weights_source(name)
     if hub is None:
         raise WeightsUnavailable(name, "none", "nothing to download (train it with --random-init)")
-    path = download(name, hub)
+    # package weights come with their package: nothing to download, only to find (or to install)
+    path = resolve_weights(name, hub) if isinstance(hub, PackageWeights) else download(name, hub)
     print(f"{name}: {path}")
     return 0

@@ -13,7 +13,7 @@ import time
 
 from ..app.events import RegionDone, RegionFailed, RunEvent, RunStarted
 from ..app.request import PlanOptions, PredictRequest, RunOptions
-from ..engine.options import CONTEXT_MODES, ORDERS, PRECISIONS
+from ..engine.options import CONTEXT_MODES, DEFAULT_SCORE_THRESHOLD, ORDERS, PRECISIONS
 from . import _batch, _models
 
 
@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-mask", action="store_true", help="run every region (no foreground mask)")
     p.add_argument("--probabilities", action="store_true", help="also store per-class probability maps (uint8)")
     d = RunOptions()
-    p.add_argument("--score-threshold", type=float, default=d.score_threshold, metavar="S",
-                   help=f"detections scoring below S are not stored (default {d.score_threshold})")
+    p.add_argument("--score-threshold", type=float, default=None, metavar="S",
+                   help="detections scoring below S are not stored (default: the threshold the model's training "
+                        f"chose on its validation windows, else {DEFAULT_SCORE_THRESHOLD})")
     p.add_argument("--max-detections", type=int, default=d.max_detections_per_region, metavar="N",
                    help=f"at most N detections per region (default {d.max_detections_per_region})")
     p.add_argument("--prefetch", type=int, default=d.prefetch, metavar="N",

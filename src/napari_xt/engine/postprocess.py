@@ -110,7 +110,8 @@ def _detections(det: dict, i: int, region: Region, plan: Plan, score_threshold: 
                 max_detections: int) -> dict[str, np.ndarray]:
     from ..model.heads import decode_detections
 
-    dets = decode_detections(det, i, score_threshold=score_threshold, max_detections=max_detections)
+    stride = plan.region_size / int(det["heatmap"].shape[-1])  # the head's stride: 4, or 2 with a stride-2 stem map
+    dets = decode_detections(det, i, score_threshold=score_threshold, max_detections=max_detections, stride=stride)
     y = dets["y"] + region.box[0]
     x = dets["x"] + region.box[1]
     y0, x0, y1, x1 = region.core

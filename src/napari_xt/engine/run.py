@@ -28,7 +28,7 @@ from .compiling import compile_region_encoder
 from .device import autocast_dtype, is_oom, resolve_device
 from .lockstep import Cohort, Lockstep, take_companions
 from .normalise import Normaliser
-from .options import RunOptions
+from .options import RunOptions, score_threshold_for
 from .pipeline import Pipeline, StoreWriteError
 from .plan import Plan, Region
 from .postprocess import RegionOutput, region_outputs
@@ -82,6 +82,7 @@ class InferenceRun:
         self.device = resolve_device(self.options.device)
         self.amp = autocast_dtype(self.options.precision, self.device)
         self.normaliser = Normaliser.from_config(model.config, image)
+        self.score_threshold = score_threshold_for(self.options.score_threshold, model.config.score_threshold)
         #: Compute, post-process and write on threads of their own (False: everything on the caller's thread, the
         #: reference path the tests compare against); ``queue_depth`` batches may wait before each of the two
         #: stages behind the model. Engine knobs, not user options: they change speed, never results.
@@ -330,7 +331,7 @@ class InferenceRun:
     def _post(self, job: _Job) -> _Job:
         if job.outputs is not None:
             job.payload = region_outputs(job.outputs, job.regions, self.plan, self.options.probabilities,
-                                         self.options.score_threshold, self.options.max_detections_per_region)
+                                         self.score_threshold, self.options.max_detections_per_region)
             job.outputs = None  # frees the logits (device memory) as soon as they are reduced
         return job
 

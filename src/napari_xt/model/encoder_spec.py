@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import CheckpointError, WeightsUnavailable
 from .config import ConfigError
 from .region_encoders import RegionEncoder
-from .weights import HUB_FILES, HubWeights, cached_file, download, hub_offline
+from .weights import HUB_FILES, HubWeights, PackageWeights, cached_file, download, hub_offline
 
 #: Prefixes of encoder specs that name a backbone outside the catalogue (``hf_hub:`` is timm's older spelling).
 SPEC_PREFIXES = ("timm:", "hf-hub:", "hf_hub:")
@@ -47,7 +47,7 @@ class Recipe:
     name: str
     arch: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    hub: HubWeights | None = None
+    hub: HubWeights | PackageWeights | None = None  # where the pretrained weights live
     native_size: int | None = None
     plain_vit: bool = True
     mean: tuple[float, ...] | None = None
@@ -215,9 +215,7 @@ def _weights_path(recipe: Recipe, weights: str | None) -> Path:
 
 def _hierarchical(recipe: Recipe, in_chans: int, img_size: int | None, path: Path | None,
                   kwargs: dict[str, Any]) -> RegionEncoder:
-    """A multi-scale timm backbone (``features_only``), its weights loaded by timm from ``path`` (strictly)."""
-    from typing import cast
-
+    """A multi-scale timm backbone (``features_only``), its weights loaded from ``path`` (strictly)."""
     import timm
 
     if img_size is not None and img_size % 32:
@@ -228,8 +226,11 @@ def _hierarchical(recipe: Recipe, in_chans: int, img_size: int | None, path: Pat
 
         full_kwargs = {k: v for k, v in kwargs.items() if k not in _FEATURE_OPTIONS}
         full = timm.create_model(recipe.arch, pretrained=False, num_classes=0, in_chans=in_chans, **full_kwargs)
-        checked_state(full, path, recipe.name)
+        state = checked_state(full, path, recipe.name)
         del full
+        direct = _features_from_state(recipe, in_chans, kwargs, state)
+        if direct is not None:
+            return direct
         overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})  # e.g. the file's channel count (input_size)
         kwargs = {**kwargs, "pretrained_cfg_overlay": {**overlay, "file": str(path)}}
     try:
@@ -238,6 +239,27 @@ def _hierarchical(recipe: Recipe, in_chans: int, img_size: int | None, path: Pat
     except RuntimeError as err:  # strict load_state_dict: missing/unexpected keys, size mismatches
         lines = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
         raise CheckpointError(f"{path} does not match {recipe.name}: {lines}", path) from None
+    return _wrap(recipe, model)
+
+
+def _features_from_state(recipe: Recipe, in_chans: int, kwargs: dict[str, Any],
+                         state: dict[str, Any]) -> RegionEncoder | None:
+    """The ``features_only`` backbone loaded from the converted and checked ``state`` when its keys are the full
+    model's (EfficientNet, ResNet, ConvNeXt): a file in another layout (efficientnet-pytorch) can only load this
+    way, since timm's own loader reads the file as it is. None when the feature model renames its modules."""
+    import timm
+
+    model = timm.create_model(recipe.arch, features_only=True, pretrained=False, in_chans=in_chans, **kwargs)
+    own = model.state_dict()
+    if any(k not in state or tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
+        return None
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    return _wrap(recipe, model)
+
+
+def _wrap(recipe: Recipe, model: Any) -> RegionEncoder:
+    from typing import cast
+
     info = cast(Any, model).feature_info
     fmt = str(getattr(model, "output_fmt", "NCHW"))
     return RegionEncoder(model, info.channels(), info.reduction(), channels_last=fmt.endswith("NHWC"),
@@ -314,7 +336,7 @@ def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | No
 
 
 
-def weights_source(name: str) -> HubWeights | None:
+def weights_source(name: str) -> HubWeights | PackageWeights | None:
     """Where ``name``'s pretrained weights live on the hub (catalogue, registered timm encoders, ``timm:``), or None."""
     from .encoder_catalog import CATALOGUE
     from .region_encoders import TIMM_ENCODERS

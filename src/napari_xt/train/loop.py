@@ -30,13 +30,16 @@ from .annotations import AnnotationError
 from .cache import FeatureCache, cache_key, cached_features, default_root
 from .data import RegionCache, TrainingImage, build_windows, iter_window
 from .losses import class_weights, detection_loss, detection_targets, segmentation_loss
-from .model_setup import frozen_by_freezing, has_trainable_neck, make_model, resolve_freeze
+from .model_setup import encoder_parameters, frozen_by_freezing, has_trainable_neck, make_model, resolve_freeze
 from .options import TrainOptions
 from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
 from .tasks import tasks_from_annotations
 from .validation import evaluate
 
 __all__ = ["TrainOptions", "Trainer"]
+
+#: Backbones this large are gradient-checkpointed on the CPU too (``TrainOptions.checkpointing`` None).
+CHECKPOINT_PARAMS = 50_000_000
 
 
 class Trainer:
@@ -64,6 +67,10 @@ class Trainer:
                                 encoder_weights=options.encoder_weights,
                                 encoder_options=options.encoder_options)
         self.freeze_note = resolve_freeze(self.model, options)
+        self.checkpointing = options.checkpointing if options.checkpointing is not None else (
+            self.device.type != "cpu" or encoder_parameters(self.model) >= CHECKPOINT_PARAMS)
+        det_head = self.model.heads["detection"] if "detection" in self.model.heads else None  # noqa: SIM401
+        self.det_stride = int(det_head.stride) if det_head is not None else 4  # 2 for a stride-2 stem map
         cfg = self.model.config
         pixel = options.pixel_size if options.pixel_size is not None else (
             cfg.pixel_size if options.level is None else None)
@@ -123,7 +130,7 @@ class Trainer:
                 return model.encode_regions(x)
         if self.options.freeze_encoder:  # frozen backbone, trained pyramid: autograd records from the neck on only
             return model.encode_regions(x)
-        if not self.options.checkpointing:
+        if not self.checkpointing:
             return model.encode_regions(x)
 
         def run(t):
@@ -138,7 +145,8 @@ class Trainer:
 
     def _chunks(self, ref, rng, augment: bool):
         samples = iter_window(self.windows, ref, self.normalisers[ref.image], rng if augment else None,
-                              self.options.augment if augment else None, self.cache, pixels=not self.features)
+                              self.options.augment if augment else None, self.cache, pixels=not self.features,
+                              stride=self.det_stride)
         chunk = []
         for s in samples:
             chunk.append(s)
@@ -243,7 +251,7 @@ class Trainer:
             model.region_encoder.requires_grad_(False)
             if has_trainable_neck(model):
                 model.region_encoder.neck.requires_grad_(True)
-        optimiser = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        optimiser = torch.optim.AdamW(self._param_groups(), lr=o.lr, weight_decay=o.weight_decay)
         per_epoch = expected_epoch_length(self.window_counts, o.max_windows) if self.window_counts.shape[1] else \
             min(len(self.train_refs), o.max_windows or len(self.train_refs))
         steps = max(1, per_epoch * o.epochs)
@@ -304,6 +312,8 @@ class Trainer:
             improved = not np.isnan(score) and score > best
             if improved:
                 best, best_epoch, since_best = score, epoch, 0
+                if "score_threshold" in val:  # the detection threshold this checkpoint's F1 was measured at
+                    model.config.score_threshold = float(val["score_threshold"])
                 self._save()
             elif best > 0:  # patience counts only once something was learnt: early epochs often score 0
                 since_best += 1
@@ -313,7 +323,9 @@ class Trainer:
                       "seconds": time.perf_counter() - t0}
             self.history.append(record)
             yield record
-            if self._stop or since_best >= o.patience:
+            # with a budget the schedule runs over it: stop early only when validation has clearly converged (three
+            # times the patience without a gain), never on the noise of a few validation windows
+            if self._stop or since_best >= (3 * o.patience if budget else o.patience):
                 break
             if budget and time.perf_counter() - t0 + 0.5 * epoch_seconds > budget:
                 break  # not even half an epoch fits: stop rather than overrun the budget
@@ -326,6 +338,22 @@ class Trainer:
                    "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks), "base": o.base,
                    "class_counts": [int(v) for v in self.class_counts]}
         yield {"kind": "done", **summary}
+
+    def _param_groups(self) -> list[dict]:
+        """The trainable parameters; a pretrained backbone's learn at ``encoder_lr_scale`` x the rate (what the
+        heads need from scratch would wash out ImageNet or foundation features in a few hundred steps)."""
+        o = self.options
+        scale = o.encoder_lr_scale if (o.pretrained or o.encoder_weights) else 1.0
+        backbone: list[torch.nn.Parameter] = []
+        rest: list[torch.nn.Parameter] = []
+        for name, p in self.model.named_parameters():
+            if o.freeze_encoder and frozen_by_freezing(name):
+                continue
+            (backbone if frozen_by_freezing(name) else rest).append(p)
+        groups: list[dict] = [{"params": rest}]
+        if backbone:
+            groups.append({"params": backbone, "lr": o.lr * scale})
+        return groups
 
     def _save(self) -> None:
         """Write the checkpoint beside ``out`` then rename: ``out`` is always a whole, loadable model."""

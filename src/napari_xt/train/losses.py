@@ -183,36 +183,75 @@ class SegmentationMetric:
 
 
 class DetectionMetric:
-    """Greedy matching of predicted to annotated centres (same class, within a radius): precision, recall, F1."""
+    """Greedy one-to-one matching of predicted to annotated centres (same class, best score first), at every score
+    threshold at once: precision, recall and F1 at a threshold, and the threshold with the best F1.
 
-    def __init__(self, radius: float = 8.0):
-        self.radius = radius
-        self.tp = self.fp = self.fn = 0
+    A prediction matches an annotated object whose centre lies within ``radius`` px, or within half the object's size
+    (``0.5 * sqrt(h * w)``) when the annotation has one: a 40 px tree crown found 12 px off its centre is found.
+    Greedy matching by descending score makes the matches of the predictions above any threshold the same as matching
+    those alone, so one pass scores every threshold (the calibration a model stores with its weights).
+    """
+
+    def __init__(self, radius: float = 8.0, stride: float = 4.0):
+        self.radius, self.stride = float(radius), float(stride)
+        self.scores: list[np.ndarray] = []
+        self.hits: list[np.ndarray] = []
+        self.objects = 0
 
     def update(self, pred: dict, truth: dict) -> None:
         valid = truth["valid"]
         cells = valid.shape[0]
-        stride = 4
         # predictions and objects outside the annotated area do not count either way
-        keep_p = _inside(pred["y"], pred["x"], valid, stride, cells)
-        keep_t = _inside(truth["y"], truth["x"], valid, stride, cells)
+        keep_p = _inside(pred["y"], pred["x"], valid, self.stride, cells)
+        keep_t = _inside(truth["y"], truth["x"], valid, self.stride, cells)
         py, px, pc, ps = pred["y"][keep_p], pred["x"][keep_p], pred["cls"][keep_p], pred["score"][keep_p]
         ty, tx, tc = truth["y"][keep_t], truth["x"][keep_t], truth["cls"][keep_t]
+        size = np.sqrt(np.asarray(truth["h"], float)[keep_t] * np.asarray(truth["w"], float)[keep_t])
+        reach = np.where(np.isfinite(size), np.maximum(self.radius, 0.5 * np.nan_to_num(size)), self.radius)
         used = np.zeros(len(ty), bool)
-        for i in np.argsort(-ps):
+        order = np.argsort(-ps, kind="stable")
+        hit = np.zeros(len(order), bool)
+        for n, i in enumerate(order):
             d2 = (ty - py[i]) ** 2 + (tx - px[i]) ** 2
-            d2[(tc != pc[i]) | used] = np.inf
+            d2[(tc != pc[i]) | used | (d2 > reach ** 2)] = np.inf
             j = int(np.argmin(d2)) if len(d2) else -1
-            if j >= 0 and d2[j] <= self.radius ** 2:
+            if j >= 0 and np.isfinite(d2[j]):
                 used[j] = True
-                self.tp += 1
-            else:
-                self.fp += 1
-        self.fn += int((~used).sum())
+                hit[n] = True
+        self.scores.append(np.asarray(ps, np.float64)[order])
+        self.hits.append(hit)
+        self.objects += int(len(ty))
 
-    def f1(self) -> float:
-        denom = 2 * self.tp + self.fp + self.fn
-        return 2 * self.tp / denom if denom else float("nan")
+    def counts(self, threshold: float) -> tuple[int, int, int]:
+        """(tp, fp, fn) counting the predictions scoring at least ``threshold``."""
+        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        hits = np.concatenate(self.hits) if self.hits else np.zeros(0, bool)
+        above = scores >= threshold
+        tp = int((hits & above).sum())
+        return tp, int((~hits & above).sum()), self.objects - tp
+
+    def f1(self, threshold: float = 0.3) -> float:
+        tp, fp, fn = self.counts(threshold)
+        denom = 2 * tp + fp + fn
+        return 2 * tp / denom if denom else float("nan")
+
+    def best(self) -> tuple[float, float]:
+        """(best F1, its threshold) over the scores seen; thresholds are the midpoints between scores, so the one
+        stored is not balanced on the edge of a single validation prediction. (nan, 0.3) with nothing to score."""
+        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        hits = np.concatenate(self.hits) if self.hits else np.zeros(0, bool)
+        if self.objects == 0 and not scores.size:
+            return float("nan"), 0.3
+        order = np.argsort(-scores, kind="stable")
+        scores, hits = scores[order], hits[order]
+        tp = np.cumsum(hits)
+        fp = np.cumsum(~hits)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + (self.objects - tp), 1)
+        if not f1.size or f1.max() <= 0:
+            return 0.0, 0.3
+        k = int(np.argmax(f1))
+        below = scores[k + 1] if k + 1 < len(scores) else 0.0
+        return float(f1[k]), float(round((scores[k] + below) / 2, 4))
 
 
 def _inside(y, x, valid, stride, cells) -> np.ndarray:

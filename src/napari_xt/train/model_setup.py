@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..model import XTConfig, build_model, encoder_spec, load_model
+from ..model.weights import PackageWeights
 from ..model.xt import XTModel
 from ..palette import default_colors
 
@@ -135,6 +136,9 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
         model.config.description = f"{region_encoder} region encoder from {Path(encoder_weights).name}"
     elif not pretrained and encoder_spec.has_pretrained(region_encoder):
         model.config.description = f"random-init {region_encoder} region encoder (not pretrained)"
+    elif pretrained and isinstance(source := encoder_spec.weights_source(region_encoder), PackageWeights):
+        model.config.description = (f"{region_encoder} region encoder with pretrained weights from the installed "
+                                    f"package {source.distribution}")
     return model
 
 

@@ -28,11 +28,14 @@ class TrainOptions:
     epochs: int = 10  # at most this many; with ``time_budget_s`` training also ends when the budget is spent
     time_budget_s: float | None = None  # wall-clock budget: the LR schedule runs over it, the last epoch fits in it
     lr: float = 2e-3
+    encoder_lr_scale: float = 0.1  # a pretrained region encoder's backbone learns at this share of ``lr``
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of all steps
     grad_clip: float = 1.0
     freeze_encoder: bool | None = None  # None: frozen for large encoders (model_setup.default_freeze) and Quick
-    checkpointing: bool = True
+    #: gradient checkpointing per region: None decides (on for a GPU or a backbone of 50 M parameters or more; off for
+    #: small backbones on the CPU, where recomputing made EfficientNet-Lite0 steps 4-10x slower for no memory need)
+    checkpointing: bool | None = None
     chunk: int = 1  # regions per backward chunk
     grad_fraction: float = 1.0  # share of chunks that get gradients (others only advance the memory)
     val_fraction: float = 0.2

@@ -35,13 +35,14 @@ from napari.qt.threading import create_worker
 from napari.utils import notifications
 from qtpy.QtCore import Qt
 
+from ..app.catalog import default_fresh_encoder
 from ..app.events import RegionDone, RunFinished
 from ..app.finetune import FinetuneRequest, PreviewRequest, preview_events, training_events
 from ..app.layers import user_cache_dir
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
-from ._window import steady_line
 from ._gis import load_gis_annotations
+from ._window import steady_line
 
 #: Quick mode's budget when none is set: the interactive loop wants a model (and its overlay) within a minute
 QUICK_BUDGET_S = 30
@@ -69,9 +70,9 @@ class FinetuneTab(Container):
                                tooltip="marked objects (detection); a 'class' feature gives their classes")
         self.area = ComboBox(label="Complete in", choices=self._optional("Shapes"),
                              tooltip="where every object was marked (points outside it are not negatives)")
-        self.encoders: list = []  # app.catalog.EncoderInfo, set by the dock once its catalogue is loaded
         self.gis_button = PushButton(text="Load GIS annotations…", tooltip="points / polygons drawn in QGIS "
                                      "(GeoPackage, Shapefile, GeoJSON), reprojected onto a georeferenced image")
+        self.encoders: list = []  # app.catalog.EncoderInfo, set by the dock once its catalogue is loaded
         self.base = ComboBox(label="Start from", choices=self._bases)
         self.random_init = CheckBox(text="Random init (fresh model)", value=False,
                                     tooltip="build a fresh model's encoder with random weights instead of its "
@@ -109,8 +110,8 @@ class FinetuneTab(Container):
         self.status.changed.connect(lambda text: self.status.native.setToolTip(str(text)))
         self.status.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.train_button.changed.connect(self.start)
-        self.stop_button.changed.connect(self.stop)
         self.gis_button.changed.connect(lambda _=None: load_gis_annotations(self.viewer, self.image.value, self.native))
+        self.stop_button.changed.connect(self.stop)
         self.image.changed.connect(lambda _v: setattr(self.out, "value", self._default_out()))
         self.mode.changed.connect(self._on_mode)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -139,11 +140,16 @@ class FinetuneTab(Container):
         return lambda _w=None: [("—", None)] + self._layers(kind)()
 
     def _bases(self, _w=None):
-        """The fresh tiny model first (the default: no weights to fetch, seconds per epoch on a CPU), then fresh
-        models of every catalogue encoder, grouped like the Run tab's picker and with their weight states
-        ("fresh · pathology · uni  [needs a token]"), then every listed model."""
-        fresh = [("fresh tiny model", FRESH + "tiny")] + [
-            (f"fresh · {info.label}", FRESH + info.name) for info in self.encoders if info.name != "tiny"]
+        """The default fresh model first (EfficientNet-Lite0 with the ImageNet weights its installed package ships,
+        else the random-init tiny one: ``app.catalog.default_fresh_encoder``), then the tiny one, then fresh models of
+        every catalogue encoder, grouped like the Run tab's picker and with their weight states ("fresh · pathology ·
+        uni  [needs a token]"), then every listed model."""
+        default = default_fresh_encoder()
+        first = [("fresh tiny model", FRESH + "tiny")]
+        if default != "tiny":
+            first.insert(0, (f"fresh {default} model (pretrained, installed weights)", FRESH + default))
+        fresh = first + [(f"fresh · {info.label}", FRESH + info.name) for info in self.encoders
+                         if info.name not in ("tiny", default)]
         return fresh + [(label, key) for label, key in self._model_choices()
                         if key != "__browse__" and label != "Browse…"]
 

@@ -20,7 +20,7 @@ from magicgui.widgets import (
 )
 from superqt import QCollapsible
 
-from ..engine.options import ORDERS, RunOptions
+from ..engine.options import DEFAULT_SCORE_THRESHOLD, ORDERS, RunOptions
 from . import _fields as F
 from ._window import compact_fields, steady_line
 
@@ -66,7 +66,7 @@ class RunPanel(Container):
         self.out = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.xt.zarr")
         self.out.label = "Results"
         defaults = RunOptions()
-        self.min_score = FloatSlider(label="Min score", value=defaults.score_threshold, min=0.0, max=1.0, step=0.05,
+        self.min_score = FloatSlider(label="Min score", value=DEFAULT_SCORE_THRESHOLD, min=0.0, max=1.0, step=0.05,
                                      visible=False, tooltip="Detections scoring below this are not kept by the run "
                                      "(and hidden when raised afterwards)")
         self.score_class = ComboBox(label="Heat map", choices=source.score_class_choices, visible=False,
