@@ -138,8 +138,26 @@ def test_tracing_random_labels_matches_connected_components(tmp_path):
 
 def test_bad_arguments_are_refused(store, tmp_path):
     out = tmp_path / "x.geojson"
-    for kwargs, message in [({"detections_as": "circles"}, "points' or 'boxes"), ({"simplify": -1}, ">= 0"),
+    for kwargs, message in [({"detections_as": "circles"}, "'points' or 'boxes'"), ({"simplify": -1}, ">= 0"),
                             ({"include_segmentation": False, "include_detections": False}, "nothing to export")]:
         with pytest.raises(ExportError, match=message):
             export_geojson(store, out, **kwargs)
     assert not out.exists()
+
+
+def test_detections_default_to_boxes_when_the_model_measured_sizes(store, tmp_path, monkeypatch):
+    """``auto``: a store whose detections carry sizes (a box-trained model) exports boxes; sizes of zero (a model
+    trained from points alone) export points."""
+    import exporthelpers
+
+    assert (store.detections()["w"] > 0).all()
+    _, sized = _features(export_geojson(store, tmp_path / "auto.geojson", include_segmentation=False), "detection")
+    assert {f["geometry"]["type"] for f in sized} == {"Polygon"}
+    sizes = exporthelpers.detections_for
+    monkeypatch.setattr(exporthelpers, "detections_for", lambda core: {
+        **sizes(core), "h": np.zeros(3, np.float32), "w": np.zeros(3, np.float32)})
+    points_store = exporthelpers.build_store(tmp_path / "points.xt.zarr")
+    assert (points_store.detections()["w"] == 0).all()
+    _, points = _features(export_geojson(points_store, tmp_path / "p.geojson", include_segmentation=False),
+                          "detection")
+    assert points and {f["geometry"]["type"] for f in points} == {"Point"}

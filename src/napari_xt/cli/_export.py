@@ -33,8 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--level", type=int, default=0, help="geojson/gpkg: label pyramid level traced (default 0)")
     p.add_argument("--simplify", type=float, default=1.0,
                    help="geojson: polygon simplification tolerance in level-0 px (0 keeps every corner; default 1)")
-    p.add_argument("--detections-as", choices=["points", "boxes"], default="points",
-                   help="geojson/gpkg: detections as points (default) or box polygons")
+    p.add_argument("--detections-as", choices=["auto", "points", "boxes"], default="auto",
+                   help="geojson/gpkg: detections as points or box polygons; auto (default): boxes when the model "
+                        "measured object sizes (trained on boxes), else points")
     p.add_argument("--coords", choices=["auto", "pixel", "map"], default="auto",
                    help="geojson: map (WGS 84 lon/lat) or pixel coordinates; auto (default): map when the image "
                         "was georeferenced")

@@ -78,6 +78,22 @@ def check_complete(store, partial: bool) -> bool:
     return True
 
 
+#: How detections are written: ``auto`` is boxes when the model measured object sizes, points otherwise.
+DETECTIONS_AS = ("auto", "points", "boxes")
+
+
+def detection_shape(store, detections_as: str) -> str:
+    """``points`` or ``boxes`` for ``detections_as`` (``auto``: boxes when any detection has a size, as a model
+    trained on boxes gives; a point-trained model's sizes are zero and stay points)."""
+    if detections_as not in DETECTIONS_AS:
+        raise ExportError(f"detections_as must be 'auto', 'points' or 'boxes', not {detections_as!r}.")
+    if detections_as != "auto":
+        return detections_as
+    det = store.detections()
+    sized = len(det["w"]) and bool(((det["w"] > 0) & (det["h"] > 0)).any())
+    return "boxes" if sized else "points"
+
+
 def check_out(out, overwrite: bool, what: str = "output") -> Path:
     """The absolute output path; an existing one is refused unless ``overwrite`` (and is never half-replaced)."""
     from ..engine.store import is_store

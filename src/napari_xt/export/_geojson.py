@@ -27,6 +27,7 @@ from ._common import (
     check_complete,
     check_out,
     detection_classes,
+    detection_shape,
     open_store,
     pixel_size,
     provenance,
@@ -36,10 +37,8 @@ from ._common import (
 from ._geo import clip_to_image, require_georef, resolve_coords, to_wgs84
 from ._polygons import iter_objects
 
-DETECTIONS_AS = ("points", "boxes")
 
-
-def export_geojson(store, out, *, level: int = 0, simplify: float = 1.0, detections_as: str = "points",
+def export_geojson(store, out, *, level: int = 0, simplify: float = 1.0, detections_as: str = "auto",
                    include_segmentation: bool = True, include_detections: bool = True, overwrite: bool = False,
                    partial: bool = False, tile: int = 1024, counts: dict | None = None, coords: str = "auto") -> Path:
     """Write the store's objects as a QuPath-importable GeoJSON FeatureCollection; returns ``out``.
@@ -51,8 +50,7 @@ def export_geojson(store, out, *, level: int = 0, simplify: float = 1.0, detecti
     grows with its square, not with the image). ``counts``, when given, receives how many features were written.
     """
     store = open_store(store)
-    if detections_as not in DETECTIONS_AS:
-        raise ExportError(f"detections_as must be 'points' or 'boxes', not {detections_as!r}.")
+    detections_as = detection_shape(store, detections_as)
     if not simplify >= 0:
         raise ExportError(f"simplify must be a tolerance >= 0 (level-0 px), not {simplify!r}.")
     if not (include_segmentation or include_detections):

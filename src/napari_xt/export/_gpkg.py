@@ -24,6 +24,7 @@ from ._common import (
     check_complete,
     check_out,
     detection_classes,
+    detection_shape,
     open_store,
     segmentation_classes,
     written_aside,
@@ -32,10 +33,9 @@ from ._geo import area_m2, clip_to_image, require_georef, to_image_crs
 from ._polygons import iter_objects
 
 BATCH = 5000
-DETECTIONS_AS = ("points", "boxes")
 
 
-def export_gpkg(store, out, *, level: int = 0, simplify: float = 1.0, detections_as: str = "points",
+def export_gpkg(store, out, *, level: int = 0, simplify: float = 1.0, detections_as: str = "auto",
                 include_segmentation: bool = True, include_detections: bool = True, overwrite: bool = False,
                 partial: bool = False, tile: int = 1024, counts: dict | None = None) -> Path:
     """Write ``detections`` and ``segmentation`` layers (those the store has) to a GeoPackage; returns ``out``.
@@ -45,8 +45,7 @@ def export_gpkg(store, out, *, level: int = 0, simplify: float = 1.0, detections
     """
     store = open_store(store)
     georef = require_georef(store, "a GeoPackage")
-    if detections_as not in DETECTIONS_AS:
-        raise ExportError(f"detections_as must be 'points' or 'boxes', not {detections_as!r}.")
+    detections_as = detection_shape(store, detections_as)
     if not simplify >= 0:
         raise ExportError(f"simplify must be a tolerance >= 0 (level-0 px), not {simplify!r}.")
     if include_segmentation and store.labels and not 0 <= level < len(store.labels):
