@@ -77,7 +77,7 @@ def test_geotiff_round_trip(stores, tmp_path, name):
 def test_gpkg_layers_in_the_image_crs_inside_the_footprint(stores, tmp_path, name):
     image, store_path = stores[name]
     counts: dict = {}
-    out = export_gpkg(store_path, tmp_path / "results.gpkg", counts=counts)
+    out = export_gpkg(store_path, tmp_path / "results.gpkg", counts=counts, detections_as="points")
     store = ResultStore.open(store_path)
     layers = dict(pyogrio.list_layers(out))
     assert layers == {"detections": "Point", "segmentation": "MultiPolygon"}
@@ -169,7 +169,7 @@ def test_a_detection_lands_on_its_map_position(tmp_path):
            "w": np.array([6.0], np.float32), "cls": np.array([0], np.int32), "score": np.array([0.9], np.float32)}
     store.write_region(0, (0, 0, 40, 50), lab, detections=det)
     store.finish({})
-    out = export_gpkg(tmp_path / "d.xt.zarr", tmp_path / "d.gpkg", simplify=0)
+    out = export_gpkg(tmp_path / "d.xt.zarr", tmp_path / "d.gpkg", simplify=0, detections_as="points")
     _, _, wkb, _ = pyogrio.raw.read(out, layer="detections")
     assert shapely.get_coordinates(shapely.from_wkb(wkb)).tolist() == [[c + a * 60.5, f + e * 30.5]]
     _, _, wkb, values = pyogrio.raw.read(out, layer="segmentation", columns=["area_m2"])

@@ -274,8 +274,8 @@ def points_from_file(path, class_names: list[str] | None = None, image=None) -> 
         return points_from_csv(path, class_names)
     if suffix in (".geojson", ".json"):
         return points_from_geojson(path, class_names)
-    raise AnnotationError(f"{path}: points are read from .csv, .geojson or GIS files ({', '.join(GIS_SUFFIXES)}), "
-                          f"not {suffix or 'this file'}")
+    raise AnnotationError(f"{path}: points are read from .csv or .geojson files or GIS files "
+                          f"({', '.join(GIS_SUFFIXES)}), not {suffix or 'this file'}")
 
 
 # -- classification ------------------------------------------------------------------------------------------------
