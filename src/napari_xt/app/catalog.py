@@ -36,6 +36,7 @@ class ModelInfo:
     in_chans: int = 3
     input_kind: str = ""
     tasks: list[str] = field(default_factory=list)
+    score_threshold: float | None = None  # detection threshold its training calibrated (None: the default)
     class_names: list[str] = field(default_factory=list)  # segmentation classes
     class_colors: list[list[int]] = field(default_factory=list)
     detection_names: list[str] = field(default_factory=list)
@@ -111,6 +112,7 @@ def _info_from_config(cfg: XTConfig, key: str, label: str, source: str, descript
         input_kind=cfg.input_kind, tasks=sorted(cfg.heads), class_names=names,
         class_colors=[list(c) for c in cfg.class_colors.get("segmentation", [])], detection_names=det_names,
         description=cfg.description or description, licence=licence, weights=weights,
+        score_threshold=cfg.score_threshold,
     )
 
 

@@ -266,5 +266,6 @@ def preview_events(request: PreviewRequest, holder: dict | None = None) -> Itera
     cfg = model.config
     yield {"kind": "preview", "store": str(out), "downsample": f, "box": box, "regions": prepared.run.n_total,
            "class_names": list(cfg.class_names.get("segmentation", [])),
-           "class_colors": [list(c) for c in cfg.class_colors.get("segmentation", [])]}
+           "class_colors": [list(c) for c in cfg.class_colors.get("segmentation", [])],
+           "detection": "detection" in cfg.heads, "detection_names": list(cfg.class_names.get("detection", []))}
     yield from session.stream(prepared)

@@ -24,6 +24,7 @@ from ..app import catalog
 from ..app.events import RegionDone, RegionFailed, RunFinished
 from ..app.layers import default_store_path, results_dir, unique_store_path, world_to_level0
 from ..app.request import PredictRequest
+from ..engine.options import DEFAULT_SCORE_THRESHOLD
 from ..engine.store import is_store, read_meta
 from . import _fields as F
 from ._encoder_picker import EncoderPicker
@@ -241,6 +242,8 @@ class XTDock(Container):
             if name in combo.choices:  # a config naming an encoder this install lacks fails with a clear error at Run
                 combo.value = name
         self.min_score.visible = "detection" in info.tasks
+        # the threshold the model's training chose on its validation windows (the user may still move it)
+        self.min_score.value = info.score_threshold if info.score_threshold is not None else DEFAULT_SCORE_THRESHOLD
         self.score_class.visible = self.top_classes.visible = "classification" in info.tasks
 
     def _on_image_changed(self, layer) -> None:

@@ -279,7 +279,8 @@ class FinetuneTab(Container):
             self.marks["trained"] = time.perf_counter()
             self._on_trained(e["out"])
             self._continue_from(e["out"])
-            if self.preview.value and self._request is not None and "segmentation" in e.get("tasks", []):
+            tasks = e.get("tasks", [])
+            if self.preview.value and self._request is not None and ("segmentation" in tasks or "detection" in tasks):
                 self.start_preview(e["out"], self._request.image_layer)
         self.curve.update()
 
@@ -313,7 +314,7 @@ class FinetuneTab(Container):
             self.overlay.show(e, image_layer)
             self._preview_total = int(e["regions"])
         elif isinstance(e, RegionDone):
-            self.overlay.region_done()
+            self.overlay.region_done(e.detections)
             if "preview" not in self.marks:
                 self.marks["preview"] = time.perf_counter()
             self.status.value = self._saved + f"\npredicting the view: {self.overlay.regions_shown}/" \

@@ -1,4 +1,5 @@
-"""The Fine-tune tab's prediction overlay: the model just trained, run on the regions in view, as a Labels layer.
+"""The Fine-tune tab's prediction overlay: the model just trained, run on the regions in view, as a Labels layer
+(segmentation) and a Points layer (detection: each object at its centre, sized as the model measured it).
 
 The interactive loop (paint → Train → see → correct → Train again) needs the new model's answer where the user is
 looking, without pressing Run. The worker side is ``app.finetune.preview_events`` (the one run driver with the plan
@@ -25,6 +26,7 @@ from ._fields import camera, camera_center
 from ._overlays import open_label_levels
 
 PREVIEW_NAME = "xT preview"
+DETECTIONS_NAME = "xT preview detections"
 
 
 def canvas_size(viewer: Any) -> tuple[float, float]:
@@ -57,11 +59,21 @@ class PreviewOverlay:
         self.regions_shown = 0
         self.first_shown_at: float | None = None  # perf_counter of the first region shown (benchmarks read it)
         self.refresh = qthrottled(self._refresh, timeout=100, leading=True)
+        self.points: Any = None  # the detections' Points layer (detection models)
+        self._found: list[Any] = []  # this preview's detections so far (app.events.Detections per region)
+        self._image_layer: Any = None
 
     def show(self, info: dict, image_layer: Any) -> None:
         """Point the layer at the store in ``info`` (the ``preview`` event of ``app.finetune.preview_events``)."""
+        self._found, self._image_layer = [], image_layer
+        if info.get("detection"):
+            self._show_points(image_layer)
         levels = open_label_levels(info["store"])
-        if not levels:
+        if not levels:  # a detection-only model: its objects are the preview
+            old, self.store = self.store, info["store"]
+            self.regions_shown, self.first_shown_at = 0, None
+            if old and old != self.store:
+                discard_preview(old)
             return
         f = float(info["downsample"])
         scale = np.asarray(image_layer.scale, dtype=float)[-2:]
@@ -92,7 +104,24 @@ class PreviewOverlay:
         if old and old != self.store:
             discard_preview(old)
 
-    def region_done(self) -> None:
+    def _show_points(self, image_layer: Any) -> None:
+        """An empty Points layer over the image (reused from one Train to the next), filled as regions finish."""
+        kwargs = {"scale": tuple(np.asarray(image_layer.scale, dtype=float)[-2:]),
+                  "translate": tuple(np.asarray(image_layer.translate, dtype=float)[-2:])}
+        if self.points is not None and self.points in self.viewer.layers:
+            self.points.data = np.zeros((0, 2))
+            for key, value in kwargs.items():
+                setattr(self.points, key, value)
+            return
+        active = self.viewer.layers.selection.active
+        self.points = self.viewer.add_points(np.zeros((0, 2)), name=DETECTIONS_NAME, face_color="transparent",
+                                             border_color="yellow", border_width=0.1, size=10, **kwargs)
+        if active is not None:
+            self.viewer.layers.selection.active = active
+
+    def region_done(self, detections: Any = None) -> None:
+        if detections is not None and len(detections):
+            self._found.append(detections)
         self.regions_shown += 1
         if self.first_shown_at is None:
             self._refresh()  # the first region at once: it is what the user waits for
@@ -101,5 +130,11 @@ class PreviewOverlay:
             self.refresh()
 
     def _refresh(self) -> None:
-        if self.layer is not None and self.layer in self.viewer.layers:
+        if self.layer is not None and self.layer in self.viewer.layers and self.store is not None:
             self.layer.refresh()
+        if self.points is not None and self.points in self.viewer.layers and self._found:
+            y = np.concatenate([d.y for d in self._found])
+            x = np.concatenate([d.x for d in self._found])
+            size = np.concatenate([np.sqrt(np.maximum(d.h * d.w, 0)) for d in self._found])
+            self.points.data = np.stack([y, x], 1)
+            self.points.size = np.where(size > 0, size, 10.0)
