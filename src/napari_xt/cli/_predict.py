@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
                    "(nice +10, Linux), so a desktop or viewer on the same machine stays responsive (what the dock "
                    "does; costs the run almost nothing when nothing else wants the CPU)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--mpp", type=float, help="analysis pixel size (default: the model's, else level 0)")
+    where.add_argument("--mpp", type=float, help="analysis pixel size in the image's unit, metres for a scene in "
+                       "degrees (default: the model's, else level 0)")
     where.add_argument("--level", type=int, help="pyramid level to analyse")
     p.add_argument("--region-size", type=int, help="region size in analysis px (default: the model's)")
     p.add_argument("--overlap", type=int, default=0, help="region overlap in px (default 0)")
