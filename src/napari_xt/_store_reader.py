@@ -12,20 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ._layer_data import LayerData, detection_points, image_layer_data, labels_settings, store_marker
 from .engine.store import ResultStore
 from .engine.store_check import as_error
 from .engine.store_read import CheckedArray
 from .errors import StoreDamaged
 from .io import ImageReadError, LargeImage, open_image
-from .palette import rgba
 
 log = logging.getLogger(__name__)
-
-LayerData = tuple[Any, dict, str]
 
 
 def find_image(store: ResultStore) -> tuple[LargeImage | None, str]:
@@ -53,41 +50,29 @@ def store_layer_data(path: str | Path, on_damage: Callable[[StoreDamaged], None]
     chunk files are missing are shown as background with a warning naming them; a chunk that cannot be decoded is
     reported once through ``on_damage`` (a viewer) and shown as background (without: raised when it is read).
     """
-    from ._reader import layer_data_for
-
     store = ResultStore.open(path)
     damages = store.damage()
     image, warning = find_image(store)
-    layers: list[LayerData] = layer_data_for(image) if image is not None else []
+    layers: list[LayerData] = image_layer_data(image) if image is not None else []
     pixel = np.asarray(image.pixel_size if image is not None and image.pixel_size else
                        (store.meta.get("image_pixel_size") or (1.0, 1.0)), dtype=float)[-2:]
-    marker = {"napari_xt": {"store": str(store.path)}}
     name = store.path.name
     if store.labels:
-        f = float(store.spec.downsample_to_level0)
         names = list(store.spec.class_names) or [f"class {i}" for i in range(max(2, store.spec.num_classes))]
-        colors = rgba(names, store.spec.class_colors)
-        colormap: dict[int | None, list[float]] = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
-        colormap.update({i: c for i, c in enumerate(colors) if i > 0})
         levels = [CheckedArray(a.array, store.path, a.part, on_damage) for a in store.labels]
         data = levels if len(levels) > 1 else levels[0]
-        layers.append((data, {
-            "name": f"xT labels [{name}]", "multiscale": len(store.labels) > 1, "opacity": 0.5,
-            "scale": tuple(pixel * f), "translate": tuple((f - 1) / 2 * pixel), "colormap": colormap,
-            "features": {"class": names}, "metadata": marker,
-        }, "labels"))
+        settings = labels_settings(names, store.spec.class_colors, pixel, (0.0, 0.0),
+                                   float(store.spec.downsample_to_level0), store.path)
+        layers.append((data, {"name": f"xT labels [{name}]", "multiscale": len(store.labels) > 1, "opacity": 0.5,
+                              **settings}, "labels"))
     table = store.detections()
     if len(table.get("y", ())):
         det_names = list((store.meta.get("model_config") or {}).get("class_names", {}).get("detection", [])) \
             or ["object"]
-        cls = np.clip(np.asarray(table["cls"], dtype=int), 0, len(det_names) - 1)
-        det_colors = rgba(["bg", *det_names], [])[1:]
-        layers.append((np.stack([table["y"], table["x"]], axis=1), {
-            "name": f"xT detections [{name}]", "scale": tuple(pixel), "metadata": marker,
-            "size": np.maximum(np.maximum(table["h"], table["w"]), 4.0), "border_color": "white",
-            "face_color": np.asarray(det_colors, dtype=float)[cls % len(det_colors)], "opacity": 0.8,
-            "features": {"class": np.asarray(det_names, dtype=object)[cls], "score": table["score"]},
-        }, "points"))
+        points, style = detection_points(det_names, table)
+        layers.append((points, {"name": f"xT detections [{name}]", "scale": tuple(pixel),
+                                "metadata": store_marker(store.path), "border_color": "white", "opacity": 0.8,
+                                **style}, "points"))
     if damages:
         hurt = f"{as_error(store.path, damages)} (`napari-xt verify` lists it); what is lost is shown as background"
         warning = f"{warning}. {hurt}" if warning else hurt
@@ -95,3 +80,33 @@ def store_layer_data(path: str | Path, on_damage: Callable[[StoreDamaged], None]
         partial = f"{name} is not complete ({store.n_done} of {store.spec.region_count} regions); Resume continues it."
         warning = f"{warning}. {partial}" if warning else partial
     return layers, warning
+
+
+def heat_map_layers(path: str, layers: list[LayerData]) -> list[LayerData]:
+    """The heat-map layer of the store at ``path`` over its image layer (the first of ``layers``, when it is there),
+    painted and placed as the dock paints a live run's (:mod:`napari_xt.app.heatmap`); [] without window scores.
+
+    Only a store with window scores rebuilds its plan (torch-free: the tiling rule is :mod:`napari_xt.tiling`).
+    """
+    from .app.heatmap import contrast, heat_layer_kwargs, mean_scores, paint, store_layout
+
+    store = ResultStore.open(path)
+    layout = store_layout(store)
+    if layout is None:
+        return []
+    found = store.image_scores()
+    image_scores = found[0] if found is not None and np.isfinite(found[0]).all() else None
+    mean = mean_scores(layout.stored, image_scores)
+    heat, lut = paint(layout, layout.stored, None if mean is None else int(np.argmax(mean)))
+    image = next((kw for _, kw, kind in layers if kind == "image"), None)
+    if image is not None:
+        scale, translate, units = image.get("scale", (1.0, 1.0)), image.get("translate", (0.0, 0.0)), image.get("units")
+    else:  # overlays alone, in the image's level-0 pixels (or its recorded pixel size)
+        scale, translate, units = store.meta.get("image_pixel_size") or (1.0, 1.0), (0.0, 0.0), None
+    kwargs = heat_layer_kwargs(layout, scale, translate, store.path)
+    limits = contrast(lut)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits[0]
+    if units:
+        kwargs["units"] = units
+    return [(heat, kwargs, "image")]

@@ -120,7 +120,7 @@ def layer_kind(layer) -> str:
 
 def describe_html(info, warn_random: bool = True) -> str:
     """The chosen model in a few lines: tasks, geometry and coloured class names."""
-    from ._colors import class_colors
+    from ..palette import rgba
 
     if info is None:
         return "<i>no model</i>"
@@ -132,9 +132,9 @@ def describe_html(info, warn_random: bool = True) -> str:
     geo += f" · {info.in_chans} channel(s)"
     lines.append(geo)
     if info.class_names:
-        rgba = class_colors(info.class_names, info.class_colors)
+        colors = rgba(info.class_names, info.class_colors)
         swatches = []
-        for i, (name, c) in enumerate(zip(info.class_names, rgba, strict=False)):
+        for i, (name, c) in enumerate(zip(info.class_names, colors, strict=False)):
             colour = "transparent" if i == 0 else "#" + "".join(f"{round(v * 255):02x}" for v in c[:3])
             swatches.append(f"<span style='background:{colour}'>&nbsp;&nbsp;</span> {html.escape(name)}")
         lines.append(" ".join(swatches))

@@ -23,8 +23,8 @@ import zarr
 from psygnal import Signal
 from superqt.utils import qthrottled
 
+from .._layer_data import detection_points, labels_settings, store_marker
 from ..app.events import RegionDone, WindowScored
-from ._colors import class_colors
 from ._partial import BoxReader, Plan, apply_boxes, plan_regions, tile_changed
 from ._scores import ScoreMap
 
@@ -68,7 +68,6 @@ class Overlays:
         self.n_full_refreshes = 0
         self._det = {k: np.zeros(0, np.float32) for k in ("y", "x", "h", "w", "score")}
         self._det["cls"] = np.zeros(0, np.int32)
-        self._det_colors: list[list[float]] = []
         self._det_names: list[str] = []
         self.min_score = 0.0
         self.scores = ScoreMap(viewer)
@@ -89,7 +88,7 @@ class Overlays:
         self.labels = self._reserved = self.viewer.add_labels(
             tiny, multiscale=True, name=f"xT labels [{Path(store_path).name}]", opacity=0.5,
             scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
-            units=tuple(image_layer.units)[-2:], metadata={"napari_xt": {"store": str(store_path)}},
+            units=tuple(image_layer.units)[-2:], metadata=store_marker(store_path),
         )
         self.viewer.layers.selection.active = image_layer
 
@@ -116,16 +115,7 @@ class Overlays:
         levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
         if levels:
             names = info.class_names or [f"class {i}" for i in range(2)]
-            rgba = class_colors(names, info.class_colors)
-            colormap: dict[int | None, list[float]] = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
-            colormap.update({i: c for i, c in enumerate(rgba) if i > 0})
-            kwargs = {
-                "scale": tuple(scale * downsample),
-                # an analysis pixel covers `downsample` image pixels: put its centre on theirs
-                "translate": tuple(translate + (downsample - 1) / 2 * scale),
-                "colormap": colormap, "features": {"class": names},
-                "metadata": {"napari_xt": {"store": str(store_path)}},
-            }
+            kwargs = labels_settings(names, info.class_colors, scale, translate, downsample, store_path)
             multiscale = len(levels) > 1
             data = levels if multiscale else levels[0]
             layer = self._find("labels", store_path)
@@ -145,14 +135,13 @@ class Overlays:
         self._reserved = None
         if "detection" in info.tasks:
             self._det_names = info.detection_names or ["object"]
-            self._det_colors = class_colors(["bg", *self._det_names], [])[1:]
             self.points = self._find("points", store_path)
             if self.points is None:
                 self.points = self.viewer.add_points(
                     np.zeros((0, 2)), name=f"xT detections [{name}]", scale=tuple(scale), translate=tuple(translate),
                     units=units, border_color="white", border_width=0.05, opacity=0.8,
                     features={"class": np.zeros(0, dtype=object), "score": np.zeros(0, np.float32)},
-                    metadata={"napari_xt": {"store": str(store_path)}},
+                    metadata=store_marker(store_path),
                 )
             self._det = {k: v[:0] for k, v in self._det.items()}
         if layout is not None:
@@ -262,13 +251,12 @@ class Overlays:
         for key in self._det:
             parts = [self._det[key]] + [np.asarray(d[key]).astype(self._det[key].dtype) for d in new]
             self._det[key] = np.concatenate(parts)
-        d = self._det
-        cls = np.clip(d["cls"], 0, len(self._det_names) - 1)
+        data, style = detection_points(self._det_names, self._det)
         layer = self.points
-        layer.data = np.stack([d["y"], d["x"]], axis=1)
-        layer.features = {"class": np.asarray(self._det_names, dtype=object)[cls], "score": d["score"]}
-        layer.size = np.maximum(np.maximum(d["h"], d["w"]), 4.0)
-        layer.face_color = np.asarray(self._det_colors, dtype=float)[cls % len(self._det_colors)]
+        layer.data = data
+        layer.features = style["features"]
+        layer.size = style["size"]
+        layer.face_color = style["face_color"]
         self.set_min_score(self.min_score)
 
     def set_min_score(self, value: float) -> None:

@@ -16,7 +16,7 @@ import html
 import numpy as np
 
 from ..app.heatmap import HEAT_COLORMAP, contrast, heat_layer_kwargs, heat_marker, mean_scores, paint
-from ._colors import class_colors
+from ..palette import rgba as palette_rgba
 
 TOP_K = 5
 __all__ = ["HEAT_COLORMAP", "TOP_K", "ScoreMap"]
@@ -112,7 +112,7 @@ class ScoreMap:
         names = self.layout.class_names
         colors = self.layout.class_colors
         # a classification class 0 is no background: without the checkpoint's colours, skip the palette's black
-        rgba = class_colors(names, colors) if colors else class_colors(["", *names], [])[1:]
+        rgba = palette_rgba(names, colors) if colors else palette_rgba(["", *names], [])[1:]
         lines = []
         for i in np.argsort(-mean)[:k]:
             colour = "#" + "".join(f"{round(v * 255):02x}" for v in rgba[i][:3])
