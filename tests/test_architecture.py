@@ -1,5 +1,5 @@
-"""The house rules of DESIGN.md, checked: arrows point down, the widget and app/ stay torch-free at import, and the
-types crossing the app/ seam are typed (no ``object``, no dict of unknown keys)."""
+"""The house rules of docs/architecture.md, checked: arrows point down, the widget and app/ stay torch-free at
+import, and the types crossing the app/ seam are typed (no ``object``, no dict of unknown keys)."""
 
 from __future__ import annotations
 

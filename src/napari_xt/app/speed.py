@@ -6,7 +6,7 @@ seconds), and users pick them from a list. The dock warns before a run that woul
 up, times a batch of a region's sub-regions on the chosen device and precision several times, and multiplies the
 median by the sub-regions per region and the regions the plan holds for this image (the driver's plan rule,
 foreground mask included). The estimate covers the region encoder only (the part that grows with the encoder; the
-pipeline adds ~85 ms per region on a CPU, see DESIGN.md).
+rest of the pipeline is measured in docs/engine.md).
 
 The batches are timed with the torch thread count of a dock run (one core left to the viewer, ``app/threads.py``):
 with every core in torch's pool, a loaded 2-core machine made a 1 ms batch take 860 ms. One timing is not an

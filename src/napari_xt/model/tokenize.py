@@ -5,7 +5,7 @@ time); each region is cut into *sub-regions* (what the region encoder sees); sub
 back into one feature map per region, whose coarsest scale gives the region's tokens. Every step here keeps the
 bookkeeping needed to map any output cell back to exact image pixels:
 
-* Tiling is the same at both levels (``RegionGrid``) and is the streaming plan's: :mod:`napari_xt.model.tiling`
+* Tiling is the same at both levels (``RegionGrid``) and is the streaming plan's: :mod:`napari_xt.tiling`
   (tiles of ``size`` px at stride ``size - overlap`` from 0, the last tile flush with the image's end, its start
   snapped up to a multiple of ``align``). Padding happens at the bottom/right only (so tile coordinates *are* image
   coordinates), and only where the image is smaller than a tile or the snapped last tile reaches past the end.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .tiling import owned_spans, tile_starts
+from ..tiling import owned_spans, tile_starts
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open, px
 

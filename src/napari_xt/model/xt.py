@@ -148,7 +148,7 @@ class XTModel(nn.Module):
 
     # -- streaming API -----------------------------------------------------------------------------------------
     def _align(self) -> int:
-        """Sub-region starts/cuts sit on the coarsest stride, so every stage's maps stitch exactly (model/tiling.py)."""
+        """Sub-region starts/cuts sit on the coarsest stride, so every stage's maps stitch exactly (``tiling.py``)."""
         c = self.config
         return math.gcd(c.sub_region_size - c.overlap, max(self.region_encoder.reductions))
 
