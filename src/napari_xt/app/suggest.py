@@ -1,0 +1,221 @@
+"""Where to annotate next: per-region uncertainty of a model, ranked so the top K are spread out (numpy only).
+
+Labelling is the expensive part of fine-tuning. After a Train, the model's own doubt says where one more annotated
+region would teach it most: for segmentation the mean normalised entropy (or 1 - margin) of its per-pixel softmax,
+for detection the peaks scoring near its calibrated threshold (``XTConfig.score_threshold``), the objects it cannot
+decide on. The scores are measured by the streaming engine (:mod:`.suggest_run`); this module holds what needs no
+torch: the measures on one region's outputs, the pooling of regions into suggestion cells, the ranking with
+diversity, and the result (:class:`Suggestions`), which the CLI writes as GeoJSON and the dock shows as a heat map
+and a Shapes layer. Ranking by score alone picks K neighbours (uncertainty is spatially smooth: a coastline, a
+blurry stain); a minimum distance between picks spreads them over the different things the model does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MEASURES", "SuggestOptions", "Suggestions", "detection_uncertainty", "rank_diverse",
+           "segmentation_uncertainty"]
+
+MEASURES = ("entropy", "margin")
+Box = tuple[float, float, float, float]  # level-0 (y0, x0, y1, x1)
+
+
+@dataclass(frozen=True)
+class SuggestOptions:
+    """How suggestions are scored and picked (the CLI's flags and the dock's fields)."""
+
+    top: int = 8  # suggestions returned
+    cell: int = 1  # regions per suggestion side (2: a 2 x 2 block of regions, one training window of size 2)
+    min_distance: float = 2.0  # between two suggestions' centres, in cells (2: never touching, not even diagonally)
+    measure: str = "entropy"  # segmentation: "entropy" (mean normalised entropy) or "margin" (mean 1 - (p1 - p2))
+    band: float = 0.5  # detection: a peak within band x threshold of the threshold counts as undecided
+    exclude: tuple[Box, ...] = ()  # level-0 boxes already annotated: cells mostly inside them are not suggested
+
+    def validate(self) -> None:
+        if self.top < 1:
+            raise ValueError(f"the number of suggestions must be at least 1, not {self.top}")
+        if self.cell < 1:
+            raise ValueError(f"a suggestion cell is at least 1 region, not {self.cell}")
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
+        if not 0 < self.band <= 1:
+            raise ValueError(f"the detection band must be in (0, 1], not {self.band}")
+        if self.min_distance < 0:
+            raise ValueError(f"the minimum distance must be >= 0 cells, not {self.min_distance}")
+
+
+# -- one region's uncertainty ------------------------------------------------------------------------------------------
+def segmentation_uncertainty(probabilities: np.ndarray, measure: str = "entropy") -> float:
+    """Mean uncertainty of a ``(K, h, w)`` probability map (uint8 0..255 as the store keeps it, or floats) in [0, 1].
+
+    ``entropy``: Shannon entropy over log K (1: all classes equally likely). ``margin``: 1 - (p1 - p2), the gap
+    between the two likeliest classes. Both are means over the region's pixels: what painting the region would fix.
+    """
+    p = np.asarray(probabilities, dtype=np.float32)
+    k = p.shape[0]
+    if k < 2 or p.size == 0:
+        return 0.0
+    p = p / np.maximum(p.sum(0, keepdims=True), 1e-6)  # uint8 rounding: renormalise
+    if measure == "margin":
+        top2 = np.sort(p, axis=0)[-2:]
+        return float(np.mean(1.0 - (top2[1] - top2[0])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(0)
+    return float(np.mean(h) / math.log(k))
+
+
+def detection_uncertainty(scores: np.ndarray, threshold: float, band: float = 0.5) -> float:
+    """How many of a region's peaks the model cannot decide on: each peak weighs 1 at the threshold, falling
+    linearly to 0 at ``threshold * (1 +- band)`` (a soft count). Not a share of the peaks: a region with one faint
+    peak would then outrank a crowded region with twenty undecided ones, and marking those teaches more."""
+    s = np.asarray(scores, dtype=np.float64)
+    width = max(band * threshold, 1e-6)
+    return float(np.clip(1.0 - np.abs(s - threshold) / width, 0.0, 1.0).sum())
+
+
+# -- ranking -------------------------------------------------------------------------------------------------------
+def rank_diverse(scores: np.ndarray, centres: np.ndarray, k: int, min_distance: float) -> np.ndarray:
+    """Indices of up to ``k`` candidates in the order taken, no two closer than ``min_distance`` (centres' unit).
+
+    Greedy by score: a candidate is taken unless it lies within ``min_distance`` of one already taken. When that
+    leaves fewer than ``k`` (a small image), the distance is halved and the pass repeated, so the rest are still as
+    spread as the image allows (and come after the strict pass's picks). Candidates with a NaN or -inf score are
+    never taken; ties keep index order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64).reshape(len(scores), -1)
+    valid = np.flatnonzero(np.isfinite(scores))
+    by_score = valid[np.argsort(-scores[valid], kind="stable")]
+    chosen: list[int] = []
+    distance = float(min_distance)
+    while len(chosen) < k and len(chosen) < len(by_score):
+        for i in by_score:
+            if len(chosen) >= k:
+                break
+            if i in chosen:
+                continue
+            if not chosen or np.min(np.hypot(*(centres[chosen] - centres[i]).T)) >= distance:
+                chosen.append(int(i))
+        distance = distance / 2 if distance > 0.25 else 0.0
+    return np.asarray(chosen, dtype=np.int64)
+
+
+# -- the result ----------------------------------------------------------------------------------------------------
+@dataclass
+class Suggestions:
+    """Every scored cell of the image (level-0 boxes and scores), the top picks, and a heat map of the regions."""
+
+    cells: np.ndarray  # (n, 4) level-0 (y0, x0, y1, x1) of each cell, clipped to the image
+    scores: np.ndarray  # (n,) uncertainty of each cell (NaN: not scored, e.g. excluded)
+    order: np.ndarray  # indices into ``cells`` of the suggestions, best first
+    heat: np.ndarray  # (h, w) float32 region uncertainty, NaN where no region ran; one pixel = ``heat_step`` level-0 px
+    heat_step: float
+    task: str  # "segmentation" | "detection"
+    measure: str  # what the scores are ("entropy", "margin", "undecided peaks")
+    threshold: float | None = None  # detection: the model's score threshold the peaks were compared with
+    image_shape: tuple[int, int] = (0, 0)  # level-0
+    regions: int = 0  # regions the engine ran
+    info: dict = field(default_factory=dict)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """The suggestions' level-0 boxes, best first."""
+        return self.cells[self.order]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def centre(self, i: int) -> tuple[float, float]:
+        """Level-0 (y, x) centre of suggestion ``i`` (0: the best)."""
+        y0, x0, y1, x1 = self.boxes[i]
+        return (float(y0 + y1) / 2, float(x0 + x1) / 2)
+
+    def to_geojson(self) -> dict:
+        """A FeatureCollection of the suggestions as QuPath annotations (level-0 px, x then y; pixel corners)."""
+        features = []
+        for rank, i in enumerate(self.order, start=1):
+            y0, x0, y1, x1 = (float(v) for v in self.cells[i])
+            ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+            features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                             "properties": {"objectType": "annotation", "name": f"suggestion {rank}",
+                                            "classification": {"name": "suggestion", "color": [255, 170, 0]},
+                                            "measurements": {"rank": rank, "uncertainty": float(self.scores[i])},
+                                            "rank": rank, "uncertainty": float(self.scores[i])}})
+        return {"type": "FeatureCollection", "features": features,
+                "properties": {"software": "napari-xt suggest", "task": self.task, "measure": self.measure,
+                               "threshold": self.threshold, "coordinates": "level-0 pixels (x, y)",
+                               "regions": self.regions}}
+
+    def write_geojson(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_geojson(), indent=1))
+        return path
+
+
+def pool_cells(rows: np.ndarray, cols: np.ndarray, cores: np.ndarray, values: np.ndarray, cell: int,
+               mean: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions (grid row/col, level-0 core boxes, scores) -> cells of ``cell`` x ``cell`` regions: (cell boxes,
+    scores, (row, col) of each cell). Segmentation takes the area-weighted mean (doubt per pixel to paint),
+    detection the sum (undecided objects to mark)."""
+    keys: dict[tuple[int, int], list[int]] = {}
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        keys.setdefault((int(r) // cell, int(c) // cell), []).append(i)
+    boxes, scores, where = [], [], []
+    for key in sorted(keys):
+        ids = keys[key]
+        b = cores[ids]
+        boxes.append((b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
+        area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1.0)
+        v = values[ids]
+        scores.append(float(np.sum(v * area) / np.sum(area)) if mean else float(np.sum(v)))
+        where.append(key)
+    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64),
+            np.asarray(where, dtype=np.float64).reshape(-1, 2))
+
+
+def covered(cells: np.ndarray, exclude: Sequence[Box], share: float = 0.5) -> np.ndarray:
+    """Which cells have more than ``share`` of their area inside the union of the ``exclude`` boxes (rasterised
+    on the cell's own 16 x 16 grid: exact enough for "already annotated", and boxes may overlap)."""
+    out = np.zeros(len(cells), dtype=bool)
+    if not len(exclude):
+        return out
+    ex = np.asarray(exclude, dtype=np.float64).reshape(-1, 4)
+    t = (np.arange(16) + 0.5) / 16
+    for i, (y0, x0, y1, x1) in enumerate(cells):
+        ys, xs = y0 + t * (y1 - y0), x0 + t * (x1 - x0)
+        inside = np.zeros((16, 16), dtype=bool)
+        for ey0, ex0, ey1, ex1 in ex:
+            inside |= ((ys >= ey0) & (ys < ey1))[:, None] & ((xs >= ex0) & (xs < ex1))[None, :]
+        out[i] = inside.mean() > share
+    return out
+
+
+def heat_map(shape: tuple[int, int], cores: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:
+    """A float32 raster (NaN where no region ran) of each region's score over its core (level-0 boxes; one
+    pixel = ``step`` level-0 px), small enough for a napari Image layer over any slide."""
+    h, w = max(1, math.ceil(shape[0] / step)), max(1, math.ceil(shape[1] / step))
+    heat = np.full((h, w), np.nan, dtype=np.float32)
+    for (y0, x0, y1, x1), v in zip(cores, values, strict=True):
+        heat[int(y0 // step):max(int(math.ceil(y1 / step)), int(y0 // step) + 1),
+             int(x0 // step):max(int(math.ceil(x1 / step)), int(x0 // step) + 1)] = v
+    return heat
+
+
+def suggestions_from_regions(rows: np.ndarray, cols: np.ndarray, cores: np.ndarray, values: np.ndarray,
+                             options: SuggestOptions, task: str, image_shape: tuple[int, int], heat_step: float,
+                             threshold: float | None = None) -> Suggestions:
+    """Per-region scores (level-0 cores) -> cells, the excluded ones dropped, ranked with diversity."""
+    detection = task == "detection"
+    cells, scores, where = pool_cells(rows, cols, cores, values, options.cell, mean=not detection)
+    scores[covered(cells, options.exclude)] = np.nan
+    order = rank_diverse(scores, where, options.top, options.min_distance)
+    measure = "undecided peaks" if detection else options.measure
+    return Suggestions(cells, scores, order, heat_map(image_shape, cores, values, heat_step), heat_step, task,
+                       measure, threshold, image_shape, len(values))

@@ -1,0 +1,88 @@
+"""Ranking suggestions with diversity (issue 24), torch-free: the top K are spread over the image, not K neighbours."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from napari_xt.app.suggest import (
+    SuggestOptions,
+    covered,
+    detection_uncertainty,
+    pool_cells,
+    rank_diverse,
+    segmentation_uncertainty,
+    suggestions_from_regions,
+)
+
+
+def _grid(h: int, w: int) -> np.ndarray:
+    return np.array([(r, c) for r in range(h) for c in range(w)], dtype=float)
+
+
+def test_a_smooth_blob_of_doubt_gives_spread_picks_not_neighbours():
+    """Uncertainty is spatially smooth: the 4 best cells by score alone are one blob; with a minimum distance of 2
+    the picks are the blob's peak and then the best cells elsewhere, the second blob included."""
+    centres = _grid(10, 10)
+    scores = np.exp(-((centres[:, 0] - 2) ** 2 + (centres[:, 1] - 2) ** 2) / 3)
+    scores += 0.6 * np.exp(-((centres[:, 0] - 8) ** 2 + (centres[:, 1] - 7) ** 2) / 2)
+    naive = np.argsort(-scores, kind="stable")[:4]
+    naive_gaps = [np.hypot(*(centres[a] - centres[b])) for a in naive for b in naive if a != b]
+    assert min(naive_gaps) == 1  # the plain top 4 touch each other
+    picks = rank_diverse(scores, centres, 4, min_distance=2.0)
+    assert len(picks) == 4 and picks[0] == int(np.argmax(scores))
+    gaps = [np.hypot(*(centres[a] - centres[b])) for a in picks for b in picks if a != b]
+    assert min(gaps) >= 2
+    assert picks[1] == 8 * 10 + 7  # the second, weaker blob comes next, before the first blob's rim
+    assert list(scores[picks]) == sorted(scores[picks], reverse=True)  # best first
+
+
+def test_the_distance_relaxes_when_the_image_is_small_and_bad_scores_are_never_picked():
+    centres = _grid(2, 2)
+    scores = np.array([0.9, 0.8, np.nan, 0.1])
+    picks = rank_diverse(scores, centres, 4, min_distance=5.0)
+    # all the finite ones though no two are 5 apart; the far corner (1.41 away) before the neighbour (1 away)
+    assert list(picks) == [0, 3, 1]
+    assert list(rank_diverse(scores, centres, 1, min_distance=5.0)) == [0]
+    assert len(rank_diverse(np.full(3, np.nan), _grid(1, 3), 2, 1.0)) == 0
+
+
+def test_measures():
+    k = 4
+    uniform = np.full((k, 8, 8), 255 // k, np.uint8)
+    assert abs(segmentation_uncertainty(uniform) - 1.0) < 1e-3
+    sure = np.zeros((k, 8, 8), np.uint8)
+    sure[2] = 255
+    assert segmentation_uncertainty(sure) == 0.0 and segmentation_uncertainty(sure, "margin") == 0.0
+    half = np.zeros((2, 4, 4), np.float32)
+    half[:, :2] = 0.5  # half the pixels undecided, half sure
+    half[0, 2:] = 1.0
+    assert abs(segmentation_uncertainty(half, "margin") - 0.5) < 1e-6
+    # peaks at the threshold weigh 1, at the band's edge 0; a crowd of undecided peaks beats one
+    assert abs(detection_uncertainty(np.array([0.4, 0.6, 0.2, 0.9]), 0.4, band=0.5) - 1.0) < 1e-9
+    assert detection_uncertainty(np.array([0.3] * 5), 0.4, 0.5) > detection_uncertainty(np.array([0.4]), 0.4, 0.5)
+
+
+def test_cells_pool_regions_and_skip_what_is_annotated():
+    rows, cols = np.repeat(np.arange(4), 4), np.tile(np.arange(4), 4)
+    cores = np.array([[r * 100, c * 100, r * 100 + 100, c * 100 + 100] for r, c in zip(rows, cols)], float)
+    values = np.zeros(16)
+    values[5] = 1.0  # one doubtful region at (1, 1)
+    boxes, scores, where = pool_cells(rows, cols, cores, values, 2, mean=True)
+    assert boxes.tolist()[0] == [0, 0, 200, 200] and scores[0] == 0.25 and where.tolist()[0] == [0, 0]
+    _, sums, _ = pool_cells(rows, cols, cores, values, 2, mean=False)
+    assert sums[0] == 1.0
+    assert covered(boxes, [(0, 0, 150, 200)]).tolist() == [True, False, False, False]  # 75 % inside
+    assert covered(boxes, [(0, 0, 80, 200)]).tolist() == [False] * 4  # 40 %: still suggested
+    found = suggestions_from_regions(rows, cols, cores, values, SuggestOptions(top=2, cell=2,
+                                     exclude=((0, 0, 200, 200),)), "segmentation", (400, 400), heat_step=50)
+    assert 0 not in found.order and len(found) == 2
+    assert found.heat.shape == (8, 8) and found.heat[2, 2] == 1.0 and found.heat[0, 0] == 0.0
+
+
+def test_the_ranking_imports_no_torch():
+    code = "import sys, napari_xt.app.suggest, napari_xt.app.suggest_run; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
