@@ -54,7 +54,8 @@ ENCODER_GROUPS = ("pathology", "remote sensing", "general", "small")
 #: Weight states (``model/weights.py``) in words for the dock.
 WEIGHT_STATES = {
     "cached": "weights cached", "folder": "weights in the weights folder", "downloadable": "downloadable",
-    "needs a token": "needs a hub token (gated)", "missing": "weights missing (offline, not cached)",
+    "needs a token": "needs a hub token (gated)", "may need a token": "may need a hub token (gate not confirmed)",
+    "missing": "weights missing (offline, not cached)",
     "none": "random init only (no pretrained weights)", "unknown": "weights unknown",
 }
 
@@ -67,7 +68,7 @@ class EncoderInfo:
     group: str = "general"
     description: str = ""
     licence: str = ""
-    gated: bool = False
+    gated: bool | None = False  # None: not confirmed, may need a token
     weight_state: str = "unknown"  # see WEIGHT_STATES
     native_size: int | None = None
     patch_size: int | None = None

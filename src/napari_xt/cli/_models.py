@@ -79,7 +79,8 @@ def format_text(found: list[dict[str, Any]], kinds: list[str]) -> str:
         for e in group:
             lines += textwrap.wrap(e["description"], 118, initial_indent=f"  {e['name']:<{width}}  ",
                                    subsequent_indent=" " * (width + 4))
-            gated = "gated (needs a hub token)" if e["gated"] else "not gated"
+            gated = {True: "gated (needs a hub token)", None: "may be gated (may need a hub token)"}.get(
+                e["gated"], "not gated")
             licence = e["licence"] or "-"
             state = f" [{e['weight_state']}]" if e.get("weight_state") and e["kind"] == "encoder" else ""
             lines.append(f"  {'':<{width}}  weights: {_weights(e['weights'])}{state}; licence: {licence}; {gated}")

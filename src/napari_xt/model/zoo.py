@@ -91,9 +91,10 @@ class ZooEntry:
     """One named model or encoder. ``config`` is an XTConfig dict (demo, preset) or an encoder's builder spec.
 
     ``licence`` is the licence of the weights (SPDX id; "" when there are none, i.e. random init); ``gated`` says the
-    weights need an account/token on the hub. ``group`` ("pathology", "remote sensing", "general", "small") and
-    ``tags`` organise listings. The encoder fields (``native_size``, ``mean``/``std``, ``patch_size`` of plain ViTs,
-    ``registers`` tokens) describe the backbone's native input; None/0 where they do not apply.
+    weights need an account/token on the hub (None: not confirmed either way, they may). ``group`` ("pathology",
+    "remote sensing", "general", "small") and ``tags`` organise listings. The encoder fields (``native_size``,
+    ``mean``/``std``, ``patch_size`` of plain ViTs, ``registers`` tokens) describe the backbone's native input; None/0
+    where they do not apply.
     """
 
     name: str
@@ -102,7 +103,7 @@ class ZooEntry:
     config: Mapping[str, Any]
     weights: WeightSource
     licence: str = ""
-    gated: bool = False
+    gated: bool | None = False
     group: str = ""
     tags: tuple[str, ...] = ()
     native_size: int | None = None

@@ -62,7 +62,8 @@ def details_html(encoder: EncoderInfo | None, model: ModelInfo | None, name: str
             lines.append("<i>trained from a random-init encoder (not pretrained) on your annotations</i>")
         return "<br>".join(lines)
     licence = encoder.licence or ("none (random weights)" if encoder.random_init else "unknown")
-    gate = "gated: accept the terms on the hub, then set HF_TOKEN" if encoder.gated else "not gated"
+    gate = {True: "gated: accept the terms on the hub, then set HF_TOKEN",
+            None: "may be gated: if the hub refuses, accept its terms and set HF_TOKEN"}.get(encoder.gated, "not gated")
     lines.append(f"licence {html.escape(licence)} · {gate}")
     lines.append(f"weights: {html.escape(encoder.state_text())}")
     random = _random_note(encoder, model)
