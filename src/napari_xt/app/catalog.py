@@ -169,11 +169,11 @@ def encoder_weight_state(name: str) -> str:
     """``cached``, ``folder``, ``downloadable``, ``needs a token``, ``missing`` or ``none`` for a region encoder, from
     the weights folder and the hub cache only (no network); ``unknown`` when this install cannot tell (e.g. a timm
     without that model). The one answer ``napari-xt models`` and the dock show."""
-    from ..model import encoder_spec
+    from ..model import encoders
     from ..model.weights import weight_state
 
     try:
-        return weight_state(encoder_spec.weights_source(name))
+        return weight_state(encoders.weights_source(name))
     except Exception:  # a listing must not fail on one entry
         return "unknown"
 

@@ -232,7 +232,7 @@ def estimate(request: PredictRequest, layer: Any = None, encoder: str | None = N
     keep_triton_out_without_cuda()
     from ..engine.plan import make_plan
     from ..io import open_image
-    from ..model import encoder_spec
+    from ..model import encoders
     from ..model.checkpoint import describe_config
     from ..model.tokenize import RegionGrid
     from .layers import layer_to_large_image
@@ -251,7 +251,7 @@ def estimate(request: PredictRequest, layer: Any = None, encoder: str | None = N
     if name == cfg.region_encoder:
         sub, overlap, options = min(int(cfg.sub_region_size), region), int(cfg.overlap), dict(cfg.region_encoder_kwargs)
     else:
-        sub, overlap, options = encoder_spec.suggest_sub_region(name, region), 0, {}
+        sub, overlap, options = encoders.suggest_sub_region(name, region), 0, {}
     batch = min(TIMED_BATCH, len(RegionGrid((region, region), sub, overlap, 1)))
     timing, strides, where = time_encoder_timing(name, options=options, in_chans=int(cfg.in_chans),
                                                  sub_region_size=sub, batch=batch, device=request.run.device,

@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import WeightsUnavailable
-    from ..model import encoder_spec
+    from ..model import encoders
     from ..model.weights import HubWeights, PackageWeights, download, resolve_weights
 
     name = str(args.name)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         download(name, HubWeights(repo, files=("config.json",)))  # the architecture, for offline builds
         hub: HubWeights | PackageWeights | None = HubWeights(repo)
     else:
-        hub = encoder_spec.weights_source(name)
+        hub = encoders.weights_source(name)
     if hub is None:
         raise WeightsUnavailable(name, "none", "nothing to download (train it with --random-init)")
     # package weights come with their package: nothing to download, only to find (or to install)

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .plan import Plan, Region
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the plan imports the mask, whose alpha fill resamples with this module
     from ..io import LargeImage
+    from .plan import Plan, Region
 
 
 def read_region_pixels(image: LargeImage, plan: Plan, region: Region) -> np.ndarray:

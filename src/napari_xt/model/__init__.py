@@ -7,9 +7,8 @@ third-party accelerator (``mamba_ssm``) is guarded inside its own module.
 
 from __future__ import annotations
 
-from . import encoder_catalog as _encoder_catalog  # noqa: F401  (registers the foundation-model encoders)
+from . import encoders as _encoders  # noqa: F401  (registers every region encoder + its zoo entry)
 from . import heads as _heads  # noqa: F401  (registers heads)
-from . import region_encoders as _region_encoders  # noqa: F401  (registers region encoders + their zoo entries)
 from .checkpoint import PRESETS, CheckpointError, list_presets, load_model, read_config, save_model
 from .config import ConfigError, XTConfig
 from .context import hyper as _hyper  # noqa: F401  (registers "hyper")
@@ -18,8 +17,8 @@ from .context import longformer as _longformer  # noqa: F401  (registers "longfo
 from .context import mamba as _mamba  # noqa: F401  (registers "mamba", "mamba_bidirectional")
 from .context import xl as _xl  # noqa: F401  (registers "transformer_xl")
 from .context.base import ContextEncoder
+from .encoders import RegionEncoder, create_region_encoder
 from .heads import decode_detections, deduplicate_across_borders
-from .region_encoders import RegionEncoder, create_region_encoder
 from .registry import (
     UnknownComponentError,
     get_context_encoder_builder,

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .config import ConfigError, XTConfig
+from .state_check import check_state_dict, short_list
 from .xt import XTModel, build_model
 
 FORMAT_VERSION = "1"
@@ -72,30 +73,6 @@ def read_config(path: str | Path) -> XTConfig:
         return XTConfig.from_json(meta[CONFIG_KEY])
     except (ConfigError, TypeError) as err:
         raise CheckpointError(f"{path}: invalid config in metadata: {err}", path) from None
-
-
-def short_list(names: list[str], limit: int = 8) -> str:
-    """``a, b, c (+5 more)``: the first ``limit`` names of a long list."""
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise ``CheckpointError`` naming missing/unexpected keys and shape mismatches between ``state`` and ``model``."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {short_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {short_list(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches: {short_list(shapes)}")
-    if problems:
-        raise CheckpointError(f"{source} does not match the model its config builds; " + "; ".join(problems))
 
 
 def load_safetensors(path: Path, device: str | torch.device = "cpu") -> XTModel:

@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import ConfigError, XTConfig
 from .context.base import ContextEncoder, Memory
-from .region_encoders import RegionEncoder, create_region_encoder
+from .encoders import RegionEncoder, create_region_encoder
 from .registry import get_context_encoder_builder, get_head_builder
 from .tokenize import RegionGrid, cut_regions, cut_sub_regions, paste_regions, stitch_feature_maps, token_positions
 

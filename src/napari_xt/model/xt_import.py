@@ -34,8 +34,9 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ._format import save_model, short_list
+from ._format import save_model
 from .config import XTConfig
+from .state_check import problems
 from .xt import XTModel, build_model
 
 #: (embed_dim, depths) of the timm Swin-V2 backbones used by xT -> our region-encoder name.
@@ -216,15 +217,10 @@ def load_released_weights(model: XTModel, state: Mapping[str, torch.Tensor], sou
     missing = sorted(set(expected) - set(mapped))
     shapes = sorted(f"{back[k]} {tuple(t.shape)} vs expected {tuple(expected[k].shape)}"
                     for k, t in mapped.items() if t.shape != expected[k].shape)
-    problems = []
-    if unknown:
-        problems.append(f"unknown keys: {short_list(sorted(unknown))}")
-    if shapes:
-        problems.append(f"shape mismatches: {short_list(shapes)}")
-    if missing:
-        problems.append(f"keys the model needs but the file lacks: {short_list(missing)}")
-    if problems:
-        raise CheckpointError(f"{source}: does not match the architecture inferred from it; " + "; ".join(problems))
+    found = problems(("unknown keys", sorted(unknown)), ("shape mismatches", shapes),
+                     ("keys the model needs but the file lacks", missing))
+    if found:
+        raise CheckpointError(f"{source}: does not match the architecture inferred from it; " + "; ".join(found))
     model.load_state_dict(mapped, strict=True)
 
 
