@@ -31,6 +31,7 @@ from ._format import (
     save_model,
 )
 from .config import XTConfig
+from .encoders.recipe import SPEC_PREFIXES
 from .registry import list_region_encoders
 from .xt import XTModel, build_model
 from .xt_import import import_xt_checkpoint
@@ -39,7 +40,7 @@ from .zoo import FILE_SUFFIXES, Kind, ZooEntry, find_entry, known_names, list_en
 #: Released xT checkpoints (torch pickles, read weights-only through the importer).
 IMPORT_SUFFIXES = (".ckpt", ".pth", ".pt")
 #: Encoder specs that name a backbone, never a model (see issue 12: ``timm:NAME``, ``hf-hub:ORG/REPO``).
-ENCODER_SPEC_PREFIXES = ("timm:", "hf-hub:", "hf_hub:")
+ENCODER_SPEC_PREFIXES = SPEC_PREFIXES
 
 
 class _ZooView(Mapping[str, Any]):

@@ -4,31 +4,11 @@ questions, beside the catalogue they read)."""
 
 from __future__ import annotations
 
-from .encoders.catalogue import (
-    create_from_spec,
-    has_pretrained,
-    normalisation,
-    patch_size_of,
-    pin_options,
-    recipe_for,
-    suggest_sub_region,
-    weights_source,
-)
-from .encoders.recipe import (
-    OWN_OPTIONS,
-    SPEC_PREFIXES,
-    Recipe,
-    build_encoder,
-    hub_recipe,
-    is_plain_vit,
-    is_spec,
-    read_hub_config,
-    timm_recipe,
-    with_name,
-)
+from .encoders import suggest_sub_region, weights_source
+from .encoders.catalogue import has_pretrained, normalisation, pin_options, recipe_for
+from .encoders.recipe import Recipe, build_encoder, is_spec, timm_recipe
 
 __all__ = [
-    "OWN_OPTIONS", "SPEC_PREFIXES", "Recipe", "build_encoder", "create_from_spec", "hub_recipe", "is_plain_vit",
-    "has_pretrained", "is_spec", "normalisation", "patch_size_of", "pin_options", "read_hub_config", "recipe_for",
-    "suggest_sub_region", "timm_recipe", "weights_source", "with_name",
+    "Recipe", "build_encoder", "has_pretrained", "is_spec", "normalisation", "pin_options", "recipe_for",
+    "suggest_sub_region", "timm_recipe", "weights_source",
 ]

@@ -5,7 +5,8 @@
 * :mod:`.vit_neck`: a plain ViT's token grid turned into stride-4..32 maps (ViTDet's simple feature pyramid);
 * :mod:`.recipe`: :class:`Recipe` (how to build one backbone) and :func:`build_encoder` (honest weights);
 * :mod:`.loading`: a weights file into a timm model, every key checked;
-* :mod:`.catalogue`: every named encoder registered once (builder + zoo entry), and the questions asked of them.
+* :mod:`.catalogue`: every named encoder registered once (builder + zoo entry), and the questions asked of them
+  (``recipe_for``, ``has_pretrained``, ``weights_source``, ``normalisation``, ``suggest_sub_region``, ...).
 
 Arrows point one way: ``catalogue -> recipe -> vit_neck, loading -> base``; nothing reads the catalogue back.
 Importing this package registers every encoder.
@@ -13,26 +14,10 @@ Importing this package registers every encoder.
 
 from __future__ import annotations
 
+from . import catalogue
 from .base import RegionEncoder
-from .catalogue import (
-    CATALOGUE,
-    TIMM_ENCODERS,
-    create_from_spec,
-    create_region_encoder,
-    has_pretrained,
-    normalisation,
-    patch_size_of,
-    pin_options,
-    recipe_for,
-    suggest_sub_region,
-    weights_source,
-)
-from .recipe import Recipe, build_encoder, is_spec
-from .tiny import TinyConvNet
-from .vit_neck import SimplePyramid, ViTRegionEncoder
+from .catalogue import CATALOGUE, create_region_encoder, suggest_sub_region, weights_source
+from .recipe import Recipe
 
-__all__ = [
-    "CATALOGUE", "TIMM_ENCODERS", "Recipe", "RegionEncoder", "SimplePyramid", "TinyConvNet", "ViTRegionEncoder",
-    "build_encoder", "create_from_spec", "create_region_encoder", "has_pretrained", "is_spec", "normalisation",
-    "patch_size_of", "pin_options", "recipe_for", "suggest_sub_region", "weights_source",
-]
+__all__ = ["CATALOGUE", "Recipe", "RegionEncoder", "catalogue", "create_region_encoder", "suggest_sub_region",
+           "weights_source"]

@@ -33,7 +33,7 @@ from ..registry import get_region_encoder_builder, list_region_encoders, registe
 from ..weights import HubWeights, PackageWeights
 from ..zoo import WeightSource, ZooEntry, register_entry
 from .base import RegionEncoder
-from .recipe import Recipe, build_encoder, hub_recipe, timm_recipe, with_name
+from .recipe import Recipe, build_encoder, hub_recipe, is_spec, timm_recipe, with_name
 from .tiny import tiny
 from .vit_neck import valid_multiple
 
@@ -258,7 +258,7 @@ def create_region_encoder(name: str, in_chans: int = 3, pretrained: bool = False
     ``img_size=`` is the sub-region size (validated against the encoder's patch/stride); ``pretrained=True`` loads
     checked weights (``weights=FILE`` or the hub cache / weights folder) or raises ``WeightsUnavailable``.
     """
-    if name.startswith(("timm:", "hf-hub:", "hf_hub:")):
+    if is_spec(name):
         return create_from_spec(name, in_chans=in_chans, pretrained=pretrained, **kwargs)
     return get_region_encoder_builder(name)(in_chans=in_chans, pretrained=pretrained, **kwargs)
 
