@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from superqt.utils import qthrottled
 
+from .._layer_data import labels_settings
 from ..app.layers import world_to_level0
 from ..app.previews import discard_preview
-from ._colors import class_colors
 from ._fields import camera, camera_center
 from ._overlays import open_label_levels
 
@@ -76,13 +76,11 @@ class PreviewOverlay:
                 discard_preview(old)
             return
         f = float(info["downsample"])
-        scale = np.asarray(image_layer.scale, dtype=float)[-2:]
-        translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         names = info.get("class_names") or [f"class {i}" for i in range(2)]
-        colormap: dict[int | None, list[float]] = {None: [0, 0, 0, 0], 0: [0, 0, 0, 0]}
-        colormap.update({i: c for i, c in enumerate(class_colors(names, info.get("class_colors") or [])) if i > 0})
-        kwargs = {"scale": tuple(scale * f), "translate": tuple(translate + (f - 1) / 2 * scale),
-                  "colormap": colormap, "metadata": {"napari_xt": {"preview_store": info["store"]}}}
+        kwargs = labels_settings(names, info.get("class_colors") or [], image_layer.scale, image_layer.translate, f,
+                                 info["store"])
+        del kwargs["features"]
+        kwargs["metadata"] = {"napari_xt": {"preview_store": info["store"]}}  # a preview, not a result store
         multiscale = len(levels) > 1
         data = levels if multiscale else levels[0]
         old, self.store = self.store, info["store"]
