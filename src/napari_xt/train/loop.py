@@ -181,7 +181,7 @@ class Trainer:
             head = self.model.heads["detection"]
             cells = outs["detection"]["heatmap"].shape[-1]
             t = detection_targets([s.objects for s in chunk], head.num_classes, cells, head.stride, self.device)
-            total, _ = detection_loss(outs["detection"], t)
+            total, _ = detection_loss(outs["detection"], t, heat_loss=self.options.heat_loss)
             loss = loss + total / max(objects, 1.0)
         return loss
 

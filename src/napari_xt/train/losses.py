@@ -114,15 +114,36 @@ def detection_targets(objects: list[dict], num_classes: int, cells: int, stride:
     return t
 
 
-def detection_loss(out: dict, t: dict, size_weight: float = 0.05) -> tuple[torch.Tensor, float]:
-    """Focal loss on the heat map (CenterNet, alpha 2, beta 4) + L1 offset/size at centres; (sum, object count)."""
+#: Heat-map objectives: ``quality`` (default) and ``centernet``; see :func:`detection_loss`.
+HEAT_LOSSES = ("quality", "centernet")
+
+
+def detection_loss(out: dict, t: dict, size_weight: float = 0.05,
+                   heat_loss: str = "quality") -> tuple[torch.Tensor, float]:
+    """Heat-map loss + L1 offset/size at centres; (sum, object count).
+
+    ``quality``: quality focal loss (GFL) against the Gaussian target itself, ``|y - p|^2 * BCE(p, y)`` on every
+    cell, so each cell of an object's Gaussian pulls its score towards the target's value. ``centernet``: the
+    original focal loss (alpha 2, beta 4), where only the one centre cell of an object is a positive. Why quality by
+    default: with a few hundred CPU steps from ImageNet features, the CenterNet loss left every real tree's peak at
+    the same ~0.14 (the balance of one positive cell against the penalty-reduced negatives around it), so no
+    threshold separated trees from background on an unseen tile; a target the whole Gaussian shares trains peaks
+    that rise towards 1.
+    """
+    if heat_loss not in HEAT_LOSSES:
+        raise ValueError(f"heat loss must be one of {HEAT_LOSSES}, not {heat_loss!r}")
     logit = out["heatmap"].float()
     p = logit.sigmoid().clamp(1e-4, 1 - 1e-4)
     pos = (t["heat"] >= 1.0).float()
-    log_p, log_q = F.logsigmoid(logit), F.logsigmoid(-logit)
-    pos_term = -((1 - p) ** 2) * log_p * pos
-    neg_term = -((1 - t["heat"]) ** 4) * (p ** 2) * log_q * (1 - pos)
-    focal = ((pos_term + neg_term) * t["valid"]).sum()
+    if heat_loss == "quality":
+        target = t["heat"]
+        bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+        focal = (((target - p) ** 2) * bce * t["valid"]).sum()
+    else:
+        log_p, log_q = F.logsigmoid(logit), F.logsigmoid(-logit)
+        pos_term = -((1 - p) ** 2) * log_p * pos
+        neg_term = -((1 - t["heat"]) ** 4) * (p ** 2) * log_q * (1 - pos)
+        focal = ((pos_term + neg_term) * t["valid"]).sum()
     n_obj = float((pos * t["valid"]).sum())
     offset = (F.l1_loss(out["offset"].float(), t["offset"], reduction="none") * t["centre"]).sum()
     size = (F.l1_loss(out["size"].float(), t["size"], reduction="none") * t["has_size"]).sum()

@@ -43,6 +43,7 @@ class TrainOptions:
     patience: int = 5  # epochs without validation improvement (once the score is above 0) before stopping
     class_balance: bool = True  # CE weighted by capped inverse class frequency of the annotated pixels
     weight_cap: float = 10.0
+    heat_loss: str = "quality"  # detection heat-map objective: "quality" (focal on the Gaussian) or "centernet"
     dice: float = 1.0  # weight of the soft Dice term (0: cross entropy only)
     balanced_sampling: bool = True  # windows holding rare classes repeated (every class seen every epoch)
     mode: str = "full"  # "full": end to end; "quick": frozen encoder over an on-disk feature cache (train/cache.py)
