@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._compat import keep_triton_out_without_cuda
+from .areas import items_per_area
 from .layers import layer_to_large_image, shapes_to_roi, unique_store_path, world_to_level0
 from .previews import claim_preview, preview_folder, sweep_stale_previews
 
@@ -187,7 +188,7 @@ def training_events(request: FinetuneRequest, holder: dict | None = None) -> Ite
                            initial_validation=request.initial_validation,
                            device=request.device, precision=request.precision,
                            description=_description(request))
-    trainer = Trainer([item], options)
+    trainer = Trainer(items_per_area(item, request.area_layer, request.image_layer), options)  # one per area
     if holder is not None:
         holder["trainer"] = trainer
     yield from trainer.events()

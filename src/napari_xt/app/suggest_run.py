@@ -120,3 +120,15 @@ def suggest(image: str, model: str, options: SuggestOptions | None = None, **kwa
             result = item
     assert result is not None  # the generator ends with the suggestions or raises
     return result
+
+
+def layer_suggestion_events(image_layer: Any, model: str, options: SuggestOptions, *,
+                            view: tuple[float, float, float, float] | None = None, window_size: int | None = None,
+                            holder: dict | None = None) -> Iterator[RunEvent | Suggestions]:
+    """The dock's worker: :func:`suggestion_events` over a napari image layer (all bands of the file it came from),
+    the whole image or only ``view`` (level-0 box), one CPU core left to the viewer."""
+    from .layers import layer_to_large_image
+
+    image = layer_to_large_image(image_layer)
+    yield from suggestion_events(f"layer:{image_layer.name}", model, options, roi=view, image_obj=image,
+                                 window_size=window_size, spare_a_core=True, holder=holder)

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._compat import keep_triton_out_without_cuda
-from . import _convert, _demo, _download, _export, _info, _models, _predict, _sample, _train, _verify
+from . import _convert, _demo, _download, _export, _info, _models, _predict, _sample, _suggest, _train, _verify
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_COMMANDS = (_demo, _info, _models, _download, _predict, _train, _sample, _convert, _export, _verify)
+_COMMANDS = (_demo, _info, _models, _download, _predict, _suggest, _train, _sample, _convert, _export, _verify)
 
 
 class CommandError(Exception):

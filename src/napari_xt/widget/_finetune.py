@@ -42,6 +42,7 @@ from ..app.layers import user_cache_dir
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
 from ._gis import load_gis_annotations
+from ._suggest import SuggestPanel
 from ._window import steady_line
 
 #: Quick mode's budget when none is set: the interactive loop wants a model (and its overlay) within a minute
@@ -100,6 +101,8 @@ class FinetuneTab(Container):
         self.extend([self.image, self.labels_layer, self.shapes_layer, self.shape_class, self.points, self.area,
                      self.gis_button, self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
                      self.zero_unlabelled, self.preview, self.out])
+        self.suggest = SuggestPanel(self)  # after each Train: where to annotate next (widget/_suggest.py)
+        self.append(self.suggest)
         #: Train / Stop and the status, pinned below the scrolling fields by the dock (``_window.scrolling``)
         self.footer = Container(widgets=[Container(widgets=[self.train_button, self.stop_button],
                                                    layout="horizontal", labels=False), self.status], labels=False)
@@ -282,6 +285,8 @@ class FinetuneTab(Container):
             tasks = e.get("tasks", [])
             if self.preview.value and self._request is not None and ("segmentation" in tasks or "detection" in tasks):
                 self.start_preview(e["out"], self._request.image_layer)
+            if self._request is not None and ("segmentation" in tasks or "detection" in tasks):
+                self.suggest.after_train(e["out"], self._request.image_layer)
         self.curve.update()
 
     def _continue_from(self, path: str) -> None:
@@ -369,7 +374,8 @@ class FinetuneTab(Container):
 
 def _is_preview(layer) -> bool:
     """The tab's own prediction overlay: never offered as annotations (a model must not train on its own guesses)."""
-    return "preview_store" in ((getattr(layer, "metadata", None) or {}).get("napari_xt") or {})
+    meta = (getattr(layer, "metadata", None) or {}).get("napari_xt") or {}
+    return "preview_store" in meta or "suggestions" in meta  # nor its suggestions and their heat map
 
 
 def _per_class(val: dict) -> str:

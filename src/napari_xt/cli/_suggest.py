@@ -1,0 +1,115 @@
+"""``napari-xt suggest IMAGE --model M --top K --out regions.geojson``: where to annotate next, for scripted campaigns.
+
+The model runs over the image (or ``--roi``) through the same streaming engine as ``predict``; every region is scored
+by the model's doubt (segmentation: mean entropy or margin of its softmax; detection: peaks near its calibrated
+threshold), and the top K cells, spread out by ``--min-distance``, are written as QuPath-style GeoJSON annotations
+(level-0 pixels). ``--exclude done.geojson`` skips what an earlier round already labelled, so a campaign is
+``suggest → annotate → train → suggest --exclude ...``. Exit codes: 0 written, 1 the input could not be processed
+(unreadable image, a classification-only model, ``--out`` exists), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..app.suggest import MEASURES, SuggestOptions
+from ..errors import OutputError
+from . import _models
+from ._predict import parse_roi
+
+
+def add_parser(sub) -> None:
+    d = SuggestOptions()
+    p = sub.add_parser("suggest", help="rank the regions worth annotating next by the model's uncertainty",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="slide, TIFF/OME-TIFF/GeoTIFF or OME-Zarr")
+    p.add_argument("--model", required=True, help=_models.zoo_help(
+        "a segmentation or detection checkpoint (.safetensors) or a model named by `napari-xt models`: {names}",
+        "demo", "preset", "imported"))
+    p.add_argument("--top", type=int, default=d.top, metavar="K", help=f"suggestions to write (default {d.top})")
+    p.add_argument("--out", required=True, metavar="GEOJSON", help="where the suggestions go (a GeoJSON file)")
+    p.add_argument("--roi", help="only this part of the image, level-0 px: 'y0,x0,y1,x1' or 'y,x;y,x;y,x;...'")
+    p.add_argument("--cell", type=int, default=d.cell, metavar="N",
+                   help=f"a suggestion covers N x N of the model's regions (default {d.cell})")
+    p.add_argument("--min-distance", type=float, default=d.min_distance, metavar="CELLS",
+                   help="two suggestions' centres are at least this many cells apart, relaxed only when the image "
+                   f"has too few cells (default {d.min_distance:g}: never touching)")
+    p.add_argument("--measure", choices=MEASURES, default=d.measure,
+                   help="segmentation: mean normalised entropy or 1 - margin of the softmax (default entropy)")
+    p.add_argument("--band", type=float, default=d.band, metavar="B",
+                   help="detection: a peak within B x threshold of the model's threshold is undecided "
+                   f"(default {d.band:g})")
+    p.add_argument("--exclude", metavar="GEOJSON", action="append", default=[],
+                   help="polygons already annotated (e.g. an earlier --out); cells mostly inside their bounding "
+                   "boxes are not suggested (repeatable)")
+    p.add_argument("--heatmap", metavar="TIFF", help="also write every region's uncertainty as a float32 TIFF "
+                   "(one pixel = heat_step level-0 px, NaN where no region ran)")
+    p.add_argument("--window-size", type=int, default=None, help="regions per context window side "
+                   "(default: predict's)")
+    p.add_argument("--no-mask", action="store_true", help="score every region (no foreground mask)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--batch-size", type=int, default=4, help="regions encoded together (default 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --heatmap")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(run=run)
+
+
+def exclusion_boxes(paths: list[str]) -> tuple[tuple[float, float, float, float], ...]:
+    """Bounding boxes (level-0 y0, x0, y1, x1) of the polygons of GeoJSON files in pixel coordinates (x, y)."""
+    boxes = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--exclude {path}: cannot read it as GeoJSON ({err})") from None
+        features = data.get("features", []) if isinstance(data, dict) else []
+        for feature in features:
+            geom = (feature or {}).get("geometry") or {}
+            kind, coords = str(geom.get("type")), geom.get("coordinates") or []
+            rings = coords[:1] if kind == "Polygon" else ([p[0] for p in coords if p] if kind == "MultiPolygon" else [])
+            for ring in rings:
+                xs, ys = [float(p[0]) for p in ring], [float(p[1]) for p in ring]
+                if xs:
+                    boxes.append((min(ys), min(xs), max(ys), max(xs)))
+    return tuple(boxes)
+
+
+def _check_out(path: str | None, overwrite: bool, flag: str) -> None:
+    if path and Path(path).exists() and not overwrite:
+        raise OutputError(f"{flag} {path} exists", path, exists=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app.suggest_run import suggest
+
+    options = SuggestOptions(top=args.top, cell=args.cell, min_distance=args.min_distance, measure=args.measure,
+                             band=args.band, exclude=exclusion_boxes(args.exclude))
+    options.validate()
+    _check_out(args.out, args.overwrite, "--out")
+    _check_out(args.heatmap, args.overwrite, "--heatmap")
+    t0 = time.perf_counter()
+    found = suggest(args.image, args.model, options, roi=parse_roi(args.roi), window_size=args.window_size,
+                    use_mask=not args.no_mask, device=args.device, batch_size=args.batch_size)
+    found.write_geojson(args.out)
+    if args.heatmap:
+        import tifffile
+
+        tifffile.imwrite(args.heatmap, found.heat, photometric="minisblack")
+    seconds = round(time.perf_counter() - t0, 2)
+    rows: list[dict] = [{"rank": n + 1, "box": [round(float(v), 1) for v in found.cells[i]],
+                         "uncertainty": float(found.scores[i])} for n, i in enumerate(found.order)]
+    if args.json:
+        print(json.dumps({"out": args.out, "task": found.task, "measure": found.measure, "threshold": found.threshold,
+                          "regions": found.regions, "suggestions": rows, "heat_step": found.heat_step,
+                          "seconds": seconds}))
+        return 0
+    what = found.measure + (f" (threshold {found.threshold:.3f})" if found.threshold is not None else "")
+    print(f"{found.regions} regions scored by {what} in {seconds:.1f} s; the {len(rows)} to annotate next -> "
+          f"{args.out}")
+    for row in rows:
+        y0, x0, y1, x1 = row["box"]
+        print(f"  {row['rank']:3d}. y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}  uncertainty {row['uncertainty']:.4f}")
+    return 0
