@@ -15,10 +15,9 @@ from typing import Any
 from ._compat import keep_triton_out_without_cuda
 from ._layer_data import LayerData, image_layer_data
 from ._store_reader import heat_map_layers, store_layer_data
-from .engine.store import is_store
-from .engine.store_schema import looks_like_store
 from .errors import StoreError
 from .io import SUPPORTED_SUFFIXES, ImageReadError, open_image
+from .store import is_store, looks_like_store
 
 log = logging.getLogger(__name__)
 

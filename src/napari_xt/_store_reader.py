@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ._layer_data import LayerData, detection_points, image_layer_data, labels_settings, store_marker
-from .engine.store import ResultStore
-from .engine.store_check import as_error
-from .engine.store_read import CheckedArray
 from .errors import StoreDamaged
 from .io import ImageReadError, LargeImage, open_image
+from .store import ResultStore
+from .store.check import as_error
+from .store.read import CheckedArray
 
 log = logging.getLogger(__name__)
 

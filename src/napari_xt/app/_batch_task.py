@@ -27,8 +27,6 @@ Describe = Callable[[BaseException], str]
 
 log = logging.getLogger(__name__)
 
-_IDENTITY = (("model_checksum", "model"), ("image_fingerprint", "image"),
-             ("plan_checksum", "region plan (level or pixel size, region size, overlap, context, ROI or mask)"))
 #: seed of preset (random-init) models, so every worker process builds the same weights and a re-run can skip
 PRESET_SEED = 0
 
@@ -155,7 +153,7 @@ def process_image(image: str, store: str, template: PredictRequest, overwrite: b
 
 
 def _earlier_counts(store: Path) -> dict[str, int]:
-    from ..engine.store import ResultStore
+    from ..store import ResultStore
 
     earlier = ResultStore.open(store).meta.get("summary") or {}
     return {k: int(earlier.get(k, 0)) for k in ("regions_total", "regions_done", "regions_failed")}
@@ -165,10 +163,10 @@ def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary 
     """Decide done / skipped / resumed for one image and run it; returns (status, summary or None when skipped).
 
     A finished store is skipped only when its cheap damage check passes; a damaged one is resumed, which repairs it
-    (:mod:`napari_xt.engine.store_check`); one whose own metadata is lost is made again with ``overwrite`` only.
+    (:mod:`napari_xt.store.check`); one whose own metadata is lost is made again with ``overwrite`` only.
     """
-    from ..engine.store import is_store
-    from ..engine.store_schema import looks_like_store, root_damage
+    from ..store import is_store, looks_like_store
+    from ..store.schema import root_damage
 
     model = cached_model(request.model, request.run.device)
     out = Path(request.out)
@@ -180,8 +178,7 @@ def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary 
             raise lost.error(out) if lost is not None else StoreMismatch(out, ["unreadable metadata"])
         return "done", driver.predict(request.with_(overwrite=True), model=model)
     inputs = driver.resolve(request, model=model)
-    problems = [f"another {what}: checksum {meta.get(key)} there, {inputs.identity[key]} now"
-                for key, what in _IDENTITY if meta.get(key) != inputs.identity[key]]
+    problems = [m.another() for m in inputs.identity.mismatches(meta)]
     if problems and not overwrite:
         raise StoreMismatch(out, problems)
     if problems:
@@ -195,8 +192,8 @@ def _run_one(request: PredictRequest, overwrite: bool) -> tuple[str, RunSummary 
 
 def _damaged(store: Path) -> bool:
     """The cheap check (layout, done regions' chunk files) of a finished store before it is skipped."""
-    from ..engine.store import ResultStore
     from ..errors import StoreDamaged
+    from ..store import ResultStore
 
     try:
         return bool(ResultStore.open(store).damage())

@@ -26,6 +26,7 @@ import numpy as np
 from .. import __version__
 from .._compat import keep_triton_out_without_cuda
 from ..errors import PlanError, StoreError
+from ..store.identity import Identity
 from . import threads
 from .events import (
     Detections,
@@ -50,9 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDENTITY_KEYS = ("model_checksum", "image_fingerprint", "plan_checksum")
-
-
 @dataclass
 class Inputs:
     """A request resolved into things: the image opened, the model loaded, the plan made, their identities."""
@@ -61,7 +59,7 @@ class Inputs:
     image: LargeImage
     model: XTModel
     plan: Plan
-    identity: dict[str, str]  # IDENTITY_KEYS -> checksum
+    identity: Identity  # which model, image and plan (what a store made from these records)
 
 
 @dataclass
@@ -115,15 +113,14 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
         )
     except PlanError as err:  # in a batch of hundreds, an error must say which image it is about
         raise PlanError(f"{request.image}: {err}", option=err.option) from None
-    identity = {"model_checksum": model_checksum(model), "image_fingerprint": image_fingerprint(image),
-                "plan_checksum": plan.checksum()}
+    identity = Identity(model_checksum(model), image_fingerprint(image), plan.checksum())
     return Inputs(request, image, model, plan, identity)
 
 
 def _store_meta(inputs: Inputs) -> dict[str, object]:
     request, image, plan, cfg = inputs.request, inputs.image, inputs.plan, inputs.model.config
     return {
-        **inputs.identity,
+        **inputs.identity.checksums(),
         "model": request.model,
         "model_config": cfg.to_dict(),
         "image": os.path.abspath(str(request.image)),
@@ -149,8 +146,7 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
     False runs the same stages on one thread (identical results, tested: the reference path).
     """
     from ..engine.run import InferenceRun
-    from ..engine.store import ResultStore, StoreSpec, is_store
-    from ..engine.store_schema import looks_like_store
+    from ..store import ResultStore, StoreSpec, is_store, looks_like_store
 
     if inputs is None:
         inputs = resolve(request, model=model, image=image)

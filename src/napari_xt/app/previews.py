@@ -67,7 +67,7 @@ def discard_preview(store: str | Path | None, folder: str | None = None) -> None
     and its owner file."""
     if not store:
         return
-    from ..engine.store import is_store
+    from ..store import is_store
 
     path, root = Path(store).resolve(), preview_folder(folder).resolve()
     if root in path.parents and is_store(path):
@@ -77,7 +77,7 @@ def discard_preview(store: str | Path | None, folder: str | None = None) -> None
 
 def sweep_stale_previews(folder: str | None = None) -> list[Path]:
     """Delete the preview stores left behind by processes that are gone; returns what was deleted."""
-    from ..engine.store import is_store
+    from ..store import is_store
 
     root = preview_folder(folder)
     if not root.is_dir():

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.store_check import verify
+    from ..store.verify import verify
 
     report = verify(args.store, deep=args.deep)
     if args.json:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..store import ResultStore
 from .allocator import reuse_freed_memory
 from .compiling import compile_region_encoder
 from .device import autocast_dtype, is_oom, resolve_device
@@ -34,7 +35,6 @@ from .plan import Plan, Region
 from .postprocess import RegionOutput, region_outputs
 from .priority import VIEWER_NICE, lower_this_thread
 from .reader import Prefetcher
-from .store import ResultStore
 
 if TYPE_CHECKING:
     from ..io import LargeImage

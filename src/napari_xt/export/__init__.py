@@ -1,7 +1,7 @@
 """Results leave napari-xt in the formats the field uses: OME-Zarr labels, GeoJSON for QuPath (RFC 7946 lon/lat for
 georeferenced images), GeoTIFF and GeoPackage for GIS tools, CSV and JSON tables.
 
-Every exporter reads only a result store (:class:`napari_xt.engine.store.ResultStore` or its path), streams it chunk
+Every exporter reads only a result store (:class:`napari_xt.store.ResultStore` or its path), streams it chunk
 by chunk, writes to a hidden sibling and renames it into place, refuses an existing output unless ``overwrite`` and
 an unfinished run unless ``partial``. No Qt, no torch.
 """

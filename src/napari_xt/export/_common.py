@@ -1,7 +1,7 @@
 """What every exporter shares: the refusal rules, the write-aside-then-rename output (:mod:`napari_xt._atomic`), and
 what a store says about its classes (colours from :mod:`napari_xt.palette`) and its physical pixel size.
 
-Each exporter reads a :class:`~napari_xt.engine.store.ResultStore` and nothing else, so these helpers take the
+Each exporter reads a :class:`~napari_xt.store.ResultStore` and nothing else, so these helpers take the
 store (or its path) and answer in plain Python types.
 """
 
@@ -39,8 +39,8 @@ class ExportError(ValueError):
 def open_store(store):
     """A :class:`ResultStore` from a store or a path; a path that is not a store becomes an :class:`ExportError`, a
     damaged store stays a :class:`~napari_xt.errors.StoreDamaged` (the edges add how to repair it)."""
-    from ..engine.store import ResultStore, StoreError
-    from ..errors import StoreDamaged
+    from ..errors import StoreDamaged, StoreError
+    from ..store import ResultStore
 
     if isinstance(store, ResultStore):
         return store
@@ -55,10 +55,10 @@ def open_store(store):
 def check_complete(store, partial: bool) -> bool:
     """Refuse an unfinished or damaged run unless ``partial``; returns True when the output has to say it is partial.
 
-    Damaged: a done region whose chunk files are missing (a file listing, :mod:`napari_xt.engine.store_check`)
+    Damaged: a done region whose chunk files are missing (a file listing, :mod:`napari_xt.store.check`)
     would read as background, so it is a :class:`~napari_xt.errors.StoreDamaged`, never a silently empty export.
     """
-    from ..engine.store_check import as_error
+    from ..store.check import as_error
 
     damages = store.damage()
     if damages:
@@ -96,7 +96,7 @@ def detection_shape(store, detections_as: str) -> str:
 
 def check_out(out, overwrite: bool, what: str = "output") -> Path:
     """The absolute output path; an existing one is refused unless ``overwrite`` (and is never half-replaced)."""
-    from ..engine.store import is_store
+    from ..store import is_store
 
     out = Path(os.path.abspath(os.fspath(out)))
     if is_store(out):

@@ -25,7 +25,7 @@ from ..app.events import RegionDone, RegionFailed, RunFinished
 from ..app.layers import default_store_path, results_dir, unique_store_path, world_to_level0
 from ..app.request import PredictRequest
 from ..engine.options import DEFAULT_SCORE_THRESHOLD
-from ..engine.store import is_store, read_meta
+from ..store import is_store, read_meta
 from . import _fields as F
 from ._encoder_picker import EncoderPicker
 from ._export import ExportButton

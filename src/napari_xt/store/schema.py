@@ -8,7 +8,7 @@ every array, so each array's metadata is compared with it first, from the JSON f
 millisecond each): a mismatch is a :class:`~napari_xt.errors.StoreDamaged` naming the store, the array and the fix.
 
 An array whose metadata is missing or wrong is rebuilt empty by a resume (:func:`rebuild`), and the regions whose
-results it held are redone (:mod:`.store_check`); a store whose root metadata is lost cannot be repaired (nothing
+results it held are redone (:mod:`.check`); a store whose root metadata is lost cannot be repaired (nothing
 says what it was made from) and must be made again. Pure JSON + zarr; no torch, no Qt.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import zarr
 
 from ..errors import StoreDamaged, StoreError
-from .pyramid import level_shapes
-from .store_layout import (
+from .label_pyramid import level_shapes
+from .layout import (
     DET_COLUMNS,
     IDS_CHUNK,
     ROWS_CHUNK,
@@ -33,7 +33,7 @@ from .store_layout import (
     make_probabilities,
     make_table,
 )
-from .store_meta import ATTR, FORMAT, LEGACY_META
+from .meta import ATTR, FORMAT, LEGACY_META
 
 __all__ = ["Damage", "Layout", "as_error", "looks_like_store", "rebuild", "root_damage", "schema_damage"]
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreDamaged, StoreError
-from .store_meta import now_iso
-from .store_read import read_all
-from .store_schema import Damage, looks_like_store
+from .meta import now_iso
+from .read import read_all
+from .schema import Damage, looks_like_store
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ __all__ = ["StoreRepairs"]
 
 
 class StoreRepairs:
-    """Mixed into :class:`~.store.ResultStore`: what :mod:`.store_check` reads and :func:`.store_check.repair`
+    """Mixed into :class:`~.store.ResultStore`: what :mod:`.check` reads and :func:`.check.repair`
     writes. The attributes it uses are set by ``ResultStore.__init__``."""
 
     path: Path
@@ -42,7 +42,7 @@ class StoreRepairs:
     unreadable: dict[str, list[tuple[int, ...]]]
     #: arrays made again (empty) when a resume opened a store whose layout was damaged
     rebuilt: list[str]
-    #: regions a repair cleared for the run to redo (see :func:`.store_check.repair`)
+    #: regions a repair cleared for the run to redo (see :func:`.check.repair`)
     repaired: list[int]
 
     @staticmethod
@@ -90,8 +90,8 @@ class StoreRepairs:
         return values
 
     def damage(self, deep: bool = False, cores: np.ndarray | None = None) -> list[Damage]:
-        """Chunk-level damage (:func:`.store_check.chunk_damage`); ``cores`` default to the plan in the metadata."""
-        from .store_check import chunk_damage, region_cores
+        """Chunk-level damage (:func:`.check.chunk_damage`); ``cores`` default to the plan in the metadata."""
+        from .check import chunk_damage, region_cores
 
         found, _ = chunk_damage(self, region_cores(self.meta) if cores is None else cores, deep)  # type: ignore[arg-type]
         return found
