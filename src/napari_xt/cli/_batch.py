@@ -110,21 +110,13 @@ class _Display:
     def start(self, client, total: int) -> None:
         if self.quiet:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from ._bar import progress_bar
 
         link = client.dashboard_link
         if self.local and importlib.util.find_spec("bokeh") is None:
             link += "  (shows a page asking for bokeh: pip install 'bokeh>=3.1' for the live dashboard)"
         print(f"dask dashboard: {link}", flush=True)
-        self.bar = Progress(TextColumn("[bold]images"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn())
+        self.bar = progress_bar("images", "{task.fields[failed]} failed")
         self.task = self.bar.add_task("images", total=total, failed=0)
         self.failed, self.t0 = 0, time.perf_counter()
         self.bar.start()

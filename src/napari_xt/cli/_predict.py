@@ -177,17 +177,9 @@ class _Progress:
     """A rich progress bar: regions, regions/s, ETA."""
 
     def start(self, total: int, already_done: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from ._bar import progress_bar
 
-        self.bar = Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]} regions/s"), TimeElapsedColumn(), TimeRemainingColumn())
+        self.bar = progress_bar("predict", "{task.fields[rate]} regions/s")
         self.task = self.bar.add_task("regions", total=total, completed=already_done, rate="-")
         self.t0, self.base = time.perf_counter(), already_done
         self.bar.start()
