@@ -28,3 +28,13 @@ def test_the_encoder_paragraph_says_what_the_catalogue_offers():
     for words in ("UNI", "Virchow2", "SSL4EO", "DINOv2", "`timm:<name>`", "`hf-hub:<org>/<repo>`",
                   "docs/encoders.md"):
         assert words in intro, words
+
+
+def test_the_layout_section_matches_the_folders():
+    """Every package of src/napari_xt (and the model's encoders) is in the README's layout, and nothing else is."""
+    layout = _readme().split("## Layout")[1].split("```")[1]
+    listed = set(re.findall(r"^ {2,4}(\w+)/", layout, flags=re.M))
+    src = REPO / "src" / "napari_xt"
+    packages = {p.parent.name for p in src.glob("*/__init__.py")} | {"encoders"}
+    assert listed == packages
+    assert (src / "model" / "encoders" / "__init__.py").is_file()
