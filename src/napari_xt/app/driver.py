@@ -169,7 +169,7 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
     if "classification" in cfg.heads:
         from .scores import score_layout
 
-        layout = score_layout(run)
+        layout = score_layout(plan, cfg.heads, cfg.class_names, cfg.class_colors, store.window_scores())
     return PreparedRun(request, run, layout)
 
 

@@ -9,7 +9,6 @@ keywords back, so a reopened store's heat map lies exactly where the live one di
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -92,7 +91,5 @@ def store_layout(store: Any) -> ScoreLayout | None:
     plan = plan_from_meta(store.meta)
     if plan is None:
         return None
-    config = SimpleNamespace(heads=cfg["heads"], class_names=cfg.get("class_names") or {},
-                             class_colors=cfg.get("class_colors") or {})
-    # score_layout reads a run's plan, model config and store: a store alone gives all three
-    return score_layout(SimpleNamespace(plan=plan, model=SimpleNamespace(config=config), store=store))  # type: ignore[arg-type]
+    return score_layout(plan, cfg["heads"], cfg.get("class_names") or {}, cfg.get("class_colors") or {},
+                        store.window_scores())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,7 +12,6 @@ from .events import MAX_SCORE_CELLS, ScoreLayout
 
 if TYPE_CHECKING:
     from ..engine.plan import Plan
-    from ..engine.run import InferenceRun
 
 
 def _cell_size(plan: Plan) -> int:
@@ -37,11 +37,13 @@ def window_boxes(plan: Plan) -> dict[int, tuple[int, int, int, int]]:
     return {w: (round(b[0] * f), round(b[1] * f), round(b[2] * f), round(b[3] * f)) for w, b in bounds.items()}
 
 
-def score_layout(run: InferenceRun) -> ScoreLayout:
-    """The heat-map raster of ``run``'s windows and the scores its store already holds."""
-    plan, cfg = run.plan, run.model.config
-    n = int(cfg.heads["classification"].get("num_classes", 0))
-    names = list(cfg.class_names.get("classification", [])) or [f"class {i}" for i in range(n)]
+def score_layout(plan: Plan, heads: Mapping[str, Mapping[str, Any]], class_names: Mapping[str, Sequence[str]],
+                 class_colors: Mapping[str, Sequence[Sequence[int]]],
+                 scores: Mapping[int, np.ndarray]) -> ScoreLayout:
+    """The heat-map raster of ``plan``'s windows for a model with these ``heads`` (a classification one) and class
+    names/colours (by head), with the window ``scores`` a store already holds (a run's, or a store opened alone)."""
+    n = int(heads["classification"].get("num_classes", 0))
+    names = list(class_names.get("classification", [])) or [f"class {i}" for i in range(n)]
     cell = _cell_size(plan)
     rows, cols = (math.ceil(v / cell) for v in plan.analysis_shape)
     window_map = np.full((rows, cols), -1, dtype=np.int32)
@@ -50,6 +52,6 @@ def score_layout(run: InferenceRun) -> ScoreLayout:
             y0, x0, y1, x1 = (int(v / cell + 0.5) for v in r.core)  # neighbours share edges: no gaps, no overlaps
             window_map[y0:y1, x0:x1] = r.window
     boxes = window_boxes(plan)
-    stored = {w: s for w, s in run.store.window_scores().items() if w in boxes and len(s) == len(names)}
-    return ScoreLayout(names, [list(c) for c in cfg.class_colors.get("classification", [])], window_map, cell,
+    stored = {w: s for w, s in scores.items() if w in boxes and len(s) == len(names)}
+    return ScoreLayout(names, [list(c) for c in class_colors.get("classification", [])], window_map, cell,
                        plan.downsample_to_level0, boxes, stored)
