@@ -9,6 +9,8 @@ import numpy as np
 
 from napari_xt.app.suggest import (
     SuggestOptions,
+    balanced_uncertainty,
+    class_entropy,
     covered,
     detection_uncertainty,
     pool_cells,
@@ -63,6 +65,26 @@ def test_measures():
     # peaks at the threshold weigh 1, at the band's edge 0; a crowd of undecided peaks beats one
     assert abs(detection_uncertainty(np.array([0.4, 0.6, 0.2, 0.9]), 0.4, band=0.5) - 1.0) < 1e-9
     assert detection_uncertainty(np.array([0.3] * 5), 0.4, 0.5) > detection_uncertainty(np.array([0.4]), 0.4, 0.5)
+
+
+def test_the_balanced_measure_weighs_doubt_about_the_rare_class_as_the_loss_does():
+    """Two regions with the same total doubt: in one it is on sea pixels, in the other on the few ship pixels. The
+    plain mean entropy ties them; the balanced one (weights of the predicted classes, capped at 10) prefers the
+    ship's region, and equals the plain mean where one class is predicted everywhere."""
+    sea = np.zeros((2, 10, 10), np.float32)
+    sea[0], sea[1] = 0.9, 0.1  # sea everywhere, a little doubt
+    ships = np.zeros_like(sea)
+    ships[0] = 1.0  # sure sea, but for
+    ships[:, 0, :9] = [[0.45], [0.55]]  # 9 px: ship, undecided
+    h_sea, h_ship = segmentation_uncertainty(sea), segmentation_uncertainty(ships)
+    sums, counts = zip(*(class_entropy(p) for p in (sea, ships)), strict=True)
+    assert counts[1].tolist() == [91, 9]
+    balanced = balanced_uncertainty(np.stack(sums), np.stack(counts))
+    # ships are 9 of 200 predicted pixels: weight min(191 / 9, 10) = 10
+    assert np.isclose(balanced[0], h_sea) and np.isclose(balanced[1], 10 * h_ship, rtol=1e-4)
+    assert balanced[1] > balanced[0] and h_ship < h_sea
+    one = balanced_uncertainty(sums[0][None], counts[0][None])
+    assert np.isclose(one[0], h_sea)
 
 
 def test_cells_pool_regions_and_skip_what_is_annotated():

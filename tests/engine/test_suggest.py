@@ -10,7 +10,12 @@ import torch
 
 from napari_xt.app.driver import predict, prepare
 from napari_xt.app.request import make_request
-from napari_xt.app.suggest import SuggestOptions, segmentation_uncertainty
+from napari_xt.app.suggest import (
+    SuggestOptions,
+    balanced_uncertainty,
+    class_entropy,
+    segmentation_uncertainty,
+)
 from napari_xt.app.suggest_run import SuggestionError, suggest
 from napari_xt.engine.store import ResultStore
 from napari_xt.io import array_image
@@ -36,8 +41,8 @@ def test_region_scores_are_the_entropy_of_the_stored_probabilities(image, tmp_pa
     """Each region's score is the mean normalised entropy over its core of the probabilities a prediction of the
     same model and plan stores; the heat map holds the same values; the top picks are spread out."""
     model = _model({"segmentation": {"num_classes": 3}})
-    found = suggest("array:suggest", "m", SuggestOptions(top=4), image_obj=image, model_obj=model, use_mask=False,
-                    window_size=2, folder=tmp_path)
+    found = suggest("array:suggest", "m", SuggestOptions(top=4, measure="entropy"), image_obj=image, model_obj=model,
+                    use_mask=False, window_size=2, folder=tmp_path)
     assert found.task == "segmentation" and found.regions == 30  # 5 x 6 regions of 128 px
     out = tmp_path / "p.xt.zarr"
     request = make_request("array:suggest", "m", str(out), use_mask=False, window_size=2, probabilities=True)
@@ -55,6 +60,13 @@ def test_region_scores_are_the_entropy_of_the_stored_probabilities(image, tmp_pa
     rc = np.array([divmod(int(i), 6) for i in found.order])
     gaps = [np.hypot(*(rc[a] - rc[b])) for a in range(4) for b in range(a)]
     assert min(gaps) >= 2  # never two touching cells
+    # the default measure: the same entropy, each pixel weighted by its predicted class's balanced-loss weight
+    balanced = suggest("array:suggest", "m", SuggestOptions(top=4), image_obj=image, model_obj=model, use_mask=False,
+                       window_size=2, folder=tmp_path)
+    parts = [class_entropy(np.asarray(probs[:, r * 128:(r + 1) * 128, c * 128:(c + 1) * 128]))
+             for r in range(5) for c in range(6)]
+    weighted = balanced_uncertainty(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]))
+    assert balanced.measure == "balanced" and np.allclose(balanced.scores, weighted, atol=1e-6)
 
 
 def test_an_undecided_model_scores_one_and_a_sure_one_zero(image, tmp_path):

@@ -1,9 +1,10 @@
 """Where to annotate next: per-region uncertainty of a model, ranked so the top K are spread out (numpy only).
 
 Labelling is the expensive part of fine-tuning. After a Train, the model's own doubt says where one more annotated
-region would teach it most: for segmentation the mean normalised entropy (or 1 - margin) of its per-pixel softmax,
-for detection the peaks scoring near its calibrated threshold (``XTConfig.score_threshold``), the objects it cannot
-decide on. The scores are measured by the streaming engine (:mod:`.suggest_run`); this module holds what needs no
+region would teach it most: for segmentation the mean normalised entropy of its per-pixel softmax, weighted as the
+balanced training loss weighs the classes (or plain, or 1 - margin), for detection the peaks scoring near its
+calibrated threshold (``XTConfig.score_threshold``), the objects it cannot decide on. The scores are measured
+by the streaming engine (:mod:`.suggest_run`); this module holds what needs no
 torch: the measures on one region's outputs, the pooling of regions into suggestion cells, the ranking with
 diversity, and the result (:class:`Suggestions`), which the CLI writes as GeoJSON and the dock shows as a heat map
 and a Shapes layer. Ranking by score alone picks K neighbours (uncertainty is spatially smooth: a coastline, a
@@ -23,7 +24,9 @@ import numpy as np
 __all__ = ["MEASURES", "SuggestOptions", "Suggestions", "detection_uncertainty", "rank_diverse",
            "segmentation_uncertainty"]
 
-MEASURES = ("entropy", "margin")
+MEASURES = ("balanced", "entropy", "margin")
+#: the cap of the balanced measure's class weights: the balanced loss's own (``TrainOptions.weight_cap``)
+WEIGHT_CAP = 10.0
 Box = tuple[float, float, float, float]  # level-0 (y0, x0, y1, x1)
 
 
@@ -34,7 +37,9 @@ class SuggestOptions:
     top: int = 8  # suggestions returned
     cell: int = 1  # regions per suggestion side (2: a 2 x 2 block of regions, one training window of size 2)
     min_distance: float = 2.0  # between two suggestions' centres, in cells (2: never touching, not even diagonally)
-    measure: str = "entropy"  # segmentation: "entropy" (mean normalised entropy) or "margin" (mean 1 - (p1 - p2))
+    #: segmentation: "balanced" (mean normalised entropy, each pixel weighted by its predicted class's weight in the
+    #: balanced loss), "entropy" (unweighted) or "margin" (mean 1 - (p1 - p2))
+    measure: str = "balanced"
     band: float = 0.5  # detection: a peak within band x threshold of the threshold counts as undecided
     exclude: tuple[Box, ...] = ()  # level-0 boxes already annotated: cells mostly inside them are not suggested
 
@@ -52,23 +57,58 @@ class SuggestOptions:
 
 
 # -- one region's uncertainty ------------------------------------------------------------------------------------------
+def _normalised(probabilities: np.ndarray) -> np.ndarray:
+    p = np.asarray(probabilities, dtype=np.float32)
+    return p / np.maximum(p.sum(0, keepdims=True), 1e-6)  # uint8 rounding: renormalise
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(0) / math.log(p.shape[0])
+
+
 def segmentation_uncertainty(probabilities: np.ndarray, measure: str = "entropy") -> float:
     """Mean uncertainty of a ``(K, h, w)`` probability map (uint8 0..255 as the store keeps it, or floats) in [0, 1].
 
     ``entropy``: Shannon entropy over log K (1: all classes equally likely). ``margin``: 1 - (p1 - p2), the gap
     between the two likeliest classes. Both are means over the region's pixels: what painting the region would fix.
+    (``balanced`` needs the whole image's class frequencies: :func:`class_entropy` per region, then
+    :func:`balanced_uncertainty`.)
     """
-    p = np.asarray(probabilities, dtype=np.float32)
-    k = p.shape[0]
-    if k < 2 or p.size == 0:
+    if np.shape(probabilities)[0] < 2 or np.size(probabilities) == 0:
         return 0.0
-    p = p / np.maximum(p.sum(0, keepdims=True), 1e-6)  # uint8 rounding: renormalise
+    p = _normalised(probabilities)
     if measure == "margin":
         top2 = np.sort(p, axis=0)[-2:]
         return float(np.mean(1.0 - (top2[1] - top2[0])))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log(p), 0.0).sum(0)
-    return float(np.mean(h) / math.log(k))
+    return float(np.mean(_entropy(p)))
+
+
+def class_entropy(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A region's normalised entropy summed per predicted class, and its pixel count per predicted class: (K,), (K,).
+
+    What the balanced measure keeps per region while the engine streams; the weights need every region's counts."""
+    k = int(np.shape(probabilities)[0])
+    if k < 2 or np.size(probabilities) == 0:
+        return np.zeros(max(k, 1)), np.zeros(max(k, 1))
+    p = _normalised(probabilities)
+    h, label = _entropy(p).ravel(), p.argmax(0).ravel()
+    return np.bincount(label, weights=h, minlength=k), np.bincount(label, minlength=k).astype(np.float64)
+
+
+def balanced_uncertainty(entropy_sums: np.ndarray, counts: np.ndarray, cap: float = WEIGHT_CAP) -> np.ndarray:
+    """Regions' mean entropy with each pixel weighted by its predicted class's weight in the balanced loss.
+
+    With ships on 0.1 % of a scene, the plain mean is the sea's doubt (clutter, coastlines); the few pixels where
+    the model hesitates about a ship vanish in it. The balanced loss trains with each class weighted by its capped
+    inverse frequency (the most frequent 1, a class r times rarer min(r, cap)); weighting the doubt the same way
+    (frequencies of the predicted classes over the whole scored image) points at the regions whose labels that
+    loss would weigh most."""
+    sums, n = np.atleast_2d(entropy_sums), np.atleast_2d(counts)
+    freq = n.sum(0) / max(float(n.sum()), 1.0)
+    top = float(freq.max()) if freq.size else 1.0
+    weights = np.where(freq > 0, np.minimum(top / np.maximum(freq, 1e-12), cap), 0.0)
+    return (sums * weights).sum(1) / np.maximum(n.sum(1), 1.0)
 
 
 def detection_uncertainty(scores: np.ndarray, threshold: float, band: float = 0.5) -> float:

@@ -27,6 +27,8 @@ from .request import PlanOptions, PredictRequest, RunOptions
 from .suggest import (
     Suggestions,
     SuggestOptions,
+    balanced_uncertainty,
+    class_entropy,
     detection_uncertainty,
     segmentation_uncertainty,
     suggestions_from_regions,
@@ -77,15 +79,24 @@ def suggestion_events(image: str, model: str, options: SuggestOptions | None = N
             holder["run"] = prepared.run
         store, plan_ = prepared.run.store, inputs.plan
         values: dict[int, float] = {}
+        by_class: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # balanced: entropy sums and counts per class
         end: RunFinished | None = None
         for event in driver.events(prepared, spare_a_core=spare_a_core):
             if isinstance(event, RegionDone):
-                values[event.region_id] = _region_value(event, store, task, options, threshold)
+                if task == "segmentation" and options.measure == "balanced":
+                    by_class[event.region_id] = class_entropy(_core_probabilities(store, event))
+                else:
+                    values[event.region_id] = _region_value(event, store, task, options, threshold)
             elif isinstance(event, RunFinished):
                 end = event
             yield event
         if end is not None and end.error is not None:
             raise end.error
+        if by_class:  # the class weights need every region's counts: the regions' values come once all have run
+            keys = sorted(by_class)
+            scores = balanced_uncertainty(np.stack([by_class[i][0] for i in keys]),
+                                          np.stack([by_class[i][1] for i in keys]))
+            values = {i: float(v) for i, v in zip(keys, scores, strict=True)}
         f = plan_.downsample_to_level0
         ids = sorted(values)
         regions = [plan_.regions[i] for i in ids]
@@ -108,8 +119,12 @@ def _region_value(event: RegionDone, store: Any, task: str, options: SuggestOpti
     if task == "detection":
         scores = event.detections.score if event.detections is not None else np.zeros(0)
         return detection_uncertainty(scores, float(threshold or 0.0), options.band)
+    return segmentation_uncertainty(_core_probabilities(store, event), options.measure)
+
+
+def _core_probabilities(store: Any, event: RegionDone) -> np.ndarray:
     y0, x0, y1, x1 = event.core  # analysis px: the store's probability maps are at the analysis level
-    return segmentation_uncertainty(np.asarray(store.probabilities[:, y0:y1, x0:x1]), options.measure)
+    return np.asarray(store.probabilities[:, y0:y1, x0:x1])
 
 
 def suggest(image: str, model: str, options: SuggestOptions | None = None, **kwargs: Any) -> Suggestions:

@@ -1,7 +1,7 @@
 """``napari-xt suggest IMAGE --model M --top K --out regions.geojson``: where to annotate next, for scripted campaigns.
 
 The model runs over the image (or ``--roi``) through the same streaming engine as ``predict``; every region is scored
-by the model's doubt (segmentation: mean entropy or margin of its softmax; detection: peaks near its calibrated
+by the model's doubt (segmentation: class-balanced mean entropy of its softmax; detection: peaks near its calibrated
 threshold), and the top K cells, spread out by ``--min-distance``, are written as QuPath-style GeoJSON annotations
 (level-0 pixels). ``--exclude done.geojson`` skips what an earlier round already labelled, so a campaign is
 ``suggest → annotate → train → suggest --exclude ...``. Exit codes: 0 written, 1 the input could not be processed
@@ -38,7 +38,9 @@ def add_parser(sub) -> None:
                    help="two suggestions' centres are at least this many cells apart, relaxed only when the image "
                    f"has too few cells (default {d.min_distance:g}: never touching)")
     p.add_argument("--measure", choices=MEASURES, default=d.measure,
-                   help="segmentation: mean normalised entropy or 1 - margin of the softmax (default entropy)")
+                   help="segmentation: balanced (default: mean normalised entropy of the softmax, each pixel weighted by "
+                   "its predicted class's weight in the balanced loss, so doubt about a rare class counts), entropy "
+                   "(unweighted) or margin (mean 1 - (p1 - p2))")
     p.add_argument("--band", type=float, default=d.band, metavar="B",
                    help="detection: a peak within B x threshold of the model's threshold is undecided "
                    f"(default {d.band:g})")
