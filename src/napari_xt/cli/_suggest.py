@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
                    help="two suggestions' centres are at least this many cells apart, relaxed only when the image "
                    f"has too few cells (default {d.min_distance:g}: never touching)")
     p.add_argument("--measure", choices=MEASURES, default=d.measure,
-                   help="segmentation: balanced (default: mean normalised entropy of the softmax, each pixel weighted by "
-                   "its predicted class's weight in the balanced loss, so doubt about a rare class counts), entropy "
+                   help="segmentation: balanced (default: mean normalised entropy of the softmax, each pixel weighted "
+                   "by its predicted class's weight in the balanced loss, so doubt about a rare class counts), entropy "
                    "(unweighted) or margin (mean 1 - (p1 - p2))")
     p.add_argument("--band", type=float, default=d.band, metavar="B",
                    help="detection: a peak within B x threshold of the model's threshold is undecided "
