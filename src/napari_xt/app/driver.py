@@ -44,6 +44,9 @@ from .events import (
 from .request import PredictRequest
 
 if TYPE_CHECKING:
+    import torch
+
+    from ..engine.normalise import Normaliser
     from ..engine.plan import Plan
     from ..engine.run import InferenceRun, RegionResult
     from ..io import LargeImage
@@ -53,13 +56,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Inputs:
-    """A request resolved into things: the image opened, the model loaded, the plan made, their identities."""
+    """A request resolved into things: the image opened, the model loaded, the plan made, their identities, and the
+    device and normaliser checked on the way (handed to the run, which does not resolve them again)."""
 
     request: PredictRequest
     image: LargeImage
     model: XTModel
     plan: Plan
     identity: Identity  # which model, image and plan (what a store made from these records)
+    device: torch.device | None = None
+    normaliser: Normaliser | None = None
 
 
 @dataclass
@@ -98,8 +104,9 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
     if model is None:
         model = load_model(request.model)
     cfg = model.config
-    autocast_dtype(request.run.precision, resolve_device(request.run.device))
-    Normaliser.from_config(cfg, image)
+    device = resolve_device(request.run.device)
+    autocast_dtype(request.run.precision, device)  # an unsupported precision is refused here
+    normaliser = Normaliser.from_config(cfg, image)
     opts = request.plan
     mpp = opts.mpp if opts.mpp is not None else (cfg.pixel_size if opts.level is None else None)
     if mpp is not None and not image.pixel_size:
@@ -114,7 +121,7 @@ def resolve(request: PredictRequest, model: XTModel | None = None, image: LargeI
     except PlanError as err:  # in a batch of hundreds, an error must say which image it is about
         raise PlanError(f"{request.image}: {err}", option=err.option) from None
     identity = Identity(model_checksum(model), image_fingerprint(image), plan.checksum())
-    return Inputs(request, image, model, plan, identity)
+    return Inputs(request, image, model, plan, identity, device, normaliser)
 
 
 def _store_meta(inputs: Inputs) -> dict[str, object]:
@@ -164,7 +171,8 @@ def prepare(request: PredictRequest, model: XTModel | None = None, image: LargeI
             downsample_to_level0=plan.downsample_to_level0,
         )
         store = ResultStore.create(out, spec, _store_meta(inputs), overwrite=request.overwrite)
-    run = InferenceRun(inputs.model, inputs.image, plan, store, request.run, pipeline=staged)
+    run = InferenceRun(inputs.model, inputs.image, plan, store, request.run, pipeline=staged, device=inputs.device,
+                       normaliser=inputs.normaliser)
     layout = None
     if "classification" in cfg.heads:
         from .scores import score_layout

@@ -73,15 +73,19 @@ class _Job:
 
 
 class InferenceRun:
-    """One run of ``model`` over ``plan`` on ``image``, writing ``store``; iterate it to make progress."""
+    """One run of ``model`` over ``plan`` on ``image``, writing ``store``; iterate it to make progress.
+
+    ``device`` and ``normaliser``: what the caller already resolved for these options, model and image (the run
+    driver does, to reject a request before its store exists); resolved here when not given."""
 
     def __init__(self, model: XTModel, image: LargeImage, plan: Plan, store: ResultStore,
-                 options: RunOptions | None = None, pipeline: bool = True, queue_depth: int = 2):
+                 options: RunOptions | None = None, pipeline: bool = True, queue_depth: int = 2,
+                 device: torch.device | None = None, normaliser: Normaliser | None = None):
         self.model, self.image, self.plan, self.store = model, image, plan, store
         self.options = options or RunOptions()
-        self.device = resolve_device(self.options.device)
+        self.device = device if device is not None else resolve_device(self.options.device)
         self.amp = autocast_dtype(self.options.precision, self.device)
-        self.normaliser = Normaliser.from_config(model.config, image)
+        self.normaliser = normaliser if normaliser is not None else Normaliser.from_config(model.config, image)
         self.score_threshold = score_threshold_for(self.options.score_threshold, model.config.score_threshold)
         #: Compute, post-process and write on threads of their own (False: everything on the caller's thread, the
         #: reference path the tests compare against); ``queue_depth`` batches may wait before each of the two
