@@ -235,11 +235,7 @@ def finish(run: InferenceRun, seconds: float, status: RunStatus, error: BaseExce
     windows a cancelled or partial run happened to reach would look like a whole-image answer and is not one.
     """
     new = run.n_done - run.n_done_at_start
-    image_scores: np.ndarray | None = None
-    if status == "complete":
-        windows = run.store.window_scores()
-        if windows:
-            image_scores = np.mean(np.stack(list(windows.values())), axis=0).astype(np.float32)
+    image_scores = run.store.mean_window_scores() if status == "complete" else None
     summary = RunSummary(
         store=str(run.store.path), regions_total=run.n_total, regions_done=run.n_done, regions_new=new,
         regions_skipped=len(run.plan.skipped), regions_failed=run.n_failed, cancelled=run.cancelled,

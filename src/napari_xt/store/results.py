@@ -344,6 +344,14 @@ class ResultStore(StoreRepairs):
             out[int(row[0])] = row[1:].astype(np.float32)
         return out
 
+    def mean_window_scores(self) -> np.ndarray | None:
+        """The mean of every scored window's class scores (float32): the whole image's scores once every window of
+        the plan is scored (only a complete run's; a cancelled run's windows are not the image). None without any."""
+        windows = self.window_scores()
+        if not windows:
+            return None
+        return np.mean(np.stack(list(windows.values())), axis=0).astype(np.float32)
+
     def set_image_scores(self, scores: np.ndarray | Sequence[float], class_names: Sequence[str] | None = None) -> None:
         self._check_writable()
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
