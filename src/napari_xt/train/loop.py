@@ -32,6 +32,7 @@ from .data import RegionCache, TrainingImage, build_windows, iter_window
 from .losses import class_weights, detection_loss, detection_targets, segmentation_loss
 from .model_setup import encoder_parameters, frozen_by_freezing, has_trainable_neck, make_model, resolve_freeze
 from .options import TrainOptions
+from .runtime import freeze_batchnorm, idle_core_threads
 from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
 from .tasks import tasks_from_annotations
 from .validation import evaluate
@@ -239,7 +240,7 @@ class Trainer:
 
         On the CPU freed activations and gradients stay in the process for the next step (engine/allocator.py:
         ConvNeXt-T steps ~10-20 % faster here); the defaults come back when training ends."""
-        with reuse_freed_memory(self.device.type == "cpu"):
+        with reuse_freed_memory(self.device.type == "cpu"), idle_core_threads(self.device.type == "cpu"):
             yield from self._events()
 
     def _events(self) -> Iterator[dict]:
@@ -280,6 +281,8 @@ class Trainer:
             model.train()
             if o.freeze_encoder:
                 model.region_encoder.eval()
+            elif self.pretrained_encoder:
+                freeze_batchnorm(model.region_encoder)
             order = self._epoch_order(rng)
             losses: list[float] = []
             t_epoch = time.perf_counter()
@@ -338,6 +341,11 @@ class Trainer:
                    "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks), "base": o.base,
                    "class_counts": [int(v) for v in self.class_counts]}
         yield {"kind": "done", **summary}
+
+    @property
+    def pretrained_encoder(self) -> bool:
+        """A fresh model whose backbone came with pretrained weights (package, hub, file)."""
+        return bool(self.options.pretrained or self.options.encoder_weights) and not self.options.base
 
     def _param_groups(self) -> list[dict]:
         """The trainable parameters; a pretrained backbone's learn at ``encoder_lr_scale`` x the rate (what the
