@@ -1,6 +1,6 @@
 """Does labelling where the model suggests save work? A simulated annotator on real data with ground truth (issue 24).
 
-Run: ``python benchmarks/bench_active.py [--data ships,trees] [--seeds 0,1,2] [--rounds 5] [--start 4] [--add 4]``.
+Run: ``python benchmarks/bench_active.py [--data ships,trees] [--seeds 0,1,2] [--rounds 3] [--start 4] [--add 6]``.
 
 Two real data sets, split by the repository's scripts into a part to annotate (the pool) and a held-out part that is
 never trained on (written to napari-xt's user cache, never into the repository):
@@ -258,10 +258,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="ships,trees")
     p.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--start", type=int, default=4, help="labelled regions to start from (one with the rare class)")
-    p.add_argument("--add", type=int, default=4, help="regions added per round")
-    p.add_argument("--steps", type=int, default=120, help="optimiser steps per training (rounded up to epochs)")
+    p.add_argument("--add", type=int, default=6, help="regions added per round")
+    p.add_argument("--steps", type=int, default=60, help="optimiser steps per training (rounded up to epochs)")
     p.add_argument("--encoder", default="efficientnet-lite0")
     p.add_argument("--window", type=int, default=1, help="context window side in regions (training, suggestions and "
                    "scoring; 1: each step trains the labelled region alone, not 3 unlabelled neighbours with it)")
