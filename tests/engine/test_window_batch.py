@@ -65,9 +65,16 @@ def assert_same_store(a, b, windows=4):
     assert np.abs(pa - pb).max() <= 1 and (pa != pb).mean() < 1e-5  # rounding of a uint8, rarely
     da, db = sa["detections"], sb["detections"]
     assert da.keys() == db.keys() and len(da["y"]) > 0
-    # the table's rows follow the order regions were written in (window after window, or interleaved): compare sets
-    ia, ib = (np.lexsort((d["cls"], d["x"].round(1), d["y"].round(1))) for d in (da, db))
-    np.testing.assert_array_equal(da["cls"][ia], db["cls"][ib])  # the same objects (peaks), the same classes
+    # the table's rows follow the order regions were written in (window after window, or interleaved): compare sets.
+    # At threshold 0 a random model's ~5000 peaks carry near-equal scores, and one object's suppression of its
+    # neighbours (peaks within half its size) can flip on a 1e-6 difference of summation order: at most 0.1 % of the
+    # objects may differ; every object found by both must agree in class, place, size and score.
+    keys = [{(int(c), round(float(y), 1), round(float(x), 1)): i for i, (c, y, x) in
+             enumerate(zip(d["cls"], d["y"], d["x"], strict=True))} for d in (da, db)]
+    common = sorted(set(keys[0]) & set(keys[1]))
+    assert len(set(keys[0]) ^ set(keys[1])) <= max(2, len(common) // 1000), (len(keys[0]), len(keys[1]))
+    ia = np.array([keys[0][k] for k in common])
+    ib = np.array([keys[1][k] for k in common])
     for k in ("y", "x", "h", "w", "score"):  # sub-pixel offsets, sizes and scores are regressed floats
         np.testing.assert_allclose(da[k][ia], db[k][ib], rtol=1e-5, atol=1e-5)
     assert sa["windows"].keys() == sb["windows"].keys() and len(sa["windows"]) == windows

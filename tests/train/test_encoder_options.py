@@ -64,7 +64,8 @@ def test_encoder_options_reach_timm_and_survive_save_and_load(tmp_path, capsys, 
 def test_a_bad_option_is_one_line_in_the_cli(tmp_path, capsys):
     from napari_xt.cli import main
 
-    args = [*_scene(tmp_path), "--encoder-options", "widths=[8,8,8,8],colour=blue", "--region-size", "128",
+    args = [*_scene(tmp_path), "--region-encoder", "tiny", "--encoder-options", "widths=[8,8,8,8],colour=blue",
+            "--region-size", "128",
             "--epochs", "1", "--out", str(tmp_path / "x.safetensors")]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()

@@ -206,9 +206,9 @@ def decode_detections(
     }
     # a 3 x 3 peak window is 12 px at stride 4: a 40 px tree crown's bumpy heat map has several peaks (108 extra
     # detections among 307 on the held-out NEON rows); peaks within half the measured object size are one object
-    keep = same_object_keep(out["y"], out["x"], out["h"], out["w"], out["cls"], out["score"])
-    if not keep.all():
-        out = {k: v[keep] for k, v in out.items()}
+    distinct = same_object_keep(out["y"], out["x"], out["h"], out["w"], out["cls"], out["score"])
+    if not distinct.all():
+        out = {k: v[distinct] for k, v in out.items()}
     out["class"] = out["cls"]
     return out
 
