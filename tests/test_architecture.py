@@ -135,11 +135,7 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 #: Cycles known and owned by work in progress elsewhere (issue 22 found them; each entry names who breaks it). The
 #: test fails when a new cycle appears and when a listed one is gone (then delete its entry).
-KNOWN_CYCLES: list[list[str]] = [
-    # train.annotations reads GIS files through train.gis_vectors (lazily), which builds train.annotations'
-    # and train.polygons' types: both files are being edited (issues 20, 21)
-    ["napari_xt.train.annotations", "napari_xt.train.gis_vectors", "napari_xt.train.polygons"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_the_import_graph_sees_lazy_imports():

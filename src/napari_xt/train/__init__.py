@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .annotation_files import points_from_file
 from .annotations import (
     AnnotationError,
     DetectionAnnotations,
@@ -15,7 +16,6 @@ from .annotations import (
     SegmentationLabels,
     image_classes_from_csv,
     points_from_csv,
-    points_from_file,
     points_from_geojson,
 )
 from .data import IGNORE, Augment, TrainingImage

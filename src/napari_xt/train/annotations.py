@@ -259,25 +259,6 @@ def points_from_geojson(path, class_names: list[str] | None = None) -> Detection
     return DetectionAnnotations(np.array(ys), np.array(xs), np.array(hs), np.array(ws), ids, classes)
 
 
-def points_from_file(path, class_names: list[str] | None = None, image=None) -> DetectionAnnotations:
-    """Objects from a CSV or QuPath GeoJSON (level-0 px), or from a GIS file (GeoPackage, Shapefile, GeoJSON with a
-    CRS) reprojected onto ``image`` (see :mod:`.gis_vectors`; what falls off the image is in ``.gis_note``)."""
-    from .gis_vectors import GIS_SUFFIXES, is_gis_file, read_gis
-
-    suffix = Path(path).suffix.lower()
-    if is_gis_file(path, image):
-        gis = read_gis(path, image)
-        ann = gis.points(class_names)
-        ann.gis_note = gis.describe_skipped()  # type: ignore[attr-defined]
-        return ann
-    if suffix == ".csv":
-        return points_from_csv(path, class_names)
-    if suffix in (".geojson", ".json"):
-        return points_from_geojson(path, class_names)
-    raise AnnotationError(f"{path}: points are read from .csv or .geojson files or GIS files "
-                          f"({', '.join(GIS_SUFFIXES)}), not {suffix or 'this file'}")
-
-
 # -- classification ------------------------------------------------------------------------------------------------
 @dataclass
 class ImageClass:
