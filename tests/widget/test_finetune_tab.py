@@ -28,7 +28,7 @@ def test_train_from_painted_labels_selects_the_new_model(make_napari_viewer, qtb
     tab = dock.finetune
     dock.tabs.setCurrentIndex(1)
     bases = tab._bases()
-    assert bases[0] == ("fresh efficientnet-lite0 model (pretrained, installed weights)", "__fresh__efficientnet-lite0")
+    assert bases[0] == ("fresh efficientnet-lite0 (pretrained)", "__fresh__efficientnet-lite0")
     assert ("fresh tiny model", "__fresh__tiny") in bases[:2]  # the random-init tiny one right after it
     assert any(key == "tiny-hyper-seg" for _, key in tab._bases())
     tab.image.value = image

@@ -102,7 +102,8 @@ class FinetuneTab(Container):
                      self.gis_button, self.base, self.random_init, self.mode, self.epochs, self.budget, self.freeze,
                      self.zero_unlabelled, self.preview, self.out])
         self.suggest = SuggestPanel(self)  # after each Train: where to annotate next (widget/_suggest.py)
-        self.append(self.suggest)
+        # straight into the layout: magicgui gives a non-button widget a label column, which widened the dock by 90 px
+        self.native.layout().addWidget(self.suggest.native)
         #: Train / Stop and the status, pinned below the scrolling fields by the dock (``_window.scrolling``)
         self.footer = Container(widgets=[Container(widgets=[self.train_button, self.stop_button],
                                                    layout="horizontal", labels=False), self.status], labels=False)
@@ -150,7 +151,7 @@ class FinetuneTab(Container):
         default = default_fresh_encoder()
         first = [("fresh tiny model", FRESH + "tiny")]
         if default != "tiny":
-            first.insert(0, (f"fresh {default} model (pretrained, installed weights)", FRESH + default))
+            first.insert(0, (f"fresh {default} (pretrained)", FRESH + default))
         fresh = first + [(f"fresh · {info.label}", FRESH + info.name) for info in self.encoders
                          if info.name not in ("tiny", default)]
         return fresh + [(label, key) for label, key in self._model_choices()

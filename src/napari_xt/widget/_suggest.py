@@ -34,24 +34,28 @@ class SuggestPanel(Container):
     """Suggestions of the Fine-tune tab ``tab`` (its viewer, layers, training window size and preview worker)."""
 
     def __init__(self, tab: Any):
-        super().__init__(labels=True)
+        super().__init__(labels=False)  # a second label column beside the tab's would widen the whole dock
         self.tab, self.viewer = tab, tab.viewer
         #: off by default: on a whole slide the pass runs every region after each Train (minutes on a CPU), which the
         #: user asks for, never gets unasked; "the view" keeps it to what the canvas shows
-        self.auto = CheckBox(text="Then suggest where to annotate next", value=False,
+        self.auto = CheckBox(text="Then suggest what to label next", value=False,
                              tooltip="after each Train, rank the regions by the model's doubt and outline the "
                              "best ones, spread apart ('xT suggestions'; heat map 'xT uncertainty')")
         self.top = SpinBox(label="Suggestions", value=8, min=1, max=500)
-        self.where = ComboBox(label="Suggest in", choices=[("whole image", "image"), ("the view", "view")],
+        self.where = ComboBox(label="Suggest in", choices=[("in the whole image", "image"), ("in the view", "view")],
                               value="image", tooltip="the whole image (tissue only), or the regions in view")
         self.now_button = PushButton(text="Suggest now", tooltip="rank the regions with the model the last Train "
                                      "saved")
-        self.prev_button = PushButton(text="◀ Previous")
-        self.next_button = PushButton(text="Next suggestion ▶")
+        self.prev_button = PushButton(text="◀ Previous", tooltip="centre the view on the previous suggestion")
+        self.next_button = PushButton(text="Next ▶", tooltip="centre the view on the next suggestion")
         self.status = Label(value="")
-        self.extend([self.auto, self.top, self.where, self.now_button,
-                     Container(widgets=[self.prev_button, self.next_button], layout="horizontal", labels=False),
-                     self.status])
+        # one row, no label column of its own: a second label column beside the tab's widened the whole dock
+        caption: Any = Label(value="Suggestions")
+        how_many = Container(widgets=[caption, self.top], layout="horizontal", labels=False)
+        browse = Container(widgets=[self.prev_button, self.next_button], layout="horizontal", labels=False)
+        for row in (self, how_many, browse):
+            row.margins = (0, 0, 0, 0)
+        self.extend([self.auto, how_many, self.where, self.now_button, browse, self.status])
         self.prev_button.changed.connect(lambda _=None: self.go(-1))
         self.next_button.changed.connect(lambda _=None: self.go(1))
         self.now_button.changed.connect(self._now)
