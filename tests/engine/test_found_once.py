@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_xt.engine.store_layout import POINT_RADIUS, found_once
+from napari_xt.engine.store_layout import found_once
+from napari_xt.objects import POINT_RADIUS
 
 
 def table(y, x, size, cls, score, region):

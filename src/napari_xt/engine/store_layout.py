@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..store.layout import DET_COLUMNS, POINT_RADIUS, StoreSpec, found_once
+from ..store.layout import DET_COLUMNS, StoreSpec, found_once
 
-__all__ = ["DET_COLUMNS", "POINT_RADIUS", "StoreSpec", "found_once"]
+__all__ = ["DET_COLUMNS", "StoreSpec", "found_once"]

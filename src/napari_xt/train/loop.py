@@ -247,12 +247,13 @@ class Trainer:
         o, model = self.options, self.model
         rng = np.random.default_rng(o.seed)
         torch.manual_seed(o.seed)
-        params = [p for n, p in model.named_parameters() if not (o.freeze_encoder and frozen_by_freezing(n))]
+        groups = self._param_groups()
+        params = [p for group in groups for p in group["params"]]  # what the gradient clipping sees
         if o.freeze_encoder:
             model.region_encoder.requires_grad_(False)
             if has_trainable_neck(model):
                 model.region_encoder.neck.requires_grad_(True)
-        optimiser = torch.optim.AdamW(self._param_groups(), lr=o.lr, weight_decay=o.weight_decay)
+        optimiser = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
         per_epoch = expected_epoch_length(self.window_counts, o.max_windows) if self.window_counts.shape[1] else \
             min(len(self.train_refs), o.max_windows or len(self.train_refs))
         steps = max(1, per_epoch * o.epochs)
