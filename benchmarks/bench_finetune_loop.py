@@ -63,10 +63,10 @@ def _train(app, tab, out: Path) -> dict[str, float]:
         raise SystemExit(f"no preview overlay: {tab.status.value}")
     m = tab.marks
     done = tab.last["done"]
-    return {"started": m["started"] - m["train"], "train_s": done["seconds"],
+    return {"started": m["started"] - m["train"], "train_s": done.seconds,
             "saved": m["trained"] - m["train"], "overlay": m["preview"] - m["train"],
-            "view_done": time.perf_counter() - m["train"], "epochs": done["epochs_run"],
-            "windows": done["train_windows"], "regions": tab.overlay.regions_shown}
+            "view_done": time.perf_counter() - m["train"], "epochs": done.epochs_run,
+            "windows": done.train_windows, "regions": tab.overlay.regions_shown}
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,7 @@ import resource, tempfile, time, torch
 from napari_xt.synthetic import TissueSample
 from napari_xt.synthetic.image import synthetic_image
 from napari_xt.train import Augment, SegmentationLabels, Trainer, TrainingImage, TrainOptions
+from napari_xt.train.events import StepDone
 torch.manual_seed(0)
 side = {region} * 8
 sample = TissueSample(side, side, seed=1)
@@ -53,7 +54,7 @@ trainer = Trainer([TrainingImage(image, segmentation=labels)], opts)
 _result["baseline_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 steps = []
-trainer.fit(lambda e: steps.append(e) if e["kind"] == "step" else None)
+trainer.fit(lambda e: steps.append(e) if isinstance(e, StepDone) else None)
 _result["seconds"] = time.perf_counter() - t0
 _result["steps"] = len(steps)
 _result["regions"] = len(steps) * {window} * {window}
@@ -66,6 +67,7 @@ import numpy as np
 from napari_xt.io import array_image
 from napari_xt.synthetic import TissueSample
 from napari_xt.train import Augment, SegmentationLabels, Trainer, TrainingImage, TrainOptions
+from napari_xt.train.events import EpochDone
 torch.manual_seed(0)
 side = {region} * 8
 sample = TissueSample(side, side, seed=1)
@@ -78,7 +80,7 @@ opts = TrainOptions(out=tmp + "/m.safetensors", region_encoder="{encoder}", regi
                     balanced_sampling=False)
 trainer = Trainer([TrainingImage(image, segmentation=labels)], opts)
 marks = [time.perf_counter()]
-trainer.fit(lambda e: marks.append(time.perf_counter()) if e["kind"] == "epoch" else None)
+trainer.fit(lambda e: marks.append(time.perf_counter()) if isinstance(e, EpochDone) else None)
 _result["epoch_s"] = [b - a for a, b in zip(marks, marks[1:])]
 _result["regions"] = {region_count}
 """
@@ -90,6 +92,7 @@ from pathlib import Path
 sys.path.insert(0, {scripts!r})
 import hrsid_chips
 import napari_xt.train as T
+from napari_xt.train.events import EpochDone
 from napari_xt.app.driver import predict
 from napari_xt.app.request import make_request
 from napari_xt.cli import main as cli
@@ -100,16 +103,13 @@ snapshots, seen = [], {{}}
 
 
 class Snapshots(T.Trainer):  # the CLI's own trainer, with a copy of the weights at the end of every epoch
-    def fit(self, on_progress=None):
+    def events(self):
         seen["trainer"] = self
-
-        def on(e):
-            if e["kind"] == "epoch":
+        for e in super().events():
+            if isinstance(e, EpochDone):
                 state = {{k: v.detach().clone() for k, v in self.model.state_dict().items()}}
-                snapshots.append((time.perf_counter() - t0, e["epoch"], e["val"].get("score"), state))
-            if on_progress is not None:
-                on_progress(e)
-        return super().fit(on)
+                snapshots.append((time.perf_counter() - t0, e.epoch, e.val.get("score"), state))
+            yield e
 
 
 T.Trainer = Snapshots

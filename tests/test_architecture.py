@@ -156,12 +156,24 @@ def test_app_widget_and_store_import_without_torch():
     modules = sorted(f"napari_xt.{p.parent.name}.{p.stem}" for p in files)
     code = ("import importlib, sys\n"
             # the plan and a store's plan rebuilt from its metadata: the napari reader draws a stored heat map with
-            # them on the main thread
+            # them on the main thread; training's options and events: the Fine-tune tab and the CLI's parser
             f"for m in {modules!r} + ['napari_xt.errors', 'napari_xt.engine.options', 'napari_xt.engine.plan',\n"
-            "          'napari_xt.engine.store_plan', 'napari_xt.tiling']:\n"
+            "          'napari_xt.engine.store_plan', 'napari_xt.tiling', 'napari_xt.train.options',\n"
+            "          'napari_xt.train.events']:\n"
             "    importlib.import_module(m)\n"
             "heavy = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
             "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("module", ["napari_xt.train.options", "napari_xt.train.events", "napari_xt.app.training"])
+def test_training_options_and_events_load_no_torch(module):
+    """Alone in a fresh process (not after other modules that might have loaded it lazily): ``TrainOptions``, the
+    training events and the driver's face load without torch, though ``napari_xt.train`` is the torch package."""
+    code = (f"import importlib, sys\nimportlib.import_module({module!r})\n"
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from napari_xt.cli._train import budget_and_epochs, epoch_line, parse_duration
+from napari_xt.train.events import EpochDone
 
 
 def test_durations_and_the_default_budget():
@@ -30,7 +31,7 @@ def test_durations_and_the_default_budget():
 def test_epoch_line_warns_about_a_class_never_predicted():
     val = {"class_names": ["sea", "ship"], "iou": [0.999, 0.0], "class_f1": [0.999, 0.0],
            "annotated_px": [1000, 10], "never_predicted": ["ship"]}
-    line = epoch_line({"epoch": 2, "val": val, "saved": False})
+    line = epoch_line(EpochDone(epoch=2, epochs=3, loss=0.1, val=val, best=0.5, best_epoch=1, saved=False, seconds=1.0))
     assert line.startswith("epoch 2: sea IoU 0.999 F1 0.999 | ship IoU 0.000 F1 0.000")
     assert "ship: 0 px predicted" in line
 

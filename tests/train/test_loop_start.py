@@ -9,6 +9,7 @@ from napari_xt.io import array_image
 from napari_xt.model import load_model
 from napari_xt.synthetic import TissueSample
 from napari_xt.train import Augment, SegmentationLabels, Trainer, TrainingImage, TrainOptions
+from napari_xt.train.events import TrainEvent, TrainFinished, TrainStarted
 from napari_xt.train.loop import weights_digest
 
 
@@ -26,17 +27,18 @@ def _options(out, **kw):
 
 def test_start_event_names_the_weights_and_continuing_starts_from_them(tmp_path):
     item = _item()
-    events: list[dict] = []
+    events: list[TrainEvent] = []
     first = Trainer([item], _options(tmp_path / "a.safetensors"))
     first.fit(events.append)
     start = events[0]
-    assert start["kind"] == "start" and start["base"] is None and start["initial"]["miou"] >= 0
+    assert isinstance(start, TrainStarted) and start.base is None and start.initial["miou"] >= 0
     events.clear()
     second = Trainer([item], _options(tmp_path / "b.safetensors", base=str(tmp_path / "a.safetensors"),
                                       initial_validation=False))
     second.fit(events.append)
     start, done = events[0], events[-1]
-    assert start["weights"] == weights_digest(load_model(tmp_path / "a.safetensors"))
-    assert start["base"] == str(tmp_path / "a.safetensors")
-    assert start["initial"] == {} and done["initial"] == {}  # no baseline pass
-    assert done["final"]["miou"] >= 0  # the epoch's validation still ran
+    assert isinstance(start, TrainStarted) and isinstance(done, TrainFinished)
+    assert start.weights == weights_digest(load_model(tmp_path / "a.safetensors"))
+    assert start.base == str(tmp_path / "a.safetensors")
+    assert start.initial == {} and done.initial == {}  # no baseline pass
+    assert done.final["miou"] >= 0  # the epoch's validation still ran

@@ -22,6 +22,7 @@ from napari_xt.train import (
     TrainingImage,
     TrainOptions,
 )
+from napari_xt.train.events import EpochDone
 from napari_xt.train.losses import detection_loss, detection_targets, segmentation_loss
 
 SMALL_CONTEXT = {"hidden": 64}
@@ -154,13 +155,13 @@ def test_stop_keeps_a_whole_checkpoint(tmp_path):
     seen = []
 
     def on_progress(event):
-        seen.append(event["kind"])
-        if event["kind"] == "epoch":
+        seen.append(type(event).__name__)
+        if isinstance(event, EpochDone):
             trainer.stop()
 
     summary = trainer.fit(on_progress)
     assert summary["stopped"] and summary["epochs_run"] == 1
-    assert seen[0] == "start" and seen[-1] == "done"
+    assert seen[0] == "TrainStarted" and seen[-1] == "TrainFinished"
     assert load_model(out).config.heads["segmentation"]["num_classes"] == 4
     assert not list(tmp_path.glob(".*partial*"))
 

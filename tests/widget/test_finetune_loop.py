@@ -52,7 +52,7 @@ def test_train_quick_previews_the_view_then_continues_from_the_model(make_napari
     tab.start()
     qtbot.waitUntil(lambda: tab.worker is None and tab.preview_worker is None, timeout=240_000)
     assert not notes.errors(), notes.errors()
-    assert first.is_file() and tab.last["done"]["out"] == str(first)
+    assert first.is_file() and tab.last["done"].out == str(first)
     layer = next(lay for lay in viewer.layers if lay.name == PREVIEW_NAME)
     store_path = layer.metadata["napari_xt"]["preview_store"]
     assert "store" not in layer.metadata["napari_xt"]  # the Run tab must not adopt it as its results
@@ -78,11 +78,11 @@ def test_train_quick_previews_the_view_then_continues_from_the_model(make_napari
     qtbot.waitUntil(lambda: tab.worker is None and tab.preview_worker is None, timeout=240_000)
     assert not notes.errors(), notes.errors()
     start = tab.last["start"]
-    assert start["base"] == str(first)
+    assert start.base == str(first)
     cfg = load_model(second).config
     assert "continued from first.safetensors" in cfg.description
     # the second run starts from the first model's weights (all of them: same encoder, context and head shapes)
-    assert start["weights"] == weights_digest(load_model(first)) != first_start["weights"]
+    assert start.weights == weights_digest(load_model(first)) != first_start.weights
     layer2 = next(lay for lay in viewer.layers if lay.name == PREVIEW_NAME)
     assert layer2 is layer and layer.metadata["napari_xt"]["preview_store"] != store_path  # one layer, reused
     assert ResultStore.open(layer.metadata["napari_xt"]["preview_store"]).n_done > 0
@@ -109,12 +109,12 @@ def test_stop_keeps_the_best_model_and_previews_it(make_napari_viewer, qtbot, tm
     viewer.reset_view()
     tab.start()
     # an epoch done (one window here, so no validation windows: the best is by training loss); a best model exists
-    qtbot.waitUntil(lambda: bool(getattr(tab._holder.get("trainer"), "history", None)), timeout=240_000)
+    qtbot.waitUntil(lambda: bool(getattr(tab.handle.trainer, "history", None)), timeout=240_000)
     tab.stop()
     qtbot.waitUntil(lambda: tab.worker is None and tab.preview_worker is None, timeout=240_000)
     assert not notes.errors(), notes.errors()
     done = tab.last["done"]
-    assert done["stopped"] and done["epochs_run"] < 200 and done["best_epoch"] >= 1 and out.is_file()
+    assert done.stopped and done.epochs_run < 200 and done.best_epoch >= 1 and out.is_file()
     layer = next(lay for lay in viewer.layers if lay.name == PREVIEW_NAME)
     store = ResultStore.open(layer.metadata["napari_xt"]["preview_store"])
     assert store.n_done == 4  # the whole 512² image is in view: its 4 regions of 256 px

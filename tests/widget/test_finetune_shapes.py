@@ -85,4 +85,4 @@ def test_fine_tune_tab_trains_on_a_shapes_layer_alone(make_napari_viewer, qtbot,
     assert not notes.errors(), notes.errors()
     cfg = load_model(out).config
     assert cfg.class_names["segmentation"] == ["unlabelled", "gland", "stroma"]
-    assert tab.last["done"]["class_counts"][1] > 0 and tab.last["done"]["class_counts"][2] > 0
+    assert tab.last["done"].class_counts[1] > 0 and tab.last["done"].class_counts[2] > 0

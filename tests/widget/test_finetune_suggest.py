@@ -75,8 +75,8 @@ def test_train_suggest_next_paint_there_train_again(make_napari_viewer, qtbot, t
 
     _train(tab, qtbot, tmp_path / "second.safetensors")
     assert not notes.errors(), notes.errors()
-    trainer = tab._holder["trainer"]
-    assert tab.last["start"]["base"] == str(tmp_path / "first.safetensors")  # continued from the first model
+    trainer = tab.handle.trainer
+    assert tab.last["start"].base == str(tmp_path / "first.safetensors")  # continued from the first model
     plan = trainer.windows.plans[0]
     region = next(r for r in plan.regions if r.core[0] <= (y0 + y1) / 2 < r.core[2]
                   and r.core[1] <= (x0 + x1) / 2 < r.core[3])
@@ -122,7 +122,7 @@ def test_detection_a_visited_and_marked_suggestion_becomes_complete(make_napari_
 
     _train(tab, qtbot, tmp_path / "second.safetensors")
     assert not notes.errors(), notes.errors()
-    items = tab._holder["trainer"].images
+    items = tab.handle.trainer.images
     assert len(items) == 2  # one training item per complete area
     assert np.allclose(np.asarray(items[1].detection.area)[[0, 2]], [[y0, x0], [y1, x1]])
     assert len(items[1].detection) == len(points.data)

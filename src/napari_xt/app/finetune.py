@@ -1,7 +1,8 @@
 """Fine-tuning from napari layers (worker side of the dock's Fine-tune tab), as plain data in and out.
 
-The tab hands over layers; this module turns them into training data in the engine's terms (level-0 pixels of the
-image the layers lie on) and runs ``napari_xt.train`` — importing torch only inside the calls, so the widget
+The tab hands over layers and a ``TrainOptions``; this module turns the layers into training data in the engine's
+terms (level-0 pixels of the image the layers lie on) and runs them through the one training driver
+(``app/training.py``, which ``napari-xt train`` uses too) — importing torch only inside the calls, so the widget
 stays torch-free and the viewer never waits for it.
 
 The interactive loop's second half lives here too: ``preview_events`` runs the model just trained on the regions in
@@ -12,16 +13,20 @@ throw-away result store in the user cache that the tab shows as a Labels layer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._compat import keep_triton_out_without_cuda
+from ..train.events import CancelHandle
+from ..train.options import TrainOptions
 from .areas import items_per_area
+from .events import RunEvent
 from .layers import layer_to_large_image, shapes_to_roi, unique_store_path, world_to_level0
 from .previews import claim_preview, preview_folder, sweep_stale_previews
+from .training import TrainEvent, TrainHandle, train_events
 
 if TYPE_CHECKING:
     from ..train import DetectionAnnotations, SegmentationLabels
@@ -30,7 +35,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class FinetuneRequest:
-    """What the tab asks for (layers are read in the worker; nothing here is a Qt object)."""
+    """What the tab asks for: the layers (read in the worker; nothing here is a Qt object) and the run's options
+    (``options.description`` empty: the driver writes which layer it was fine-tuned on, and from which model)."""
 
     image_layer: Any  # napari layers, read duck-typed (this module imports neither napari nor Qt)
     labels_layer: Any = None
@@ -38,19 +44,8 @@ class FinetuneRequest:
     area_layer: Any = None  # Shapes: where the points annotation is complete
     shapes_layer: Any = None  # Shapes: polygons / rectangles / ellipses whose class comes from a "class" feature
     shape_class: int = 1  # the class of shapes without a "class" feature
-    base: str | None = None  # checkpoint/preset/demo key; None: a fresh model with ``region_encoder``
-    region_encoder: str = "tiny"  # a fresh model's encoder (catalogue name or timm:/hf-hub: spec)
-    pretrained: bool = False  # a fresh encoder's pretrained weights (WeightsUnavailable with the fix when missing)
-    out: str = ""
-    epochs: int = 10
-    region_size: int | None = None
-    freeze_encoder: bool | None = None  # None: large encoders frozen (train.model_setup.default_freeze)
-    mode: str = "full"  # "quick": frozen encoder over the on-disk feature cache
-    time_budget_s: float | None = None
     zero_is_unlabelled: bool = True
-    initial_validation: bool = True  # False: no baseline pass before training (the interactive loop's speed)
-    device: str = "auto"
-    precision: str = "auto"
+    options: TrainOptions = field(default_factory=lambda: TrainOptions(out=""))
 
 
 def labels_from_layer(layer: Any, image_shape: tuple[int, int], zero_is_unlabelled: bool = True
@@ -167,10 +162,10 @@ def segmentation_from_layers(request: FinetuneRequest, image_shape: tuple[int, i
     return shapes if paint is None else LayeredLabels(paint, shapes)
 
 
-def training_events(request: FinetuneRequest, holder: dict | None = None) -> Iterator[dict]:
-    """Build the trainer from the layers and relay its events; ``holder["trainer"]`` lets the tab call ``stop()``."""
+def training_events(request: FinetuneRequest, handle: TrainHandle | None = None) -> Iterator[TrainEvent]:
+    """Training data from the layers, then the training driver's events; ``handle.cancel()`` stops it."""
     keep_triton_out_without_cuda()  # before ..train imports timm: this worker may be the process's first model path
-    from ..train import Trainer, TrainingImage, TrainOptions
+    from ..train import TrainingImage
 
     if request.labels_layer is None and request.points_layer is None and request.shapes_layer is None:
         raise ValueError("Choose a Labels layer or a Shapes layer (segmentation) or a Points layer (detection) with "
@@ -181,26 +176,35 @@ def training_events(request: FinetuneRequest, holder: dict | None = None) -> Ite
     det = (points_from_layer(request.points_layer, request.image_layer, request.area_layer)
            if request.points_layer is not None else None)
     item = TrainingImage(image, segmentation=seg, detection=det, name=str(request.image_layer.name))
-    options = TrainOptions(out=request.out, base=request.base, region_encoder=request.region_encoder,
-                           pretrained=request.pretrained, epochs=int(request.epochs),
-                           region_size=request.region_size, freeze_encoder=request.freeze_encoder,
-                           mode=request.mode, time_budget_s=request.time_budget_s,
-                           initial_validation=request.initial_validation,
-                           device=request.device, precision=request.precision,
-                           description=_description(request))
-    trainer = Trainer(items_per_area(item, request.area_layer, request.image_layer), options)  # one per area
-    if holder is not None:
-        holder["trainer"] = trainer
-    yield from trainer.events()
+    # a copy: the trainer settles some options (the freeze default) and the request stays what the tab asked
+    options = replace(request.options, description=request.options.description or _description(request))
+    items = items_per_area(item, request.area_layer, request.image_layer)  # one per complete area
+    yield from train_events(items, options, handle)
 
 
 def _description(request: FinetuneRequest) -> str:
     """What the checkpoint says about itself, with its lineage: the model it continued from, if any."""
     text = f"fine-tuned in napari on {request.image_layer.name}"
-    return f"{text}, continued from {Path(request.base).name}" if request.base else text
+    base = request.options.base
+    return f"{text}, continued from {Path(base).name}" if base else text
 
 
 # -- the prediction overlay of the interactive loop ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PreviewReady:
+    """The preview's store exists: where it is, how it lies over the image and how to draw it; the run's own
+    events follow."""
+
+    store: str
+    downsample: float  # level-0 px per analysis px
+    box: tuple[float, float, float, float]  # level-0 (y0, x0, y1, x1) predicted
+    regions: int
+    class_names: list[str]
+    class_colors: list[list[int]]
+    detection: bool
+    detection_names: list[str]
+
+
 @dataclass
 class PreviewRequest:
     """Run ``model`` (the checkpoint just saved) on the regions of ``view`` (level-0 (y0, x0, y1, x1))."""
@@ -233,12 +237,13 @@ def capped_view(view: tuple[float, float, float, float], image_shape: tuple[int,
     return (float(y0), float(x0), float(y1), float(x1))
 
 
-def preview_events(request: PreviewRequest, holder: dict | None = None) -> Iterator[Any]:
-    """Yield ``{"kind": "preview", ...}`` (where the store is and how to show it), then the run's events.
+def preview_events(request: PreviewRequest, cancel: CancelHandle | None = None
+                   ) -> Iterator[PreviewReady | RunEvent]:
+    """Yield :class:`PreviewReady` (where the store is and how to show it), then the run's events.
 
     The plan is the model's own (its pixel size, region size) with the training window size, no tissue mask (the
     user looks there) and an ROI of the view; windows nearest the view's centre run first, so the first overlay
-    arrives after one region. ``holder["run"]`` lets the tab cancel it.
+    arrives after one region. ``cancel.cancel()`` cancels the run (at once when it comes while preparing).
     """
     keep_triton_out_without_cuda()
     from . import driver, session
@@ -262,11 +267,12 @@ def preview_events(request: PreviewRequest, holder: dict | None = None) -> Itera
     box = capped_view(request.view, shape, whole.plan.region_size * f, request.max_regions)
     predict = predict.with_plan(roi=box)
     prepared = driver.prepare(predict, inputs=driver.resolve(predict, model=model, image=image))
-    if holder is not None:
-        holder["run"] = prepared.run
+    if cancel is not None:
+        cancel.on_cancel(prepared.run.cancel)
     cfg = model.config
-    yield {"kind": "preview", "store": str(out), "downsample": f, "box": box, "regions": prepared.run.n_total,
-           "class_names": list(cfg.class_names.get("segmentation", [])),
-           "class_colors": [list(c) for c in cfg.class_colors.get("segmentation", [])],
-           "detection": "detection" in cfg.heads, "detection_names": list(cfg.class_names.get("detection", []))}
+    yield PreviewReady(store=str(out), downsample=float(f), box=box, regions=prepared.run.n_total,
+                       class_names=list(cfg.class_names.get("segmentation", [])),
+                       class_colors=[list(c) for c in cfg.class_colors.get("segmentation", [])],
+                       detection="detection" in cfg.heads,
+                       detection_names=list(cfg.class_names.get("detection", [])))
     yield from session.stream(prepared)

@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
+from ..train.options import LARGE_ENCODER_PARAMS  # torch-free: building the parser must not import torch
 from . import _models
 
-#: Mirrors ``train.model_setup.LARGE_ENCODER_PARAMS`` for --help (building the parser must not import torch).
-LARGE_ENCODER_PARAMS = 150_000_000
+if TYPE_CHECKING:
+    from ..train.events import EpochDone, TrainEvent
 
 
 def add_parser(sub) -> None:
@@ -254,7 +256,8 @@ def budget_and_epochs(args: argparse.Namespace) -> tuple[float | None, int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..app.catalog import default_fresh_encoder
-    from ..train import Augment, Trainer, TrainOptions
+    from ..app.training import train
+    from ..train.options import Augment, TrainOptions
 
     if args.region_encoder is None:
         args.region_encoder = default_fresh_encoder()
@@ -289,13 +292,17 @@ def run(args: argparse.Namespace) -> int:
         encoder_weights=args.encoder_weights, name=args.name,
         description=args.description,
     )
-    trainer = Trainer(images, options)
-    if trainer.freeze_note:
-        print(trainer.freeze_note, file=sys.stderr)
     progress = None if args.json else _Progress()
-    summary = trainer.fit(progress.event if progress else None)
+
+    def said(trainer) -> None:  # before the untrained model is scored: why the encoder will not learn
+        if trainer.freeze_note:
+            print(trainer.freeze_note, file=sys.stderr)
+
+    finished = train(images, options, on_event=progress.event if progress else None, on_ready=said)
     if progress:
         progress.stop()
+    assert finished is not None  # nothing here cancels the run before it starts
+    summary = finished.to_dict()
     if args.json:
         print(json.dumps(summary, default=float))
     else:
@@ -313,7 +320,7 @@ class _Progress:
         self.bar = None
         self.val = "-"
 
-    def event(self, e: dict) -> None:
+    def event(self, e: TrainEvent) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -322,22 +329,24 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        if e["kind"] == "start":
-            init = e.get("initial", {}).get("score")
+        from ..train.events import EpochDone, StepDone, TrainStarted
+
+        if isinstance(e, TrainStarted):
+            init = e.initial.get("score")
             self.val = f"{init:.3f} (untrained)" if isinstance(init, float) else "-"
             self.bar = Progress(TextColumn("[bold]train"), TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                                 MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                                 TextColumn("val {task.fields[val]}"), TimeRemainingColumn())
-            self.budget = e.get("time_budget_s")  # with a budget the bar runs over seconds, not steps
-            total = self.budget if self.budget else e["steps"]
+            self.budget = e.time_budget_s  # with a budget the bar runs over seconds, not steps
+            total = self.budget if self.budget else e.steps
             self.task = self.bar.add_task("steps", total=total, epoch=0, loss="-", val=self.val)
             self.t0 = time.perf_counter()
             self.bar.start()
-        elif e["kind"] == "step" and self.bar:
-            done = min(time.perf_counter() - self.t0, self.budget) if self.budget else e["step"]
-            self.bar.update(self.task, completed=done, epoch=e["epoch"], loss=f"{e['loss']:.3f}")
-        elif e["kind"] == "epoch" and self.bar:
-            score = e["val"].get("score") if e["val"] else None
+        elif isinstance(e, StepDone) and self.bar:
+            done = min(time.perf_counter() - self.t0, self.budget) if self.budget else e.step
+            self.bar.update(self.task, completed=done, epoch=e.epoch, loss=f"{e.loss:.3f}")
+        elif isinstance(e, EpochDone) and self.bar:
+            score = e.val.get("score") if e.val else None
             if isinstance(score, float):
                 self.val = f"{score:.3f}"
             self.bar.update(self.task, val=self.val)
@@ -350,9 +359,9 @@ class _Progress:
             self.bar.stop()
 
 
-def epoch_line(e: dict) -> str:
+def epoch_line(e: EpochDone) -> str:
     """'epoch 3: sea IoU 0.998 F1 0.999 | ship IoU 0.412 F1 0.583 (best)' plus a warning per class never predicted."""
-    val = e.get("val") or {}
+    val = e.val or {}
     names, iou, f1 = val.get("class_names"), val.get("iou"), val.get("class_f1")
     if not names or iou is None or f1 is None:
         return ""
@@ -362,7 +371,7 @@ def epoch_line(e: dict) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     parts = [f"{n} IoU {fmt(i)} F1 {fmt(f)}" for n, i, f, a in zip(names, iou, f1, annotated, strict=True) if a]
-    line = f"epoch {e['epoch']}: " + " | ".join(parts) + (" (best, saved)" if e.get("saved") else "")
+    line = f"epoch {e.epoch}: " + " | ".join(parts) + (" (best, saved)" if e.saved else "")
     for name in val.get("never_predicted", []):
         line += f"\n  warning: {name}: 0 px predicted (the model never outputs it on the validation windows)"
     return line

@@ -33,6 +33,7 @@ from .annotations import (
     ImageClass,
     SegmentationLabels,
 )
+from .options import Augment as Augment  # the switches live with the other (torch-free) options; re-exported
 
 IGNORE = -1  # segmentation target value that never enters the loss
 
@@ -65,16 +66,6 @@ class RegionSample:
     region_id: int = -1
     image: int = 0  # index of the training image
     transform: tuple[int, bool] = (0, False)  # the window's rotation (k x 90 degrees) and flip, already applied
-
-
-@dataclass
-class Augment:
-    """Augmentation switches; geometric flips/rotations, colour jitter (brightfield) and extra speckle (SAR)."""
-
-    geometric: bool = True
-    translate: bool = True  # move the window by up to half a region (pixels, labels, objects alike)
-    colour: float = 0.08  # max relative gain change per channel (brightfield/fluorescence)
-    speckle_looks: float = 12.0  # extra multiplicative speckle on dB data (SAR); 0 disables
 
 
 @dataclass

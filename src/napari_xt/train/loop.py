@@ -29,24 +29,27 @@ from ..model.xt import RegionFeatures
 from .annotations import AnnotationError
 from .cache import FeatureCache, cache_key, cached_features, default_root
 from .data import RegionCache, TrainingImage, build_windows, iter_window
+from .events import CancelHandle, EpochDone, StepDone, TrainEvent, TrainFinished, TrainStarted
 from .losses import class_weights, detection_loss, detection_targets, segmentation_loss
-from .model_setup import encoder_parameters, frozen_by_freezing, has_trainable_neck, make_model, resolve_freeze
+from .model_setup import encoder_parameters, has_trainable_neck, make_model, resolve_freeze
 from .options import TrainOptions
-from .runtime import freeze_batchnorm, idle_core_threads
+from .runtime import detach, freeze_batchnorm, idle_core_threads, weights_digest
 from .sampling import dominant_class, epoch_order, expected_epoch_length, window_class_counts, window_objects
+from .schedule import lr_schedule, param_groups
 from .tasks import tasks_from_annotations
-from .validation import evaluate
+from .validation import Validation
 
-__all__ = ["TrainOptions", "Trainer"]
+__all__ = ["TrainOptions", "Trainer", "weights_digest"]
 
 #: Backbones this large are gradient-checkpointed on the CPU too (``TrainOptions.checkpointing`` None).
 CHECKPOINT_PARAMS = 50_000_000
 
 
 class Trainer:
-    """``Trainer(images, options).fit(on_progress)`` -> final metrics; ``stop()`` from any thread keeps the best."""
+    """``Trainer(images, options).fit(on_progress)`` -> final metrics; ``stop()`` (or ``cancel.cancel()``) from any
+    thread ends training after the current window and keeps the best checkpoint."""
 
-    def __init__(self, images: list[TrainingImage], options: TrainOptions):
+    def __init__(self, images: list[TrainingImage], options: TrainOptions, cancel: CancelHandle | None = None):
         if not images:
             raise AnnotationError("no training images given")
         self.images, self.options = images, options
@@ -97,12 +100,12 @@ class Trainer:
                              for item, plan in zip(images, self.windows.plans, strict=True)]
         elif options.mode != "full":
             raise ValueError(f"training mode must be 'full' or 'quick', not {options.mode!r}")
-        self._stop = False
+        self.cancel = cancel if cancel is not None else CancelHandle()
         self.cache = RegionCache(options.cache_mb)
-        self.history: list[dict] = []
+        self.history: list[EpochDone] = []
 
     def stop(self) -> None:
-        self._stop = True
+        self.cancel.cancel()
 
     def _imbalance(self) -> None:
         """Annotated pixels per class and per training window (labels only): class weights, dominant class, and the
@@ -217,37 +220,60 @@ class Trainer:
                 if loss.requires_grad:
                     self.scaler.scale(loss).backward()
                 total += float(loss.detach())
-            memory = _detach(memory)
+            memory = detach(memory)
         return total
 
     # -- validation ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Validation metrics: mIoU (segmentation), F1 (detection), accuracy (classification), and their mean."""
-        return evaluate(self)
+        """Validation metrics: mIoU (segmentation), F1 (detection), accuracy (classification), and their mean.
+
+        Every validation window runs as inference runs it (no augmentation, the memory carried over); the outputs
+        go to a :class:`~napari_xt.train.validation.Validation` accumulator, which alone decides what they score."""
+        model = self.model.eval()
+        cfg = model.config
+        metric = Validation(self.tasks, det_stride=self.det_stride, dominant=self.dominant,
+                            class_names=cfg.class_names.get("segmentation"), score_threshold=cfg.score_threshold)
+        for ref in self.val_refs:
+            memory = model.init_memory(1, device=self.device)
+            token_sum, n_tokens = torch.zeros((), device=self.device), 0
+            for chunk in self._chunks(ref, None, augment=False):
+                outs, ctx, memory = self._forward_chunk(chunk, memory, grad=False)
+                token_sum = token_sum + ctx.reshape(-1, ctx.shape[-1]).float().sum(0)
+                n_tokens += ctx.shape[0] * ctx.shape[1]
+                metric.update(outs, chunk)
+            label = self.windows.images[ref.image].image_class
+            if label is not None:
+                metric.update_image(model.classify(memory, (token_sum / max(n_tokens, 1))[None]), label.index)
+        return metric.result()
 
     # -- the loop --------------------------------------------------------------------------------------------------
-    def fit(self, on_progress: Callable[[dict], None] | None = None) -> dict:
-        """Train; keeps the best checkpoint (by validation score) at ``options.out``; returns the final summary."""
-        event: dict = {}
+    def fit(self, on_progress: Callable[[TrainEvent], None] | None = None) -> dict:
+        """Train; keeps the best checkpoint (by validation score) at ``options.out``; returns the final summary
+        (``TrainFinished.to_dict()``, what ``napari-xt train --json`` prints)."""
+        summary: dict = {}
         for event in self.events():
             if on_progress is not None:
                 on_progress(event)
-        return {k: v for k, v in event.items() if k != "kind"}
+            if isinstance(event, TrainFinished):
+                summary = event.to_dict()
+        return summary
 
-    def events(self) -> Iterator[dict]:
-        """Train, yielding progress events: ``start``, one ``step`` per window, one ``epoch`` each, then ``done``
-        (the summary). A generator, so a GUI worker can relay each event and ``stop()`` between any two.
+    def events(self) -> Iterator[TrainEvent]:
+        """Train, yielding typed events (train/events.py): :class:`TrainStarted`, one :class:`StepDone` per window,
+        one :class:`EpochDone` each, then :class:`TrainFinished`. A generator, so a GUI worker can relay each event
+        and cancel between any two.
 
         On the CPU freed activations and gradients stay in the process for the next step (engine/allocator.py:
         ConvNeXt-T steps ~10-20 % faster here); the defaults come back when training ends."""
         with reuse_freed_memory(self.device.type == "cpu"), idle_core_threads(self.device.type == "cpu"):
             yield from self._events()
 
-    def _events(self) -> Iterator[dict]:
+    def _events(self) -> Iterator[TrainEvent]:
         o, model = self.options, self.model
         rng = np.random.default_rng(o.seed)
         torch.manual_seed(o.seed)
-        groups = self._param_groups()
+        groups = param_groups(model, o)
         params = [p for group in groups for p in group["params"]]  # what the gradient clipping sees
         if o.freeze_encoder:
             model.region_encoder.requires_grad_(False)
@@ -258,26 +284,20 @@ class Trainer:
             min(len(self.train_refs), o.max_windows or len(self.train_refs))
         steps = max(1, per_epoch * o.epochs)
         budget = o.time_budget_s
-        warm = max(1, int(o.warmup * steps)) if budget is None else max(1, min(int(o.warmup * steps), per_epoch))
         t0 = time.perf_counter()
-
-        def progress(s: int) -> float:  # share of the training done: by steps, or by time when there is a budget
-            done = s / steps
-            return max(done, (time.perf_counter() - t0) / budget) if budget else done
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warm) * (
-            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(s))))))
+        schedule = lr_schedule(optimiser, steps=steps, per_epoch=per_epoch, warmup=o.warmup, budget=budget, t0=t0)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         start_weights = weights_digest(model)
         t_val = time.perf_counter()
         initial = self.evaluate() if self.val_refs and o.initial_validation else {}
         val_seconds = time.perf_counter() - t_val if initial else None  # None: not measured yet
         best, best_epoch, since_best, step = -math.inf, -1, 0, 0
-        yield {"kind": "start", "epochs": o.epochs, "steps": steps, "train_windows": len(self.train_refs),
-               "val_windows": len(self.val_refs), "initial": initial, "time_budget_s": budget,
-               "class_weights": None if self.seg_weights is None else [round(float(v), 3) for v in self.seg_weights],
-               "dominant_class": self.dominant, "window_size": o.window_size, "base": o.base,
-               "weights": start_weights, "note": self.freeze_note}
+        yield TrainStarted(
+            epochs=o.epochs, steps=steps, train_windows=len(self.train_refs), val_windows=len(self.val_refs),
+            initial=initial, time_budget_s=budget,
+            class_weights=None if self.seg_weights is None else [round(float(v), 3) for v in self.seg_weights],
+            dominant_class=self.dominant, window_size=o.window_size, base=o.base, weights=start_weights,
+            note=self.freeze_note)
         for epoch in range(1, o.epochs + 1):
             model.train()
             if o.freeze_encoder:
@@ -292,7 +312,8 @@ class Trainer:
                 # what validation will take: as last time, or (never measured) one training window per validation
                 # window (measured: no backward, but the full-resolution head dominates both)
                 val_s = val_seconds if val_seconds is not None else window_s * len(self.val_refs)
-                if self._stop or (budget and losses and time.perf_counter() - t0 + val_s + window_s > budget):
+                over = budget and losses and time.perf_counter() - t0 + val_s + window_s > budget
+                if self.cancel.cancelled or over:
                     break
                 optimiser.zero_grad(set_to_none=True)
                 losses.append(self._train_window(self.train_refs[idx], rng))
@@ -304,9 +325,9 @@ class Trainer:
                 step += 1
                 elapsed = time.perf_counter() - t0
                 eta = elapsed / step * (steps - step)
-                yield {"kind": "step", "epoch": epoch, "step": step, "steps": steps, "loss": losses[-1],
-                       "lr": schedule.get_last_lr()[0], "eta_s": min(eta, budget - elapsed) if budget else eta,
-                       "window": n + 1, "windows": len(order)}
+                yield StepDone(epoch=epoch, step=step, steps=steps, loss=losses[-1],
+                               lr=float(schedule.get_last_lr()[0]), eta_s=min(eta, budget - elapsed) if budget else eta,
+                               window=n + 1, windows=len(order))
             if not losses:
                 break
             t_val = time.perf_counter()
@@ -322,47 +343,30 @@ class Trainer:
             elif best > 0:  # patience counts only once something was learnt: early epochs often score 0
                 since_best += 1
             epoch_seconds = time.perf_counter() - t_epoch
-            record = {"kind": "epoch", "epoch": epoch, "epochs": o.epochs, "loss": float(np.mean(losses)),
-                      "val": val, "best": best, "best_epoch": best_epoch, "saved": improved,
-                      "seconds": time.perf_counter() - t0}
+            record = EpochDone(epoch=epoch, epochs=o.epochs, loss=float(np.mean(losses)), val=val, best=best,
+                               best_epoch=best_epoch, saved=improved, seconds=time.perf_counter() - t0)
             self.history.append(record)
             yield record
             # with a budget the schedule runs over it: stop early only when validation has clearly converged (three
             # times the patience without a gain), never on the noise of a few validation windows
-            if self._stop or since_best >= (3 * o.patience if budget else o.patience):
+            if self.cancel.cancelled or since_best >= (3 * o.patience if budget else o.patience):
                 break
             if budget and time.perf_counter() - t0 + 0.5 * epoch_seconds > budget:
                 break  # not even half an epoch fits: stop rather than overrun the budget
         if best_epoch < 0:
             self._save()  # nothing improved on a finite score (e.g. stopped at once): keep what we have
-        summary = {"out": str(self.out), "epochs_run": len(self.history), "best_epoch": best_epoch,
-                   "best_score": None if best == -math.inf else best, "initial": initial,
-                   "final": self.history[-1]["val"] if self.history else {}, "stopped": self._stop,
-                   "train_windows": len(self.train_refs), "val_windows": len(self.val_refs),
-                   "seconds": round(time.perf_counter() - t0, 2), "tasks": sorted(self.tasks), "base": o.base,
-                   "class_counts": [int(v) for v in self.class_counts]}
-        yield {"kind": "done", **summary}
+        yield TrainFinished(
+            out=str(self.out), epochs_run=len(self.history), best_epoch=best_epoch,
+            best_score=None if best == -math.inf else best, initial=initial,
+            final=self.history[-1].val if self.history else {}, stopped=self.cancel.cancelled,
+            train_windows=len(self.train_refs), val_windows=len(self.val_refs),
+            seconds=round(time.perf_counter() - t0, 2), tasks=sorted(self.tasks), base=o.base,
+            class_counts=[int(v) for v in self.class_counts])
 
     @property
     def pretrained_encoder(self) -> bool:
         """A fresh model whose backbone came with pretrained weights (package, hub, file)."""
         return bool(self.options.pretrained or self.options.encoder_weights) and not self.options.base
-
-    def _param_groups(self) -> list[dict]:
-        """The trainable parameters; a pretrained backbone's learn at ``encoder_lr_scale`` x the rate (what the
-        heads need from scratch would wash out ImageNet or foundation features in a few hundred steps)."""
-        o = self.options
-        scale = o.encoder_lr_scale if (o.pretrained or o.encoder_weights) else 1.0
-        backbone: list[torch.nn.Parameter] = []
-        rest: list[torch.nn.Parameter] = []
-        for name, p in self.model.named_parameters():
-            if o.freeze_encoder and frozen_by_freezing(name):
-                continue
-            (backbone if frozen_by_freezing(name) else rest).append(p)
-        groups: list[dict] = [{"params": rest}]
-        if backbone:
-            groups.append({"params": backbone, "lr": o.lr * scale})
-        return groups
 
     def _save(self) -> None:
         """Write the checkpoint beside ``out`` then rename: ``out`` is always a whole, loadable model."""
@@ -372,25 +376,3 @@ class Trainer:
         os.replace(tmp, self.out)
         self.model.train(was_training)
 
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """A cheap identity of a model's weights (a strided sample of every tensor), config left out: the ``start``
-    event carries it, so "Train again continues from the last model" is checkable, not just claimed."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        flat = tensor.detach().float().flatten()
-        h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _detach(memory):
-    if isinstance(memory, torch.Tensor):
-        return memory.detach()
-    if isinstance(memory, dict):
-        return {k: _detach(v) for k, v in memory.items()}
-    if isinstance(memory, (list, tuple)):
-        return type(memory)(_detach(v) for v in memory)
-    return memory

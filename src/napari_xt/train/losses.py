@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engine.options import DEFAULT_SCORE_THRESHOLD
 from .data import IGNORE
 
 
@@ -251,25 +252,27 @@ class DetectionMetric:
         tp = int((hits & above).sum())
         return tp, int((~hits & above).sum()), self.objects - tp
 
-    def f1(self, threshold: float = 0.3) -> float:
+    def f1(self, threshold: float = DEFAULT_SCORE_THRESHOLD) -> float:
         tp, fp, fn = self.counts(threshold)
         denom = 2 * tp + fp + fn
         return 2 * tp / denom if denom else float("nan")
 
-    def best(self) -> tuple[float, float]:
+    def best(self, fallback: float = DEFAULT_SCORE_THRESHOLD) -> tuple[float, float]:
         """(best F1, its threshold) over the scores seen; thresholds are the midpoints between scores, so the one
-        stored is not balanced on the edge of a single validation prediction. (nan, 0.3) with nothing to score."""
+        stored is not balanced on the edge of a single validation prediction. ``fallback`` (the model's calibrated
+        threshold, else the default) is the threshold when nothing calibrates one: (nan, fallback) with nothing to
+        score, (0, fallback) with no prediction right."""
         scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
         hits = np.concatenate(self.hits) if self.hits else np.zeros(0, bool)
         if self.objects == 0 and not scores.size:
-            return float("nan"), 0.3
+            return float("nan"), fallback
         order = np.argsort(-scores, kind="stable")
         scores, hits = scores[order], hits[order]
         tp = np.cumsum(hits)
         fp = np.cumsum(~hits)
         f1 = 2 * tp / np.maximum(2 * tp + fp + (self.objects - tp), 1)
         if not f1.size or f1.max() <= 0:
-            return 0.0, 0.3
+            return 0.0, fallback
         k = int(np.argmax(f1))
         below = scores[k + 1] if k + 1 < len(scores) else 0.0
         return float(f1[k]), float(round((scores[k] + below) / 2, 4))

@@ -18,14 +18,11 @@ from ..model import XTConfig, build_model, encoder_spec, load_model
 from ..model.weights import PackageWeights
 from ..model.xt import XTModel
 from ..palette import default_colors
+from .options import LARGE_ENCODER_PARAMS
 
 __all__ = ["LARGE_ENCODER_PARAMS", "data_statistics", "default_colors", "default_freeze",
            "encoder_parameters", "make_model", "resolve_freeze"]  # default_colors: the project palette, for loop.py
 
-#: Region encoders with at least this many backbone parameters are frozen by default when fine-tuning: a ViT-L/H
-#: (300-630 M) fine-tuned end to end on a few annotated regions overfits and needs several times the GPU memory
-#: (gradients + AdamW state); ViT-B (86 M) and the Swin/ConvNeXt/tiny encoders stay trainable.
-LARGE_ENCODER_PARAMS = 150_000_000
 #: Builder options that only change memory use; the only ones a ``--base`` model may be given.
 _MEMORY_OPTIONS = ("sub_batch",)
 

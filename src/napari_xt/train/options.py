@@ -1,13 +1,29 @@
 """What a training run is asked to do (``TrainOptions``): one plain dataclass for ``napari-xt train`` and the tab.
 
-Kept apart from the loop so the fields (and their defaults, which docs/train.md describes) read in one place.
+Kept apart from the loop so the fields (and their defaults, which docs/train.md describes) read in one place, and
+torch-free (nothing here imports more than the standard library) so the CLI's parser and the dock's Fine-tune tab
+build options on a thread that must never wait for torch to load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .data import Augment
+#: Region encoders with at least this many backbone parameters are frozen by default when fine-tuning: a ViT-L/H
+#: (300-630 M) fine-tuned end to end on a few annotated regions overfits and needs several times the GPU memory
+#: (gradients + AdamW state); ViT-B (86 M) and the Swin/ConvNeXt/tiny encoders stay trainable. Here, not with the
+#: model setup that applies it, so ``napari-xt train --help`` can say it without importing torch.
+LARGE_ENCODER_PARAMS = 150_000_000
+
+
+@dataclass
+class Augment:
+    """Augmentation switches; geometric flips/rotations, colour jitter (brightfield) and extra speckle (SAR)."""
+
+    geometric: bool = True
+    translate: bool = True  # move the window by up to half a region (pixels, labels, objects alike)
+    colour: float = 0.08  # max relative gain change per channel (brightfield/fluorescence)
+    speckle_looks: float = 12.0  # extra multiplicative speckle on dB data (SAR); 0 disables
 
 
 @dataclass

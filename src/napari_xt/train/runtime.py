@@ -1,15 +1,16 @@
-"""What a training step needs from the machine and the backbone, apart from the loop: how many CPU threads, and
-batch norms that keep a pretrained backbone's statistics."""
+"""What a training step needs from the machine and the backbone, apart from the loop: how many CPU threads, batch
+norms that keep a pretrained backbone's statistics, memory cut between chunks, and a digest of the weights."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
-__all__ = ["freeze_batchnorm", "idle_core_threads"]
+__all__ = ["detach", "freeze_batchnorm", "idle_core_threads", "weights_digest"]
 
 
 @contextmanager
@@ -38,3 +39,27 @@ def freeze_batchnorm(module: torch.nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A cheap identity of a model's weights (a strided sample of every tensor), config left out: the start event
+    carries it, so "Train again continues from the last model" is checkable, not just claimed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        flat = tensor.detach().float().flatten()
+        h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def detach(memory: Any) -> Any:
+    """The context memory cut from the autograd graph (truncated back-propagation between chunks), any nesting."""
+    if isinstance(memory, torch.Tensor):
+        return memory.detach()
+    if isinstance(memory, dict):
+        return {k: detach(v) for k, v in memory.items()}
+    if isinstance(memory, (list, tuple)):
+        return type(memory)(detach(v) for v in memory)
+    return memory

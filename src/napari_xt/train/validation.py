@@ -1,66 +1,75 @@
-"""Validation of a training run: every validation window streamed through the model as inference would run it.
+"""Validation of a training run as a metric accumulator: the loop streams every validation window through the model
+as inference would run it and hands each chunk's outputs and targets to :class:`Validation`; ``result()`` scores.
 
 Per-class IoU/F1 (segmentation, with the dominant class left out of the score so "everything is sea" cannot look
 like progress), detection F1 at the score threshold that is best on these windows (the threshold a saved checkpoint
 carries: a fixed 0.3 scored F1 0 on real trees whose peaks had not yet risen that high) and image-class accuracy;
 ``score`` is their mean, what early stopping and the best checkpoint follow. Apart from the loop so what "better"
-means is read in one place.
+means is read in one place, and fed by it so this module needs nothing of the trainer's insides.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..engine.options import DEFAULT_SCORE_THRESHOLD
 from ..model.heads import decode_detections
+from .data import RegionSample
 from .losses import DetectionMetric, SegmentationMetric, segmentation_report
 
 #: Validation decodes every peak scoring at least this, so the best threshold can be chosen among them.
 CALIBRATION_FLOOR = 0.02
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+
+class Validation:
+    """One validation pass: ``update`` per chunk of regions, ``update_image`` per window with an image class, then
+    ``result()`` -> mIoU (segmentation), F1 (detection), accuracy (classification) and their mean ``score``.
+
+    ``score_threshold`` is the model's calibrated detection threshold (``XTConfig.score_threshold``, else the
+    default): what the result reports when these windows hold nothing to calibrate a new one on.
+    """
+
+    def __init__(self, tasks: dict[str, dict[str, Any]], *, det_stride: int, dominant: int,
+                 class_names: list[str] | None, score_threshold: float | None = None):
+        self.seg = SegmentationMetric(tasks["segmentation"]["num_classes"]) if "segmentation" in tasks else None
+        self.det = DetectionMetric(stride=det_stride) if "detection" in tasks else None
+        self.det_stride, self.dominant, self.class_names = det_stride, dominant, class_names
+        self.fallback = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
+        self.correct = self.seen = 0
+
+    def update(self, outs: dict[str, Any], chunk: Sequence[RegionSample]) -> None:
+        """The heads' outputs for ``chunk`` (one entry per region, in order) against the regions' targets."""
+        for j, s in enumerate(chunk):  # a region without targets of a task (none annotated) scores nothing
+            if self.seg is not None and s.segmentation is not None:
+                self.seg.update(outs["segmentation"][j].argmax(0).cpu().numpy(), s.segmentation)
+            if self.det is not None and s.objects is not None:
+                pred = decode_detections(outs["detection"], j, score_threshold=CALIBRATION_FLOOR,
+                                         stride=self.det_stride)
+                self.det.update(pred, s.objects)
+
+    def update_image(self, logits: torch.Tensor, label: int) -> None:
+        """A window's image-class logits (1, classes) against its image's class id."""
+        self.correct += int(int(logits.argmax(-1)) == label)
+        self.seen += 1
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.seg is not None:
+            out.update(segmentation_report(self.seg, self.dominant, self.class_names))
+        if self.det is not None:  # F1 at the threshold that is best on these windows: the one the checkpoint carries
+            out["f1"], out["score_threshold"] = self.det.best(fallback=self.fallback)
+            tp, fp, fn = self.det.counts(out["score_threshold"])
+            out["precision"] = tp / max(tp + fp, 1)
+            out["recall"] = tp / max(tp + fn, 1)
+        if self.seen:
+            out["accuracy"] = self.correct / self.seen
+        scores = [v for k, v in out.items() if k in ("minority_iou", "f1", "accuracy") and not np.isnan(v)]
+        out["score"] = float(np.mean(scores)) if scores else float("nan")
+        return out
 
 
-@torch.no_grad()
-def evaluate(trainer: Trainer) -> dict:
-    """Validation metrics: mIoU (segmentation), F1 (detection), accuracy (classification), and their mean."""
-    model = trainer.model.eval()
-    seg = SegmentationMetric(trainer.tasks["segmentation"]["num_classes"]) if "segmentation" in trainer.tasks else None
-    head = trainer.model.heads["detection"] if "detection" in trainer.tasks else None
-    det = DetectionMetric(stride=trainer.det_stride) if head is not None else None
-    correct = seen = 0
-    for ref in trainer.val_refs:
-        memory = model.init_memory(1, device=trainer.device)
-        token_sum, n_tokens = torch.zeros((), device=trainer.device), 0
-        for chunk in trainer._chunks(ref, None, augment=False):
-            outs, ctx, memory = trainer._forward_chunk(chunk, memory, grad=False)
-            token_sum = token_sum + ctx.reshape(-1, ctx.shape[-1]).float().sum(0)
-            n_tokens += ctx.shape[0] * ctx.shape[1]
-            for j, s in enumerate(chunk):
-                if seg is not None:
-                    seg.update(outs["segmentation"][j].argmax(0).cpu().numpy(), s.segmentation)
-                if det is not None:
-                    pred = decode_detections(outs["detection"], j, score_threshold=CALIBRATION_FLOOR,
-                                             stride=trainer.det_stride)
-                    det.update(pred, s.objects)
-        label = trainer.windows.images[ref.image].image_class
-        if label is not None:
-            logits = model.classify(memory, (token_sum / max(n_tokens, 1))[None])
-            correct += int(int(logits.argmax(-1)) == label.index)
-            seen += 1
-    out: dict[str, Any] = {}
-    if seg is not None:
-        out.update(segmentation_report(seg, trainer.dominant, trainer.model.config.class_names.get("segmentation")))
-    if det is not None:  # F1 at the threshold that is best on these windows: the one the checkpoint will carry
-        out["f1"], out["score_threshold"] = det.best()
-        tp, fp, fn = det.counts(out["score_threshold"])
-        out["precision"] = tp / max(tp + fp, 1)
-        out["recall"] = tp / max(tp + fn, 1)
-    if seen:
-        out["accuracy"] = correct / seen
-    scores = [v for k, v in out.items() if k in ("minority_iou", "f1", "accuracy") and not np.isnan(v)]
-    out["score"] = float(np.mean(scores)) if scores else float("nan")
-    return out
+__all__ = ["CALIBRATION_FLOOR", "Validation"]

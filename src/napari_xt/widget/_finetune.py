@@ -37,8 +37,18 @@ from qtpy.QtCore import Qt
 
 from ..app.catalog import default_fresh_encoder
 from ..app.events import RegionDone, RunFinished
-from ..app.finetune import FinetuneRequest, PreviewRequest, preview_events, training_events
+from ..app.finetune import FinetuneRequest, PreviewReady, PreviewRequest, preview_events, training_events
 from ..app.layers import user_cache_dir
+from ..app.training import (
+    CancelHandle,
+    EpochDone,
+    StepDone,
+    TrainEvent,
+    TrainFinished,
+    TrainHandle,
+    TrainOptions,
+    TrainStarted,
+)
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
 from ._gis import load_gis_annotations
@@ -122,8 +132,8 @@ class FinetuneTab(Container):
             event.connect(self._relist)
         self.worker = None
         self.preview_worker = None
-        self._holder: dict = {}
-        self._preview_holder: dict = {}
+        self.handle = TrainHandle()  # the current Train's (its ``trainer`` is what it trained on: tests read it)
+        self._preview_cancel = CancelHandle()
         self.overlay = PreviewOverlay(viewer)
         self._request: FinetuneRequest | None = None
         self._window_size = 2
@@ -131,7 +141,7 @@ class FinetuneTab(Container):
         #: perf_counter marks of the last Train: pressed, started (data and model ready, initial validation done),
         #: trained (model saved), preview (its first region shown)
         self.marks: dict[str, float] = {}
-        self.last: dict[str, dict] = {}  # the last "start" and "done" events (tests, benchmarks)
+        self.last: dict[str, TrainEvent] = {}  # the last "start" and "done" events (tests, benchmarks)
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
 
@@ -209,15 +219,16 @@ class FinetuneTab(Container):
         # a fresh encoder loads its pretrained weights whenever it has some; only "Random init" (or an encoder with
         # no weights at all, such as tiny) builds random ones, and the checkpoint says so
         pretrained = fresh and not self.random_init.value and not (info is None or info.random_init)
-        return FinetuneRequest(self.image.value, self.labels_layer.value, self.points.value, self.area.value,
-                               base=None if fresh else key, region_encoder=encoder, pretrained=pretrained,
-                               out=str(out), epochs=int(self.epochs.value),
+        options = TrainOptions(out=str(out), base=None if fresh else key, region_encoder=encoder,
+                               pretrained=pretrained, epochs=int(self.epochs.value),
                                freeze_encoder=True if self.freeze.value else None, mode=str(self.mode.value),
-                               zero_is_unlabelled=bool(self.zero_unlabelled.value),
-                               shapes_layer=self.shapes_layer.value, shape_class=int(self.shape_class.value),
                                time_budget_s=float(self.budget.value) or None,
                                # the loop's answer matters more than the untrained baseline (a whole validation pass)
                                initial_validation=self.mode.value != "quick")
+        return FinetuneRequest(self.image.value, self.labels_layer.value, self.points.value, self.area.value,
+                               zero_is_unlabelled=bool(self.zero_unlabelled.value),
+                               shapes_layer=self.shapes_layer.value, shape_class=int(self.shape_class.value),
+                               options=options)
 
     def start(self, _=None) -> None:
         if self.worker is not None:
@@ -228,15 +239,15 @@ class FinetuneTab(Container):
         if request is None:
             return
         self.marks = {"train": t0}
-        self._request, self._holder = request, {}
+        self._request, self.handle = request, TrainHandle()
         self.curve.clear()
         self.status.value = "preparing (reading annotations, building the model)…"
-        worker = create_worker(training_events, request, self._holder, _progress={"desc": "xT fine-tune"},
+        worker = create_worker(training_events, request, self.handle, _progress={"desc": "xT fine-tune"},
                                _ignore_errors=True)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
-        self.worker, self._out = worker, request.out
+        self.worker, self._out = worker, request.options.out
         self._set_running(True)
         worker.start()
 
@@ -244,50 +255,50 @@ class FinetuneTab(Container):
         if self.worker is None:
             self._cancel_preview()
             return
-        trainer = self._holder.get("trainer")
-        if trainer is not None:
-            trainer.stop()
+        started = self.handle.trainer is not None
+        self.handle.cancel()  # the trainer ends after this window; a trainer still being built never starts
+        if started:
             self.status.value = "stopping after this window (the best checkpoint so far is kept)…"
         elif self.worker is not None:
             self.worker.quit()
 
-    def _on_event(self, e: dict) -> None:
+    def _on_event(self, e: TrainEvent) -> None:
         if self._closed:
             return
-        kind = e["kind"]
-        if kind in ("start", "done"):
+        if isinstance(e, TrainStarted | TrainFinished):
+            kind = "start" if isinstance(e, TrainStarted) else "done"
             self.last[kind] = e
             self.marks.setdefault("started" if kind == "start" else "done", time.perf_counter())
-        if kind == "start":
-            init = e.get("initial", {}).get("score")
+        if isinstance(e, TrainStarted):
+            init = e.initial.get("score")
             if isinstance(init, float):
                 self.curve.val.append(max(init, 0.0))
-            self._window_size = int(e.get("window_size") or 2)
-            note = f" · {e['note']}" if e.get("note") else ""
-            self.status.value = f"training on {e['train_windows']} windows, validating on {e['val_windows']}{note}"
-        elif kind == "step":
-            self.curve.loss.append(float(e["loss"]))
-            eta = f" · ETA {e['eta_s']:.0f} s" if e.get("eta_s") else ""
-            self.status.value = f"epoch {e['epoch']} · step {e['step']}/{e['steps']} · loss {e['loss']:.3f}{eta}"
-        elif kind == "epoch":
-            score = (e.get("val") or {}).get("score")
+            self._window_size = int(e.window_size or 2)
+            note = f" · {e.note}" if e.note else ""
+            self.status.value = f"training on {e.train_windows} windows, validating on {e.val_windows}{note}"
+        elif isinstance(e, StepDone):
+            self.curve.loss.append(float(e.loss))
+            eta = f" · ETA {e.eta_s:.0f} s" if e.eta_s else ""
+            self.status.value = f"epoch {e.epoch} · step {e.step}/{e.steps} · loss {e.loss:.3f}{eta}"
+        elif isinstance(e, EpochDone):
+            score = (e.val or {}).get("score")
             if isinstance(score, float) and not math.isnan(score):
                 self.curve.val.append(score)
-            self.status.value = (f"epoch {e['epoch']}/{e['epochs']} · loss {e['loss']:.3f} · val {_metrics(e['val'])}"
-                                 + _per_class(e.get("val") or {}))
-        elif kind == "done":
-            final = _metrics(e.get("final") or {})
-            self._saved = (f"saved {Path(e['out']).name} (best epoch {e['best_epoch']}, {final}); selected "
+            self.status.value = (f"epoch {e.epoch}/{e.epochs} · loss {e.loss:.3f} · val {_metrics(e.val)}"
+                                 + _per_class(e.val or {}))
+        elif isinstance(e, TrainFinished):
+            final = _metrics(e.final or {})
+            self._saved = (f"saved {Path(e.out).name} (best epoch {e.best_epoch}, {final}); selected "
                            "in the Run tab")
             self.status.value = self._saved
             self.marks["trained"] = time.perf_counter()
-            self._on_trained(e["out"])
-            self._continue_from(e["out"])
-            tasks = e.get("tasks", [])
+            self._on_trained(e.out)
+            self._continue_from(e.out)
+            tasks = e.tasks
             if self.preview.value and self._request is not None and ("segmentation" in tasks or "detection" in tasks):
-                self.start_preview(e["out"], self._request.image_layer)
+                self.start_preview(e.out, self._request.image_layer)
             if self._request is not None and ("segmentation" in tasks or "detection" in tasks):
-                self.suggest.after_train(e["out"], self._request.image_layer)
+                self.suggest.after_train(e.out, self._request.image_layer)
         self.curve.update()
 
     def _continue_from(self, path: str) -> None:
@@ -303,8 +314,8 @@ class FinetuneTab(Container):
         self._cancel_preview()
         request = PreviewRequest(image_layer, model, visible_box(self.viewer, image_layer),
                                  window_size=self._window_size)
-        self._preview_holder = {}
-        worker = create_worker(preview_events, request, self._preview_holder, _ignore_errors=True,
+        self._preview_cancel = CancelHandle()
+        worker = create_worker(preview_events, request, self._preview_cancel, _ignore_errors=True,
                                _progress={"desc": "xT: predicting the view"})
         worker.yielded.connect(lambda e, layer=image_layer: self._on_preview_event(e, layer))
         worker.errored.connect(self._on_preview_error)
@@ -316,9 +327,9 @@ class FinetuneTab(Container):
     def _on_preview_event(self, e, image_layer) -> None:
         if self._closed:
             return
-        if isinstance(e, dict) and e.get("kind") == "preview":
+        if isinstance(e, PreviewReady):
             self.overlay.show(e, image_layer)
-            self._preview_total = int(e["regions"])
+            self._preview_total = int(e.regions)
         elif isinstance(e, RegionDone):
             self.overlay.region_done(e.detections)
             if "preview" not in self.marks:
@@ -339,15 +350,12 @@ class FinetuneTab(Container):
     def _on_destroyed(self, *_args) -> None:
         """The viewer is closing: stop training and the preview, and stop touching widgets that are gone."""
         self._closed = True
-        trainer = self._holder.get("trainer")
-        if trainer is not None:
-            trainer.stop()
+        self.handle.cancel()
         self._cancel_preview()
 
     def _cancel_preview(self) -> None:
-        run = self._preview_holder.get("run")
-        if self.preview_worker is not None and run is not None:
-            run.cancel()
+        if self.preview_worker is not None:
+            self._preview_cancel.cancel()
 
     def _on_preview_error(self, err: BaseException) -> None:
         if self._closed:

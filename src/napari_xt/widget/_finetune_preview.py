@@ -14,7 +14,7 @@ Results, and a throw-away preview must not become the user's result store.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from superqt.utils import qthrottled
@@ -24,6 +24,9 @@ from ..app.layers import world_to_level0
 from ..app.previews import discard_preview
 from ._fields import camera, camera_center
 from ._overlays import open_label_levels
+
+if TYPE_CHECKING:
+    from ..app.finetune import PreviewReady
 
 PREVIEW_NAME = "xT preview"
 DETECTIONS_NAME = "xT preview detections"
@@ -63,27 +66,27 @@ class PreviewOverlay:
         self._found: list[Any] = []  # this preview's detections so far (app.events.Detections per region)
         self._image_layer: Any = None
 
-    def show(self, info: dict, image_layer: Any) -> None:
-        """Point the layer at the store in ``info`` (the ``preview`` event of ``app.finetune.preview_events``)."""
+    def show(self, info: PreviewReady, image_layer: Any) -> None:
+        """Point the layer at the store in ``info`` (the first event of ``app.finetune.preview_events``)."""
         self._found, self._image_layer = [], image_layer
-        if info.get("detection"):
+        if info.detection:
             self._show_points(image_layer)
-        levels = open_label_levels(info["store"])
+        levels = open_label_levels(info.store)
         if not levels:  # a detection-only model: its objects are the preview
-            old, self.store = self.store, info["store"]
+            old, self.store = self.store, info.store
             self.regions_shown, self.first_shown_at = 0, None
             if old and old != self.store:
                 discard_preview(old)
             return
-        f = float(info["downsample"])
-        names = info.get("class_names") or [f"class {i}" for i in range(2)]
-        kwargs = labels_settings(names, info.get("class_colors") or [], image_layer.scale, image_layer.translate, f,
-                                 info["store"])
+        f = float(info.downsample)
+        names = info.class_names or [f"class {i}" for i in range(2)]
+        kwargs = labels_settings(names, info.class_colors or [], image_layer.scale, image_layer.translate, f,
+                                 info.store)
         del kwargs["features"]
-        kwargs["metadata"] = {"napari_xt": {"preview_store": info["store"]}}  # a preview, not a result store
+        kwargs["metadata"] = {"napari_xt": {"preview_store": info.store}}  # a preview, not a result store
         multiscale = len(levels) > 1
         data = levels if multiscale else levels[0]
-        old, self.store = self.store, info["store"]
+        old, self.store = self.store, info.store
         self.regions_shown, self.first_shown_at = 0, None
         layer = self.layer if self.layer is not None and self.layer in self.viewer.layers else None
         if layer is not None and layer.multiscale == multiscale:
