@@ -96,14 +96,15 @@ def test_fresh_models_list_every_encoder_and_missing_weights_are_one_clear_error
     assert not out.exists() and tab.train_button.enabled
 
     asked = tab.request()
-    assert asked is not None and asked.region_encoder == "dinov2-vits14" and asked.pretrained is True
+    assert asked is not None
+    assert asked.options.region_encoder == "dinov2-vits14" and asked.options.pretrained is True
     tab.random_init.value = True
     random = tab.request()
-    assert random is not None and random.pretrained is False and random.base is None
+    assert random is not None and random.options.pretrained is False and random.options.base is None
     tab.random_init.value = False
     tab.base.value = "__fresh__tiny"
     tiny = tab.request()
-    assert tiny is not None and tiny.region_encoder == "tiny" and tiny.pretrained is False  # no weights to load
+    assert tiny is not None and tiny.options.region_encoder == "tiny" and not tiny.options.pretrained  # no weights
     tab.base.value = "tiny-hyper-seg"
     saved = tab.request()
-    assert saved is not None and saved.base == "tiny-hyper-seg" and saved.pretrained is False
+    assert saved is not None and saved.options.base == "tiny-hyper-seg" and saved.options.pretrained is False
