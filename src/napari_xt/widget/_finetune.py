@@ -39,16 +39,8 @@ from ..app.catalog import default_fresh_encoder
 from ..app.events import RegionDone, RunFinished
 from ..app.finetune import FinetuneRequest, PreviewReady, PreviewRequest, preview_events, training_events
 from ..app.layers import user_cache_dir
-from ..app.training import (
-    CancelHandle,
-    EpochDone,
-    StepDone,
-    TrainEvent,
-    TrainFinished,
-    TrainHandle,
-    TrainOptions,
-    TrainStarted,
-)
+from ..app.training import TrainHandle, TrainOptions
+from ..train.events import CancelHandle, EpochDone, StepDone, TrainEvent, TrainFinished, TrainStarted
 from ._curve import CurveView
 from ._finetune_preview import PreviewOverlay, visible_box
 from ._gis import load_gis_annotations
