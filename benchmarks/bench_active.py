@@ -188,8 +188,10 @@ def train(pool: Pool, labelled: list[int], args, seed: int, tmp: Path):
     return load_model(out)
 
 
-def suggested(pool: Pool, model, labelled: list[int], k: int, tmp: Path) -> list[int]:
-    """The pool regions ``napari-xt suggest`` ranks first (labelled ones excluded), mapped back to region ids."""
+def suggested(pool: Pool, model, labelled: list[int], k: int, tmp: Path) -> tuple[list[int], int]:
+    """The pool regions ``napari-xt suggest`` ranks first (labelled ones excluded, which is also how its automatic
+    share of coverage picks learns how many regions are labelled), mapped back to region ids; and how many of them
+    were picked for coverage rather than doubt."""
     from napari_xt.app.suggest import SuggestOptions
     from napari_xt.app.suggest_run import suggest
 
@@ -197,7 +199,8 @@ def suggested(pool: Pool, model, labelled: list[int], k: int, tmp: Path) -> list
     found = suggest(str(pool.pool_path), "m", SuggestOptions(top=k, exclude=exclude), image_obj=pool.image,
                     model_obj=model, use_mask=False, window_size=pool.window, folder=tmp)
     index = {tuple(np.round(c).astype(int)): i for i, c in enumerate(pool.cells)}
-    return [index[tuple(np.round(b).astype(int))] for b in found.boxes]
+    picks = [index[tuple(np.round(b).astype(int))] for b in found.boxes]
+    return picks, sum(found.reason(n) == "coverage" for n in range(len(found)))
 
 
 def run_seed(pool: Pool, seed: int, args) -> dict:
@@ -219,16 +222,19 @@ def run_seed(pool: Pool, seed: int, args) -> dict:
             pick_rng = np.random.default_rng(1000 + seed)
             for r in range(1, args.rounds + 1):
                 free = [i for i in range(len(pool.cells)) if i not in labelled]
+                coverage = 0
                 if strategy == "random":
                     new = [int(i) for i in pick_rng.choice(free, min(args.add, len(free)), replace=False)]
                 else:
-                    new = suggested(pool, model, labelled, args.add, tmp)
+                    new, coverage = suggested(pool, model, labelled, args.add, tmp)
                 labelled += new
                 model = train(pool, labelled, args, seed, tmp)
                 s = pool.score(model, tmp)
-                row.append({"labelled": len(labelled), **s, "rare": int(pool.rare[labelled].sum())})
+                row.append({"labelled": len(labelled), **s, "rare": int(pool.rare[labelled].sum()),
+                            "coverage": coverage})
                 print(f"  {pool.name} seed {seed} {strategy:7s} round {r}: {len(labelled)} regions "
-                      f"({row[-1]['rare']} with {'ships' if pool.name == 'ships' else 'crowns'}) -> "
+                      f"({row[-1]['rare']} with {'ships' if pool.name == 'ships' else 'crowns'}"
+                      f"{f'; {coverage} picked for coverage' if coverage else ''}) -> "
                       f"{s['score']:.3f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
             curves[strategy] = row
     return {"seed": seed, "start": start, "curves": curves, "seconds": round(time.perf_counter() - t0, 1)}

@@ -87,3 +87,25 @@ def test_exit_codes(tissue_ome_tiff, seg_model, tmp_path, capsys):
         main(["suggest", "--help"])
     assert helped.value.code == 0
     assert "Exit codes" in capsys.readouterr().out
+
+
+def test_explore_picks_a_share_for_coverage_and_rejects_bad_shares(tissue_ome_tiff, tmp_path, capsys):
+    """A detector taught on 4 regions (--trained-regions): round(6 x 8/12) = 4 of 6 suggestions for coverage;
+    --explore 0 the plain doubt ranking; a share outside [0, 1] is a usage error."""
+    det = _save(tmp_path / "det.safetensors", {"detection": {"num_classes": 1}})
+    out = tmp_path / "cold.geojson"
+    assert main(["suggest", str(tissue_ome_tiff), "--model", str(det), "--top", "6", "--out", str(out), "--no-mask",
+                 "--trained-regions", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "detection" and report["explore"] == pytest.approx(8 / 12, abs=1e-3)
+    reasons = [r["reason"] for r in report["suggestions"]]
+    assert reasons.count("coverage") == 4 and reasons[0] == "doubt"
+    _, features = _boxes(out)
+    assert [f["properties"]["reason"] for f in features] == reasons
+    assert main(["suggest", str(tissue_ome_tiff), "--model", str(det), "--top", "6", "--out", str(out), "--no-mask",
+                 "--trained-regions", "4", "--explore", "0", "--overwrite"]) == 0
+    text = capsys.readouterr().out
+    assert "for coverage" not in text and "(coverage)" not in text
+    with pytest.raises(SystemExit) as bad:
+        main(["suggest", str(tissue_ome_tiff), "--model", str(det), "--out", str(out), "--explore", "1.5"])
+    assert bad.value.code == 2 and "[0, 1]" in capsys.readouterr().err

@@ -133,3 +133,16 @@ def test_a_classification_model_is_refused(image, tmp_path):
     model = _model({"classification": {"num_classes": 2}})
     with pytest.raises(SuggestionError, match="segmentation or detection"):
         suggest("array:suggest", "m", image_obj=image, model_obj=model, folder=tmp_path)
+
+
+def test_the_whole_image_when_small_else_the_view(image, tmp_path):
+    """The dock's bounded default: the whole image when its plan has at most ``max_regions`` regions, else the view."""
+    model = _model({"segmentation": {"num_classes": 3}})
+    view = (4.0, 260.0, 508.0, 764.0)  # 4 x 4 of the image's 5 x 6 regions
+    small = suggest("array:suggest", "m", SuggestOptions(top=2), image_obj=image, model_obj=model, view=view,
+                    max_regions=30, use_mask=False, folder=tmp_path)
+    assert small.regions == 30 and small.info["scope"] == "image"
+    big = suggest("array:suggest", "m", SuggestOptions(top=2), image_obj=image, model_obj=model, view=view,
+                  max_regions=29, use_mask=False, folder=tmp_path)
+    assert big.regions == 16 and big.info["scope"] == "view"
+    assert np.all(big.cells[:, 1] >= 256)

@@ -7,10 +7,12 @@ import numpy as np
 from dockhelpers import make_dock
 from test_finetune_points import discs
 
+from napari_xt.app.suggest import COLD_REGIONS
 from napari_xt.synthetic import TissueSample
+from napari_xt.widget import _suggest as suggest_widget
 from napari_xt.widget._fields import camera, camera_center
 from napari_xt.widget._finetune import FRESH
-from napari_xt.widget._finetune_preview import visible_box
+from napari_xt.widget._finetune_preview import canvas_size, visible_box
 from napari_xt.widget._suggest import AREA_NAME, HEAT_NAME, SUGGESTIONS_NAME
 
 
@@ -27,8 +29,8 @@ def _quick_tiny(tab, epochs=1):
     tab.epochs.value = epochs
     tab.preview.value = False  # the preview has its own tests; here the suggestions are what is waited for
     tab.suggest.top.value = 3
-    assert not tab.suggest.auto.value  # opt-in: a whole-slide pass after every Train is the user's choice
-    tab.suggest.auto.value = True
+    # on by default, bounded: the whole image only up to WHOLE_IMAGE_REGIONS regions, else the view
+    assert tab.suggest.auto.value and tab.suggest.where.value == "auto"
 
 
 def _layer(viewer, name):
@@ -85,6 +87,16 @@ def test_train_suggest_next_paint_there_train_again(make_napari_viewer, qtbot, t
     second = tab.suggest.found
     assert second is not found and not any(np.allclose(b, found.boxes[0]) for b in second.boxes)  # not again
     assert _layer(viewer, SUGGESTIONS_NAME) is shapes and len(shapes.data) == 3  # one layer, refilled
+    assert second.info["scope"] == "image"  # 9 regions: the whole image
+
+    # a larger image than the automatic scope runs whole (here: more than 4 regions): only the view is scored
+    monkeypatch.setattr(suggest_widget, "WHOLE_IMAGE_REGIONS", 4)
+    camera(viewer).center = (128.0, 128.0)
+    camera(viewer).zoom = float(np.min(canvas_size(viewer))) / 300  # about the top-left region in view
+    tab.suggest.now_button.clicked.emit()
+    qtbot.waitUntil(lambda: tab.suggest.worker is None and tab.suggest.found is not second, timeout=120_000)
+    third = tab.suggest.found
+    assert third.info["scope"] == "view" and third.regions < 9 and "in the view" in tab.suggest.status.value
 
 
 def test_detection_a_visited_and_marked_suggestion_becomes_complete(make_napari_viewer, qtbot, tmp_path, notes,
@@ -102,6 +114,10 @@ def test_detection_a_visited_and_marked_suggestion_becomes_complete(make_napari_
     assert not notes.errors(), notes.errors()
     found = tab.suggest.found
     assert found is not None and found.task == "detection" and found.threshold is not None and len(found) == 3
+    # the last Train's regions tell how far a detector's doubt is trusted; the first suggestion is its doubt's best
+    trained = tab.suggest.trained_regions()
+    assert trained and found.info["labelled"] == trained and found.reason(0) == "doubt"
+    assert found.info["explore"] == round(COLD_REGIONS / (COLD_REGIONS + trained), 3)
     area = _layer(viewer, SUGGESTIONS_NAME)
     assert area not in tab.area.choices
     start_area = viewer.add_shapes([np.array([[0, 0], [0, 256], [256, 256], [256, 0]])], shape_type="rectangle",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +50,13 @@ def suggestion_events(image: str, model: str, options: SuggestOptions | None = N
                       image_obj: LargeImage | None = None, model_obj: XTModel | None = None,
                       window_size: int | None = None, use_mask: bool = True, device: str = "auto",
                       batch_size: int = 4, folder: str | Path | None = None, spare_a_core: bool = False,
-                      holder: dict | None = None) -> Iterator[RunEvent | Suggestions]:
+                      holder: dict | None = None, view: Roi | None = None,
+                      max_regions: int | None = None) -> Iterator[RunEvent | Suggestions]:
     """Run ``model`` over ``image`` (or ``roi``), score every region, and yield the run's events, then the
     :class:`Suggestions` last. ``image_obj``/``model_obj`` skip opening/loading (the dock's layer, the benchmark's
-    model in memory); ``window_size`` defaults to the plan's; ``holder["run"]`` lets a caller cancel."""
+    model in memory); ``window_size`` defaults to the plan's; ``holder["run"]`` lets a caller cancel. With
+    ``max_regions`` and a ``view`` (and no ``roi``): the whole image when its plan has at most ``max_regions``
+    regions, else only the view (a whole slide is not run after every Train)."""
     options = options or SuggestOptions()
     options.validate()
     keep_triton_out_without_cuda()
@@ -72,8 +76,13 @@ def suggestion_events(image: str, model: str, options: SuggestOptions | None = N
     request = PredictRequest(image=image, model=model, out=str(tmp / "uncertainty.xt.zarr"), plan=plan,
                              run=RunOptions(device=device, batch_size=batch_size, probabilities=task == "segmentation",
                                             score_threshold=floor, max_detections_per_region=2000))
+    view_only = False
     try:
         inputs = driver.resolve(request, model=model_obj, image=image_obj)
+        if roi is None and view is not None and max_regions is not None and len(inputs.plan.regions) > max_regions:
+            roi, view_only = view, True
+            request = replace(request, plan=replace(plan, roi=roi))
+            inputs = driver.resolve(request, model=model_obj, image=inputs.image)
         prepared = driver.prepare(request, inputs=inputs)
         if holder is not None:
             holder["run"] = prepared.run
@@ -106,9 +115,12 @@ def suggestion_events(image: str, model: str, options: SuggestOptions | None = N
         result = suggestions_from_regions(
             np.array([r.row for r in regions], dtype=np.int64), np.array([r.col for r in regions], dtype=np.int64),
             cores, np.array([values[i] for i in ids], dtype=np.float64), options, task, shape0,
-            heat_step=max(1.0, plan_.region_size * f / 8), threshold=threshold)
-        result.info = {"cancelled": bool(end is not None and end.status == "cancelled"),
-                       "region_size_level0": plan_.region_size * f, "window_size": plan_.window_size}
+            heat_step=max(1.0, plan_.region_size * f / 8), threshold=threshold,
+            calibrated=cfg.score_threshold is not None)
+        result.info.update({"cancelled": bool(end is not None and end.status == "cancelled"),
+                            "region_size_level0": plan_.region_size * f, "window_size": plan_.window_size,
+                            "scope": "view" if roi is not None and view_only else ("roi" if roi is not None
+                                                                                  else "image")})
         yield result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,11 +151,17 @@ def suggest(image: str, model: str, options: SuggestOptions | None = None, **kwa
 
 def layer_suggestion_events(image_layer: Any, model: str, options: SuggestOptions, *,
                             view: tuple[float, float, float, float] | None = None, window_size: int | None = None,
-                            holder: dict | None = None) -> Iterator[RunEvent | Suggestions]:
+                            holder: dict | None = None, max_regions: int | None = None
+                            ) -> Iterator[RunEvent | Suggestions]:
     """The dock's worker: :func:`suggestion_events` over a napari image layer (all bands of the file it came from),
-    the whole image or only ``view`` (level-0 box), one CPU core left to the viewer."""
+    the whole image or only ``view`` (level-0 box), one CPU core left to the viewer. With ``max_regions``: the
+    whole image when it has at most that many regions, else the view."""
     from .layers import layer_to_large_image
 
     image = layer_to_large_image(image_layer)
+    if max_regions is not None:
+        yield from suggestion_events(f"layer:{image_layer.name}", model, options, view=view, max_regions=max_regions,
+                                     image_obj=image, window_size=window_size, spare_a_core=True, holder=holder)
+        return
     yield from suggestion_events(f"layer:{image_layer.name}", model, options, roi=view, image_obj=image,
                                  window_size=window_size, spare_a_core=True, holder=holder)

@@ -4,8 +4,10 @@ The model runs over the image (or ``--roi``) through the same streaming engine a
 by the model's doubt (segmentation: class-balanced mean entropy of its softmax; detection: peaks near its calibrated
 threshold), and the top K cells, spread out by ``--min-distance``, are written as QuPath-style GeoJSON annotations
 (level-0 pixels). ``--exclude done.geojson`` skips what an earlier round already labelled, so a campaign is
-``suggest → annotate → train → suggest --exclude ...``. Exit codes: 0 written, 1 the input could not be processed
-(unreadable image, a classification-only model, ``--out`` exists), 2 bad arguments.
+``suggest → annotate → train → suggest --exclude ...``. While a detector is taught on few regions, part of the K
+(``--explore``) are picked to cover the unlabelled image instead: its doubt then lies mostly on background.
+Exit codes: 0 written, 1 the input could not be processed (unreadable image, a classification-only model, ``--out``
+exists), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from ..app.suggest import MEASURES, SuggestOptions
+from ..app.suggest import COLD_REGIONS, MEASURES, SuggestOptions
 from ..errors import OutputError
 from . import _models
 from ._predict import parse_roi
@@ -44,6 +46,15 @@ def add_parser(sub) -> None:
     p.add_argument("--band", type=float, default=d.band, metavar="B",
                    help="detection: a peak within B x threshold of the model's threshold is undecided "
                    f"(default {d.band:g})")
+    p.add_argument("--explore", type=_explore, default=None, metavar="auto|SHARE",
+                   help="share of the suggestions picked to cover the unlabelled image (the regions that best "
+                   "represent it) instead of by doubt, 0..1 (default auto: 0 for segmentation; for detection "
+                   f"{COLD_REGIONS}/({COLD_REGIONS}+n) with n labelled regions (--trained-regions, else the cells "
+                   "--exclude covers; neither: 0, unless the model has no calibrated threshold: 1): a detector "
+                   "taught on a few regions is most unsure about background texture")
+    p.add_argument("--trained-regions", type=int, default=None, metavar="N",
+                   help="how many regions the model was trained on (for --explore auto; default: the cells "
+                   "--exclude covers)")
     p.add_argument("--exclude", metavar="GEOJSON", action="append", default=[],
                    help="polygons already annotated (e.g. an earlier --out); cells mostly inside their bounding "
                    "boxes are not suggested (repeatable)")
@@ -57,6 +68,18 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --heatmap")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(run=run)
+
+
+def _explore(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'auto' or a share in [0, 1], not {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"the share must be in [0, 1], not {value:g}")
+    return value
 
 
 def exclusion_boxes(paths: list[str]) -> tuple[tuple[float, float, float, float], ...]:
@@ -88,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     from ..app.suggest_run import suggest
 
     options = SuggestOptions(top=args.top, cell=args.cell, min_distance=args.min_distance, measure=args.measure,
-                             band=args.band, exclude=exclusion_boxes(args.exclude))
+                             band=args.band, exclude=exclusion_boxes(args.exclude), explore=args.explore,
+                             trained_regions=args.trained_regions)
     options.validate()
     _check_out(args.out, args.overwrite, "--out")
     _check_out(args.heatmap, args.overwrite, "--heatmap")
@@ -102,16 +126,21 @@ def run(args: argparse.Namespace) -> int:
         tifffile.imwrite(args.heatmap, found.heat, photometric="minisblack")
     seconds = round(time.perf_counter() - t0, 2)
     rows: list[dict] = [{"rank": n + 1, "box": [round(float(v), 1) for v in found.cells[i]],
-                         "uncertainty": float(found.scores[i])} for n, i in enumerate(found.order)]
+                         "uncertainty": float(found.scores[i]), "reason": found.reason(n)}
+                        for n, i in enumerate(found.order)]
     if args.json:
         print(json.dumps({"out": args.out, "task": found.task, "measure": found.measure, "threshold": found.threshold,
-                          "regions": found.regions, "suggestions": rows, "heat_step": found.heat_step,
+                          "regions": found.regions, "explore": found.info.get("explore", 0.0),
+                          "suggestions": rows, "heat_step": found.heat_step,
                           "seconds": seconds}))
         return 0
     what = found.measure + (f" (threshold {found.threshold:.3f})" if found.threshold is not None else "")
-    print(f"{found.regions} regions scored by {what} in {seconds:.1f} s; the {len(rows)} to annotate next -> "
+    cover = sum(row["reason"] == "coverage" for row in rows)
+    mix = f" ({cover} of them for coverage: the model is taught on few regions)" if cover else ""
+    print(f"{found.regions} regions scored by {what} in {seconds:.1f} s; the {len(rows)} to annotate next{mix} -> "
           f"{args.out}")
     for row in rows:
         y0, x0, y1, x1 = row["box"]
-        print(f"  {row['rank']:3d}. y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}  uncertainty {row['uncertainty']:.4f}")
+        print(f"  {row['rank']:3d}. y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}  uncertainty {row['uncertainty']:.4f}"
+              + ("  (coverage)" if row["reason"] == "coverage" else ""))
     return 0

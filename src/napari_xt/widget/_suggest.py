@@ -1,7 +1,9 @@
 """The Fine-tune tab's suggestions: after each Train, where annotating next would teach the model most.
 
 When training ends (and after the view's preview, so the two runs never share the cores), the saved model is run
-over the image — or only the view — by ``app.suggest_run.layer_suggestion_events`` in a worker; its doubt per region
+over the image — or only the view: by default the whole image when its plan has at most :data:`WHOLE_IMAGE_REGIONS`
+regions, else the view, so a whole slide never costs a full pass after every Train — by
+``app.suggest_run.layer_suggestion_events`` in a worker; its doubt per region
 shows as the "xT uncertainty" heat map and its top K regions, spread apart, as the "xT suggestions" Shapes layer.
 *Next suggestion* / *Previous* centre the view on one. A visited suggestion that the user then annotates (paint in
 the Labels layer, or points for detection) is left out of the next round's suggestions; for detection it also joins
@@ -27,6 +29,9 @@ from ._finetune_preview import canvas_size, visible_box
 SUGGESTIONS_NAME = "xT suggestions"
 HEAT_NAME = "xT uncertainty"
 AREA_NAME = "xT complete area"
+#: "Suggest in: automatic" runs the whole image up to this many regions (a 2-core CPU scores ~20 regions/s of 256 px
+#: with EfficientNet-Lite0: under two minutes), else only the view
+WHOLE_IMAGE_REGIONS = 2000
 Box = tuple[float, float, float, float]  # level-0 (y0, x0, y1, x1)
 
 
@@ -36,14 +41,16 @@ class SuggestPanel(Container):
     def __init__(self, tab: Any):
         super().__init__(labels=False)  # a second label column beside the tab's would widen the whole dock
         self.tab, self.viewer = tab, tab.viewer
-        #: off by default: on a whole slide the pass runs every region after each Train (minutes on a CPU), which the
-        #: user asks for, never gets unasked; "the view" keeps it to what the canvas shows
-        self.auto = CheckBox(text="Then suggest what to label next", value=False,
+        #: on by default (the loop is Train → where next → annotate → Train), bounded by "Suggest in: automatic": the
+        #: whole image only when it has at most WHOLE_IMAGE_REGIONS regions, else the view
+        self.auto = CheckBox(text="Then suggest what to label next", value=True,
                              tooltip="after each Train, rank the regions by the model's doubt and outline the "
                              "best ones, spread apart ('xT suggestions'; heat map 'xT uncertainty')")
         self.top = SpinBox(label="Suggestions", value=8, min=1, max=500)
-        self.where = ComboBox(label="Suggest in", choices=[("in the whole image", "image"), ("in the view", "view")],
-                              value="image", tooltip="the whole image (tissue only), or the regions in view")
+        self.where = ComboBox(label="Suggest in",
+                              choices=[("automatic", "auto"), ("in the whole image", "image"), ("in the view", "view")],
+                              value="auto", tooltip=f"automatic: the whole image when it has at most "
+                              f"{WHOLE_IMAGE_REGIONS} regions (tissue only), else the regions in view")
         self.now_button = PushButton(text="Suggest now", tooltip="rank the regions with the model the last Train "
                                      "saved")
         self.prev_button = PushButton(text="◀ Previous", tooltip="centre the view on the previous suggestion")
@@ -96,12 +103,14 @@ class SuggestPanel(Container):
         if self._closed or self.worker is not None or self._model is None or self._image_layer is None:
             return
         self._note_annotated()
-        view = visible_box(self.viewer, self._image_layer) if self.where.value == "view" else None
-        options = SuggestOptions(top=int(self.top.value), exclude=tuple(self.annotated))
+        where = self.where.value
+        view = visible_box(self.viewer, self._image_layer) if where in ("view", "auto") else None
+        options = SuggestOptions(top=int(self.top.value), exclude=tuple(self.annotated),
+                                 trained_regions=self.trained_regions())
         self._holder = {}
         worker = create_worker(layer_suggestion_events, self._image_layer, self._model, options, view=view,
-                               window_size=int(getattr(self.tab, "_window_size", 0) or 0) or None,
-                               holder=self._holder, _ignore_errors=True,
+                               window_size=self._window_size() or None, holder=self._holder,
+                               max_regions=WHOLE_IMAGE_REGIONS if where == "auto" else None, _ignore_errors=True,
                                _progress={"desc": "xT: where to annotate next"})
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
@@ -109,6 +118,23 @@ class SuggestPanel(Container):
         self.worker = worker
         self.status.value = "scoring the regions by the model's doubt…"
         worker.start()
+
+    def _window_size(self) -> int:
+        return int(getattr(self.tab, "_window_size", 0) or 0)
+
+    def trained_regions(self) -> int | None:
+        """About how many regions the last Train taught the model (its training and validation windows, each
+        window_size² regions): how far a detector's doubt is trusted (``SuggestOptions.trained_regions``)."""
+        done = getattr(self.tab, "last", {}).get("done")
+        if done is None:
+            return None
+
+        def read(key: str) -> int:
+            value = done.get(key) if isinstance(done, dict) else getattr(done, key, None)
+            return int(value or 0)
+
+        windows = read("train_windows") + read("val_windows")
+        return windows * max(self._window_size(), 1) ** 2 if windows else None
 
     def cancel(self) -> None:
         run = self._holder.get("run")
@@ -174,7 +200,10 @@ class SuggestPanel(Container):
         if active is not None and active in self.viewer.layers:
             self.viewer.layers.selection.active = active  # keep the user's tool on the layer they annotate
         what = f"{found.measure}" + (f", threshold {found.threshold:.2f}" if found.threshold is not None else "")
-        self.status.value = (f"{len(found)} regions to annotate next, of {found.regions} scored ({what}): "
+        cover = sum(found.reason(n) == "coverage" for n in range(len(found)))
+        mix = f"; {cover} picked to cover the image, the model knows little yet" if cover else ""
+        scope = " in the view" if found.info.get("scope") == "view" else ""
+        self.status.value = (f"{len(found)} regions to annotate next, of {found.regions} scored{scope} ({what}{mix}): "
                              "Next suggestion ▶ centres the view on each")
 
     def go(self, step: int) -> None:
@@ -194,8 +223,10 @@ class SuggestPanel(Container):
         cam.zoom = float(np.min(np.asarray(canvas_size(self.viewer)) / (side * 1.6)))
         self._watch_points()
         score = float(self.found.scores[self.found.order[self.current]])
-        self.status.value = (f"suggestion {self.current + 1}/{len(self.found)} (uncertainty {score:.3f}): annotate "
-                             "it, then Next ▶ or Train")
+        why = ("picked to cover the image" if self.found.reason(self.current) == "coverage"
+               else f"uncertainty {score:.3f}")
+        self.status.value = (f"suggestion {self.current + 1}/{len(self.found)} ({why}): annotate it, then Next ▶ "
+                             "or Train")
 
     # -- what the user annotated ---------------------------------------------------------------------------------
     def _box(self, i: int) -> Box:
