@@ -42,6 +42,33 @@ def _ensure_display() -> None:
     os.execvp("xvfb-run", ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, *sys.argv])
 
 
+class _StepLog:
+    """When the main thread's known steps ran (start, duration): cheap enough to leave on, unlike the sampler; a
+    gap with no step inside it was spent in Qt (paint, layout) or waiting for the GIL."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, float]] = []
+
+    def watch(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        is_class = isinstance(owner, type)
+
+        def timed(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                self.calls.append((label, t, time.perf_counter() - t))
+
+        setattr(owner, name, timed if not is_class else (lambda self_, *a, **kw: timed(self_, *a, **kw)))
+
+    def inside(self, t0: float, t1: float) -> str:
+        hits = [(label, d) for label, t, d in self.calls if t < t1 and t + d > t0]
+        if not hits:
+            return "none (Qt painting or layout, or the GIL held by another thread)"
+        return ", ".join(f"{label} {d * 1000:.0f} ms" for label, d in hits)
+
+
 def _parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model key (preset name or checkpoint path); default: demo-tissue if available")
@@ -225,6 +252,7 @@ def main(argv=None) -> int:
 
     import napari
     from napari_xt.widget import XTDock
+    from napari_xt.widget._staged_layer import StagedLayer
     from napari_xt.widget._stall import GapMeter, spin_until
 
     model, note = _pick_model(args.model)
@@ -313,6 +341,13 @@ def main(argv=None) -> int:
                 marks[_key] = time.perf_counter() - t
 
         setattr(owner, name, timed)
+    steps = _StepLog()
+    steps.watch(StagedLayer, "_insert", "insert the reserved Labels layer")
+    steps.watch(StagedLayer, "_restore_one", "put back one Labels overlay")
+    steps.watch(dock, "_on_prepared", "prepared: attach the store")
+    steps.watch(dock, "_on_region", "one region's event")
+    steps.watch(dock.overlays, "flush", "refresh the overlays")
+    steps.watch(dock.overlays, "_on_read", "put a read box on screen")
     sampler = _Sampler() if args.sample else None
     if sampler is not None:
         sampler.start()
@@ -415,6 +450,9 @@ def main(argv=None) -> int:
     print("  longest gap by the phase it started in: " + ", ".join(
         f"{name} {by_phase.get(name, 0) * 1000:.0f} ms" for name, _mark in phases) +
         f" (idle viewer {idle_gap * 1000:.0f} ms, redrawn {redraw_gap * 1000:.0f} ms)")
+    for t, g in worst[:4]:
+        print(f"  {g * 1000:.0f} ms gap at {started(t, g) - marks['run']:.2f} s, main-thread steps inside it: "
+              f"{steps.inside(t - g, t)}")
     if sampler is not None:
         for t, g in worst[:4]:
             print(f"  {g * 1000:.0f} ms from {phase(started(t, g))} at {started(t, g) - marks['run']:.2f} s:")

@@ -27,6 +27,7 @@ from .._layer_data import detection_points, labels_settings, store_marker
 from ..app.events import RegionDone, WindowScored
 from ._partial import BoxReader, Plan, apply_boxes, plan_regions, tile_changed
 from ._scores import ScoreMap
+from ._staged_layer import StagedLayer
 
 REFRESH_MS = 100  # <= 10 refreshes per second
 
@@ -59,6 +60,7 @@ class Overlays:
         self.labels = None
         self.points = None
         self._reserved = None  # a Labels layer made at Run, not attached to its store yet
+        self._staged: StagedLayer | None = None  # how far the reserved layer got into the viewer
         self.n_shown = 0
         self.n_refreshes = 0
         self._pending: list[dict[str, np.ndarray]] = []
@@ -77,27 +79,33 @@ class Overlays:
     def reserve(self, store_path, image_layer, info) -> None:
         """Make the run's Labels layer now, at Run, while the worker opens the image and loads the model.
 
-        napari spends ~0.3-0.5 s of main thread building a Labels layer's visuals and drawing it the first time
+        napari spends 120-170 ms of main thread building a Labels layer's visuals and drawing it the first time
         (measured in ``benchmarks/bench_widget.py``). Paid here it overlaps the worker's preparation instead of
-        delaying the first region; ``attach`` then only swaps in the store's pyramid.
+        delaying the first region, and it is paid in steps of a few tens of ms, one per event-loop turn
+        (``_staged_layer.py``), so the viewer keeps answering; ``attach`` then only swaps in the store's pyramid.
         """
         if "segmentation" not in info.tasks or self._find("labels", store_path) is not None:
             return
         self.release()
+        from napari.layers import Labels
+
         tiny = [np.zeros((2, 2), np.uint8), np.zeros((1, 1), np.uint8)]  # multiscale needs two levels
-        self.labels = self._reserved = self.viewer.add_labels(
+        self.labels = self._reserved = Labels(
             tiny, multiscale=True, name=f"xT labels [{Path(store_path).name}]", opacity=0.5,
             scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
             units=tuple(image_layer.units)[-2:], metadata=store_marker(store_path),
         )
-        self.viewer.layers.selection.active = image_layer
+        self._staged = StagedLayer(self.viewer, self._reserved)
 
     def release(self) -> None:
         """Remove the layer reserved for a run that never started (bad input, cancelled while preparing)."""
         layer, self._reserved = self._reserved, None
+        staged, self._staged = self._staged, None
         if layer is not None:
             self._stop_reading()
-            if layer in self.viewer.layers:
+            if staged is not None:
+                staged.cancel()
+            elif layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
             if self.labels is layer:
                 self.labels = None
@@ -110,6 +118,9 @@ class Overlays:
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         units = tuple(image_layer.units)[-2:]
         self._stop_reading()
+        if self._staged is not None:  # prepared before the reserved layer was in: put it in now
+            self._staged.finish()
+            self._staged = None
         self.n_shown = 0
         self._pending, self._cores, self._reading = [], [], []
         levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
