@@ -17,8 +17,12 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["VIEWER_NICE", "lower_this_thread"]
+T = TypeVar("T")
+
+__all__ = ["VIEWER_NICE", "call_at_lower_priority", "lower_this_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +41,29 @@ def lower_this_thread(by: int) -> bool:
     except OSError:  # a sandbox that forbids it: the run goes on at the same priority
         log.debug("could not lower the priority of thread %s", tid, exc_info=True)
         return False
+
+
+def call_at_lower_priority(fn: Callable[..., T], *args: Any, by: int = VIEWER_NICE, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a new thread ``by`` nicer than the caller, waiting for it; its result or error.
+
+    For a viewer's short preparation steps (opening the image, building or loading the model, planning) that run on
+    a pooled worker thread: lowering the pooled thread itself would leave it lowered for whatever the pool runs next,
+    so the work gets a thread of its own (and torch's OpenMP team made from it inherits the priority). Building a
+    random-weight Swin-V2-T's tensors there took the main thread's event loop to 60-73 ms gaps at the same priority
+    (2 cores; issue 25).
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        lower_this_thread(by)
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # handed to the caller's thread, raised there
+            outcome["error"] = err
+
+    thread = threading.Thread(target=work, name=f"napari-xt-{getattr(fn, '__name__', 'work')}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
