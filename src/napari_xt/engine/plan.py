@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from ..io import LargeImage
     from ..model.config import XTConfig
 
-__all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan", "model_pixel_unit"]
+__all__ = ["Box", "Plan", "PlanError", "Region", "choose_level", "make_plan", "model_pixel_unit", "place_in_windows",
+           "region_grid"]
 
 #: a region may be magnified at most this much (analysis px per level px): beyond it the model sees invented detail
 MAX_UPSAMPLE = 16.0
@@ -239,17 +240,7 @@ def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, targ
     _check_resample(image, lvl, scale, region_size, base, target_pixel_size, target_unit)
     lh, lw = image.levels[lvl].shape[:2]
     ah, aw = max(1, round(lh / scale)), max(1, round(lw / scale))
-    stride = region_size - overlap
-    # the one tiling rule shared with whole-image XTModel.forward; align 1: the last region is flush with the edge
-    ys, xs = tile_starts(ah, region_size, stride), tile_starts(aw, region_size, stride)
-    ycores, xcores = owned_spans(ys, region_size, ah), owned_spans(xs, region_size, aw)
-
-    regions: list[Region] = []
-    for r, (y0, (cy0, cy1)) in enumerate(zip(ys, ycores, strict=True)):
-        for c, (x0, (cx0, cx1)) in enumerate(zip(xs, xcores, strict=True)):
-            regions.append(Region(len(regions), r, c, (y0, x0, y0 + region_size, x0 + region_size),
-                                  (cy0, cx0, cy1, cx1)))
-
+    regions = region_grid((ah, aw), region_size, overlap)
     keep = np.ones(len(regions), dtype=bool)
     f = downsamples[lvl] * scale  # level-0 px per analysis px
     if use_mask:
@@ -260,15 +251,7 @@ def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, targ
     kept = [r for r, k in zip(regions, keep, strict=True) if k]
     skipped = [r.id for r, k in zip(regions, keep, strict=True) if not k]
     windows = _make_windows(kept, context, window_size, order)
-    by_id = {}
-    for w, ids in enumerate(windows):
-        for i in ids:
-            by_id[i] = w
-    regions = [
-        Region(r.id, r.row, r.col, r.box, r.core, by_id.get(r.id, -1),
-               (r.row % window_size, r.col % window_size) if context == "window" else (r.row, r.col))
-        for r in regions
-    ]
+    regions = place_in_windows(regions, windows, context, window_size)
     plan = Plan(tuple(image.levels[0].shape[:2]), lvl, downsamples[lvl], scale, (ah, aw), region_size, overlap,
                 context, window_size, order, tuple(regions), tuple(tuple(w) for w in windows), tuple(skipped),
                 tuple(range(len(windows))))
@@ -276,6 +259,32 @@ def make_plan(image: LargeImage, region_size: int = 1024, overlap: int = 0, targ
         centre = focus if focus is not None else (plan.image_shape[0] / 2, plan.image_shape[1] / 2)
         plan = replace(plan, run_order=tuple(plan.order_near(centre)))
     return plan
+
+
+def region_grid(analysis_shape: tuple[int, int], region_size: int, overlap: int) -> list[Region]:
+    """Every region of the analysis image, row-major (ids 0..n-1), not yet in a window.
+
+    The one tiling rule (shared with whole-image ``XTModel.forward``; the last region is flush with the edge), used
+    by :func:`make_plan` and by a store's plan rebuilt from its metadata (``engine/store_plan.py``) alike."""
+    ah, aw = analysis_shape
+    stride = region_size - overlap
+    ys, xs = tile_starts(ah, region_size, stride), tile_starts(aw, region_size, stride)
+    ycores, xcores = owned_spans(ys, region_size, ah), owned_spans(xs, region_size, aw)
+    regions: list[Region] = []
+    for r, (y0, (cy0, cy1)) in enumerate(zip(ys, ycores, strict=True)):
+        for c, (x0, (cx0, cx1)) in enumerate(zip(xs, xcores, strict=True)):
+            regions.append(Region(len(regions), r, c, (y0, x0, y0 + region_size, x0 + region_size),
+                                  (cy0, cx0, cy1, cx1)))
+    return regions
+
+
+def place_in_windows(regions: Sequence[Region], windows: Sequence[Sequence[int]], context: str,
+                     window_size: int) -> list[Region]:
+    """``regions`` with their window id (-1: in none, skipped) and their (row, col) inside it."""
+    window_of = {i: w for w, ids in enumerate(windows) for i in ids}
+    return [Region(r.id, r.row, r.col, r.box, r.core, window_of.get(r.id, -1),
+                   (r.row % window_size, r.col % window_size) if context == "window" else (r.row, r.col))
+            for r in regions]
 
 
 def _check_resample(image, lvl: int, scale: float, region_size: int, base: float | None, target: float | None,
@@ -313,18 +322,20 @@ def _make_windows(regions: list[Region], context: str, window_size: int, order: 
     return [[r.id for r in sorted(groups[k], key=lambda r: (r.row, r.col))] for k in sorted(groups)]
 
 
-def _coverage(regions: list[Region], mask: np.ndarray, ratio: float) -> np.ndarray:
-    """Fraction of each region's core that the low-resolution mask marks as foreground."""
+def _coverage(regions: Sequence[Region], mask: np.ndarray, ratio: float) -> np.ndarray:
+    """Fraction of each region's core that the low-resolution mask marks as foreground.
+
+    Vectorised over the regions (a 100,000 px slide plans ~40k of them: 0.8 s of Python per call before)."""
+    if not regions:
+        return np.zeros(0)
     integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    out = np.zeros(len(regions))
     h, w = mask.shape
-    for i, r in enumerate(regions):
-        y0, x0, y1, x1 = (int(v * ratio) for v in r.core)
-        y1, x1 = min(max(y1, y0 + 1), h), min(max(x1, x0 + 1), w)
-        y0, x0 = min(y0, h - 1), min(x0, w - 1)
-        area = max((y1 - y0) * (x1 - x0), 1)
-        out[i] = (integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]) / area
-    return out
+    cores = np.array([r.core for r in regions], dtype=np.float64) * ratio
+    y0, x0, y1, x1 = (np.trunc(cores[:, k]).astype(np.int64) for k in range(4))  # int(), as cores are >= 0
+    y1, x1 = np.minimum(np.maximum(y1, y0 + 1), h), np.minimum(np.maximum(x1, x0 + 1), w)
+    y0, x0 = np.minimum(y0, h - 1), np.minimum(x0, w - 1)
+    area = np.maximum((y1 - y0) * (x1 - x0), 1)
+    return (integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]) / area
 
 
 def _roi_coverage(regions, roi, shape0, f) -> np.ndarray:

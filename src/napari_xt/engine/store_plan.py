@@ -6,7 +6,8 @@ store opened in napari show what a live run shows (the classification heat map n
 result is checked against the store's ``plan_checksum``: a plan that does not rebuild exactly (a store from a
 release with another tiling rule) is refused (None), never drawn in the wrong place.
 
-Torch-free (the tiling rule is :mod:`napari_xt.tiling`), so the napari reader can call it on the main thread.
+Torch-free (the grid is :func:`~.plan.region_grid`, the one :func:`~.plan.make_plan` uses), so the napari
+reader can call it on the main thread.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..tiling import owned_spans, tile_starts
-from .plan import Plan, Region
+from .plan import Plan, place_in_windows, region_grid
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,7 @@ def plan_from_meta(meta: dict[str, Any]) -> Plan | None:
         size, overlap = int(d["region_size"]), int(d["overlap"])
         context, window_size = str(d["context"]), int(d["window_size"])
         windows = tuple(tuple(int(i) for i in w) for w in d["windows"])
-        ys, xs = tile_starts(ah, size, size - overlap), tile_starts(aw, size, size - overlap)
-        ycores, xcores = owned_spans(ys, size, ah), owned_spans(xs, size, aw)
-        window_of = {i: w for w, ids in enumerate(windows) for i in ids}
-        regions: list[Region] = []
-        for r, (y0, (cy0, cy1)) in enumerate(zip(ys, ycores, strict=True)):
-            for c, (x0, (cx0, cx1)) in enumerate(zip(xs, xcores, strict=True)):
-                i = len(regions)
-                pos = (r % window_size, c % window_size) if context == "window" else (r, c)
-                regions.append(Region(i, r, c, (y0, x0, y0 + size, x0 + size), (cy0, cx0, cy1, cx1),
-                                      window_of.get(i, -1), pos))
+        regions = place_in_windows(region_grid((ah, aw), size, overlap), windows, context, window_size)
         plan = Plan((int(d["image_shape"][0]), int(d["image_shape"][1])), int(d["level"]),
                     float(d["level_downsample"]), float(d["scale"]), (ah, aw), size, overlap, context, window_size,
                     str(d.get("order", "row-major")), tuple(regions), windows,
