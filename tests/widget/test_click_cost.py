@@ -47,7 +47,7 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((64, 64), np.uint8))
     overlays = Overlays(viewer)
-    info = type("Info", (), {"tasks": ("segmentation",)})()
+    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
     overlays.reserve("/tmp/a.xt.zarr", image, info)
     layer = overlays.labels
     assert layer not in viewer.layers  # nothing inserted inside the click
@@ -65,7 +65,7 @@ def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((64, 64), np.uint8))
     overlays = Overlays(viewer)
-    info = type("Info", (), {"tasks": ("segmentation",)})()
+    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
     overlays.reserve("/tmp/a.xt.zarr", image, info)
     overlays.release()  # before the insertion's turn
     _turns(qtbot)

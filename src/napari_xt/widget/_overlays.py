@@ -90,10 +90,13 @@ class Overlays:
         from napari.layers import Labels
 
         tiny = [np.zeros((2, 2), np.uint8), np.zeros((1, 1), np.uint8)]  # multiscale needs two levels
+        # the classes' colours now: each setting changed later re-slices the layer (7-20 ms each, in attach)
+        colours = {key: value for key, value in self._labels_settings(info, image_layer, 1.0, store_path).items()
+                   if key in ("colormap", "features")}
         self.labels = self._reserved = Labels(
             tiny, multiscale=True, name=f"xT labels [{Path(store_path).name}]", opacity=0.5,
             scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
-            units=tuple(image_layer.units)[-2:], metadata=store_marker(store_path),
+            units=tuple(image_layer.units)[-2:], metadata=store_marker(store_path), **colours,
         )
         self._staged = StagedLayer(self.viewer, self._reserved)
 
@@ -125,8 +128,7 @@ class Overlays:
         self._pending, self._cores, self._reading = [], [], []
         levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
         if levels:
-            names = info.class_names or [f"class {i}" for i in range(2)]
-            kwargs = labels_settings(names, info.class_colors, scale, translate, downsample, store_path)
+            kwargs = self._labels_settings(info, image_layer, downsample, store_path)
             multiscale = len(levels) > 1
             data = levels if multiscale else levels[0]
             layer = self._find("labels", store_path)
@@ -134,7 +136,8 @@ class Overlays:
                 # reserved at Run, or Resume: reuse the layer (building a Labels layer's visuals is the slow part)
                 layer.data = data
                 for key, value in kwargs.items():
-                    setattr(layer, key, value)
+                    if not (layer is self._reserved and key in ("colormap", "features", "metadata")):  # set at Run
+                        setattr(layer, key, value)
                 layer.name = f"xT labels [{name}]"
                 _view_whole_level(layer)
                 self.labels = layer
@@ -158,6 +161,12 @@ class Overlays:
         if layout is not None:
             self.scores.attach(layout, image_layer, store_path)
         self.viewer.layers.selection.active = image_layer
+
+    @staticmethod
+    def _labels_settings(info, image_layer, downsample: float, store_path) -> dict:
+        names = info.class_names or [f"class {i}" for i in range(2)]
+        return labels_settings(names, info.class_colors, image_layer.scale, image_layer.translate, downsample,
+                               store_path)
 
     def _find(self, kind: str, store_path):
         """The viewer's overlay layer of ``kind`` ("labels" | "points") showing ``store_path``, if any."""
