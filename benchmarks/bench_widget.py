@@ -343,7 +343,7 @@ def main(argv=None) -> int:
         setattr(owner, name, timed)
     steps = _StepLog()
     steps.watch(StagedLayer, "_insert", "insert the reserved Labels layer")
-    steps.watch(StagedLayer, "_restore_one", "put back one Labels overlay")
+    steps.watch(StagedLayer, "_add_controls", "the reserved layer's controls")
     steps.watch(dock, "_on_prepared", "prepared: attach the store")
     steps.watch(dock, "_on_region", "one region's event")
     steps.watch(dock.overlays, "flush", "refresh the overlays")

@@ -37,8 +37,9 @@ def _turns(qtbot, ms: int = 400) -> None:
 
 
 def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(make_napari_viewer, qtbot):
-    """The click only makes the layer model; the insertion and each slow overlay come on later turns, the image
-    stays the active layer, and the finished layer has every overlay napari's Labels key bindings use."""
+    """The click only makes the layer model; the insertion comes on a later turn, the image stays the active
+    layer, and once the user makes it active the layer has its controls and every overlay napari's Labels key
+    bindings use (they act on the active layer only)."""
     from napari.layers.labels._labels_key_bindings import reset_polygon
 
     from napari_xt.widget._overlays import Overlays
@@ -53,10 +54,38 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     assert layer not in viewer.layers  # nothing inserted inside the click
     assert not set(DEFERRED_OVERLAYS) & set(layer._overlays)
     qtbot.waitUntil(lambda: layer in viewer.layers, timeout=2000)
-    qtbot.waitUntil(lambda: set(DEFERRED_OVERLAYS) <= set(layer._overlays), timeout=2000)
+    controls = viewer.window._qt_viewer.controls
     assert viewer.layers.selection.active is image
+    overlays.labels = overlays._staged = None  # as after attach: the staging object is dropped
+    import gc
+
+    gc.collect()
     viewer.layers.selection.active = layer
+    assert set(DEFERRED_OVERLAYS) <= set(layer._overlays)
+    assert controls.currentWidget() is controls.widgets[layer]
     reset_polygon(layer)  # Escape on the result layer: needs its polygon and brush overlays back
+
+
+def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(make_napari_viewer, qtbot):
+    from napari_xt.widget._overlays import Overlays
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 64), np.uint8))
+    overlays = Overlays(viewer)
+    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
+    overlays.reserve("/tmp/c.xt.zarr", image, info)
+    layer = overlays.labels
+    overlays._staged._insert()  # the insertion's turn
+    controls = viewer.window._qt_viewer.controls
+    assert layer in viewer.layers and layer not in controls.widgets
+    viewer.layers.selection.active = layer
+    assert controls.currentWidget() is controls.widgets[layer]
+    overlays.reserve("/tmp/d.xt.zarr", image, info)  # another, never chosen, removed by a script
+    other = overlays.labels
+    overlays._staged._insert()
+    overlays._staged = None
+    viewer.layers.remove(other)  # napari's controls look it up on removal: no error
+    assert other not in viewer.layers and other not in controls.widgets
 
 
 def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(make_napari_viewer, qtbot):

@@ -77,7 +77,7 @@ def read_config(path: str | Path) -> XTConfig:
 
 def load_safetensors(path: Path, device: str | torch.device = "cpu") -> XTModel:
     """A napari-xt ``.safetensors`` file -> its model (eval mode, on ``device``); ``CheckpointError`` says why not."""
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     config = read_config(path)
     try:
@@ -85,7 +85,10 @@ def load_safetensors(path: Path, device: str | torch.device = "cpu") -> XTModel:
     except Exception as err:  # unknown encoder names, bad options...
         raise CheckpointError(f"{path}: cannot build the model its config describes: {err}", path) from err
     try:
-        state = load_file(str(path))
+        # tensor by tensor, not ``load_file``: that reads every tensor in one call holding the GIL, which in the dock
+        # froze the viewer's event loop while the model loaded (issue 25); between tensors other threads run
+        with safe_open(str(path), framework="pt") as f:
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
     except Exception as err:
         raise CheckpointError(f"{path}: cannot read the weights ({err})", path) from None
     check_state_dict(model, state, source=str(path))

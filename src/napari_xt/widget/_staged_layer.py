@@ -5,45 +5,60 @@ list's row, the layer controls, two editing overlays (the polygon tool's and the
 then, on the next turn, the repaint of all of it. Measured under Xvfb on 2 cores (``benchmarks/bench_widget.py``):
 120-170 ms in one piece, right at the click on Run. Split, no piece is much longer than a repaint:
 
-1. the layer model (~10 ms), made with its two editing overlays taken out;
-2. one turn later, the insertion, without making the new layer the active one (activating it would build and show
-   its controls, and the dock gives the active layer back to the image anyway): ~35 ms;
-3. one overlay put back per later turn (15-20 ms each), after the viewer has repainted.
+1. at the click, the layer model only (~10 ms), its two editing overlays taken out;
+2. a turn later (a timer, so the viewer's own timers and repaints run first), the insertion without the layer
+   controls and without making the new layer the active one (activating it would build and show its controls, and
+   the dock gives the active layer back to the image anyway): ~20 ms of the ~36 ms a whole insertion takes;
+3. its layer controls (~15-25 ms, and a relayout of the dock area after them: each step was followed by ~50 ms of
+   repaint under Xvfb) and its two overlays only when the layer becomes the active one, or is about to be removed
+   (napari looks its controls up then). napari's Labels key bindings use the overlays (Escape resets the polygon)
+   and act on the active layer only; a result layer is multiscale, hence never editable, so nothing draws with them.
+   Their vispy visuals cost 15-45 ms more: paid, if ever, at the user's own click on the layer.
 
-The overlays go back because napari's Labels key bindings use them (Escape resets the polygon); a result layer is
-multiscale and therefore never editable, so nothing draws with them meanwhile. ``finish()`` does what is left at
-of the insertion at once (the run is prepared already and needs the layer in the viewer; the overlays still come
-back on their turns), ``cancel()`` takes the layer out again (the run never started).
+Everything here leans on napari internals (``Labels._overlays``, ``LayerList._activate_on_insert``, the layer
+controls' ``_add`` callback); each is looked up defensively, and a napari without one gets that step undivided.
+``finish()`` does what is left of the insertion at once (the run is prepared already and needs the layer in the
+viewer), ``cancel()`` takes the layer out again (the run never started).
 """
 
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 from typing import Any
 
 from qtpy.QtCore import QTimer
 
-#: Labels overlays whose vispy visuals are the slow part of an insertion; put back one per turn.
+#: Labels overlays whose vispy visuals are the slow part of an insertion; put back when the layer is made active.
 DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 #: wait between the steps: long enough for the viewer to repaint (and the timer-driven redraws to run) in between
 STEP_MS = 40
 
 
+def _layer_controls_adders(layers: Any) -> list:
+    """The layer controls' ``_add`` callbacks among ``layers.events.inserted``'s (bound methods; may be none)."""
+    found = []
+    for callback in getattr(layers.events.inserted, "callbacks", ()):
+        if isinstance(callback, tuple) and len(callback) == 2 and callback[1] == "_add":
+            owner = callback[0]() if callable(callback[0]) else None
+            if owner is not None and type(owner).__name__ == "QtLayerControlsContainer":
+                found.append(owner._add)
+    return found
+
+
 class StagedLayer:
-    """Inserts ``layer`` into ``viewer`` step by step (module docstring); ``done`` once it is whole and inserted."""
+    """Inserts ``layer`` into ``viewer`` step by step (module docstring)."""
 
     def __init__(self, viewer: Any, layer: Any):
         self.viewer, self.layer = viewer, layer
         overlays = getattr(layer, "_overlays", None)
-        # napari versions without these overlays (or without the private dict) insert the layer whole
         self._held = {name: overlays.pop(name) for name in DEFERRED_OVERLAYS
                       if overlays is not None and name in overlays}
+        self._controls_pending: list = []
+        self._hook: Any = None
+        self._removing_hook: Any = None
         self.inserted = False
-        QTimer.singleShot(0, self._on_turn(self._insert))
-
-    @property
-    def done(self) -> bool:
-        return self.inserted and not self._held
+        QTimer.singleShot(STEP_MS, self._on_turn(self._insert))  # not 0: that would run before any other timer
 
     def _insert(self) -> None:
         if self.inserted:
@@ -51,15 +66,46 @@ class StagedLayer:
         self.inserted = True
         layers = self.viewer.layers
         activate = getattr(layers, "_activate_on_insert", None)
+        adders = _layer_controls_adders(layers)
         if activate is not None:
             layers._activate_on_insert = False
+        for adder in adders:
+            layers.events.inserted.block(adder)
         try:
             layers.append(self.layer)
         finally:
+            for adder in adders:
+                layers.events.inserted.unblock(adder)
             if activate is not None:
                 layers._activate_on_insert = activate
-        if self._held:
-            QTimer.singleShot(STEP_MS, self._on_turn(self._restore_one))
+        self._controls_pending = adders
+        # before the controls' own handlers, which would look for the controls not made yet; functions, not bound
+        # methods, which napari would hold weakly (this object is dropped once the run has its layer)
+        self._hook = lambda _event=None: self._on_active()
+        self._removing_hook = lambda event=None: self._on_removing(event)
+        layers.selection.events.active.connect(self._hook, position="first")
+        layers.events.removing.connect(self._removing_hook, position="first")
+
+    def _add_controls(self) -> None:
+        pending, self._controls_pending = self._controls_pending, []
+        if pending and self.layer in self.viewer.layers:
+            for adder in pending:
+                adder(SimpleNamespace(value=self.layer))
+
+    def _on_active(self) -> None:
+        if self.viewer.layers.selection.active is self.layer:
+            self._add_controls()
+            self._restore_overlays()
+
+    def _on_removing(self, event: Any) -> None:
+        index = getattr(event, "index", None)
+        if isinstance(index, int) and 0 <= index < len(self.viewer.layers) and self.viewer.layers[index] is self.layer:
+            self._add_controls()
+
+    def _restore_overlays(self) -> None:
+        held, self._held = self._held, {}
+        for name, overlay in held.items():
+            self.layer._overlays[name] = overlay
 
     def _on_turn(self, step):
         """``step`` for a timer: a viewer closed meanwhile (its Qt objects deleted) ends the staging quietly."""
@@ -67,29 +113,23 @@ class StagedLayer:
             try:
                 step()
             except RuntimeError:  # "wrapped C/C++ object ... has been deleted"
-                self._held = {}
+                self._controls_pending = []
         return run
 
-    def _restore_one(self) -> None:
-        if not self._held:
-            return
-        name, overlay = next(iter(self._held.items()))
-        del self._held[name]
-        self.layer._overlays[name] = overlay
-        if self._held:
-            QTimer.singleShot(STEP_MS, self._on_turn(self._restore_one))
-
     def finish(self) -> None:
-        """The layer in the viewer now (its overlays still come back on their turns)."""
+        """The layer in the viewer now (its controls still wait for it to be chosen)."""
         self._insert()
 
     def cancel(self) -> None:
         """Take the layer out (or never put it in); its overlays go back so the object stays a whole Labels layer."""
         if not self.inserted:
             self.inserted = True  # the pending insertion does nothing
-        elif self.layer in self.viewer.layers:
-            self.viewer.layers.remove(self.layer)
-        held, self._held = self._held, {}
-        for name, overlay in held.items():
-            with contextlib.suppress(Exception):
-                self.layer._overlays[name] = overlay
+        else:
+            self._add_controls()  # napari's removal looks its controls up
+            if self.layer in self.viewer.layers:
+                self.viewer.layers.remove(self.layer)
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                self.viewer.layers.selection.events.active.disconnect(self._hook)
+                self.viewer.layers.events.removing.disconnect(self._removing_hook)
+        with contextlib.suppress(Exception):
+            self._restore_overlays()
