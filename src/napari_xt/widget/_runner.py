@@ -1,8 +1,9 @@
 """Worker wiring: prepare a run in one napari thread worker, stream its events in another, report on the main thread.
 
-Two workers because the progress bar in napari's Activity dock needs its total up front, and the total (regions
-still to do) is only known once the image is opened, the model loaded and the plan made, which must not happen on
-the main thread either. All signals here are emitted on the main thread (worker signals are queued to it).
+Two workers because the total of the progress bar in napari's Activity dock (regions still to do) is only known
+once the image is opened, the model loaded and the plan made, which must not happen on the main thread either (the
+bar itself is made during the preparation, its total set after it). All signals here are emitted on the main thread
+(worker signals are queued to it).
 
 Region and window events are handed on in batches, at most every ``DELIVER_MS`` (the first at once): profiling
 ``benchmarks/bench_widget.py`` showed the viewer's stalls came from per-region main-thread work, above all napari's
@@ -20,6 +21,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
 from ..app import session
@@ -45,6 +47,8 @@ DELIVER_MS = 125
 # napari's progress bar repaints the whole window in a nested event loop on every update (tens of ms under software
 # GL): move it at most twice a second, and always at the end
 BAR_S = 0.5
+# the bar is made this long after the click: after the run's Labels layer goes in (``_staged_layer.STEP_MS``)
+BAR_AFTER_MS = 120
 
 
 class Runner:
@@ -89,6 +93,7 @@ class Runner:
         if self.busy:
             raise RuntimeError("a run is already going; cancel it first")
         self.request, self.run, self.layout, self._cancel_requested = request, None, None, False
+        self.progress = None  # the last run's bar was closed when its worker finished
         self._queue = []
         model = self._model if self._model_key == request.model else None
         self._set_state("preparing")
@@ -99,6 +104,21 @@ class Runner:
         worker.errored.connect(self._on_prepare_error)
         self._prep_worker = worker
         worker.start()
+        QTimer.singleShot(BAR_AFTER_MS, self._make_bar)
+
+    def _make_bar(self) -> None:
+        """The run's bar in napari's Activity dock, made while the image opens and the model loads (its total comes
+        later): making its widget costs the main thread 20-50 ms, which at the end of the preparation added to the
+        overlay's first draw in one event-loop stall (bench_widget.py --sample on a 100,000 px slide; issue 25)."""
+        if self.state == "preparing" and self.progress is None:
+            from napari.utils import progress
+
+            self.progress = progress(total=0, desc="xT: preparing")
+
+    def _close_bar(self) -> None:
+        bar, self.progress = self.progress, None
+        if bar is not None:
+            bar.close()
 
     def cancel(self) -> None:
         """Stop after the batch in flight; finished regions stay in the store."""
@@ -116,6 +136,7 @@ class Runner:
     # -- worker callbacks (main thread) ------------------------------------------------------------------------
     def _on_prepare_error(self, err: BaseException) -> None:
         self._prep_worker = None
+        self._close_bar()
         if not isinstance(err, ValueError):
             log.error("preparing the run failed", exc_info=err)
         self._set_state("idle")
@@ -128,20 +149,24 @@ class Runner:
         self._model_key, self._model = self.request.model, prepared.model
         self.run, self.layout = run, prepared.layout
         if self._cancel_requested:
+            self._close_bar()
             self._set_state("idle")
             self.ended.emit(RunFinished("cancelled", _short_summary(run)))
             return
         self.prepared.emit(run)
         remaining = max(1, run.n_total - run.n_done)
         self._gen = session.stream(prepared)
-        worker = create_worker(_relay, self._gen, _ignore_errors=True,
-                               _progress={"total": remaining, "desc": f"xT: {run.store.path.name}"})
-        # napari counts every yield; ours include window scores, re-encoded context regions and the end: count
-        # finished regions instead, so the bar reaches its total exactly when the last region is stored
-        self.progress, self._done_start = getattr(worker, "pbar", None), run.n_done
+        worker = create_worker(_relay, self._gen, _ignore_errors=True)
+        self._make_bar()  # (when the preparation was quicker than the bar's turn)
+        # the bar counts finished regions (napari would count every yield; ours include window scores, re-encoded
+        # context regions and the end), so it reaches its total exactly when the last region is stored
+        bar = self.progress
+        if bar is not None:
+            bar.total = remaining
+            bar.set_description(f"xT: {run.store.path.name}")
+            worker.finished.connect(bar.close)
+        self._done_start = run.n_done
         self._last_region, self._bar_moved = None, 0.0
-        if self.progress is not None:
-            worker.yielded.disconnect(self.progress.increment_with_overflow)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_stream_error)
         worker.aborted.connect(self._on_aborted)
