@@ -54,6 +54,8 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     assert layer not in viewer.layers  # nothing inserted inside the click
     assert not set(DEFERRED_OVERLAYS) & set(layer._overlays)
     qtbot.waitUntil(lambda: layer in viewer.layers, timeout=2000)
+    canvas = viewer.window._qt_viewer.canvas
+    qtbot.waitUntil(lambda: layer in canvas.layer_to_visual, timeout=2000)  # its vispy visual, a turn later
     controls = viewer.window._qt_viewer.controls
     assert viewer.layers.selection.active is image
     overlays.labels = overlays._staged = None  # as after attach: the staging object is dropped
@@ -78,6 +80,7 @@ def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(mak
     overlays._staged._insert()  # the insertion's turn
     controls = viewer.window._qt_viewer.controls
     assert layer in viewer.layers and layer not in controls.widgets
+    assert layer not in viewer.window._qt_viewer.canvas.layer_to_visual  # no turn for its visual yet
     viewer.layers.selection.active = layer
     assert controls.currentWidget() is controls.widgets[layer]
     overlays.reserve("/tmp/d.xt.zarr", image, info)  # another, never chosen, removed by a script
@@ -86,6 +89,9 @@ def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(mak
     overlays._staged = None
     viewer.layers.remove(other)  # napari's controls look it up on removal: no error
     assert other not in viewer.layers and other not in controls.widgets
+    overlays.reserve("/tmp/e.xt.zarr", image, info)
+    overlays._staged.finish()  # the run was prepared first: in and drawn at once
+    assert overlays.labels in viewer.window._qt_viewer.canvas.layer_to_visual
 
 
 def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(make_napari_viewer, qtbot):

@@ -6,9 +6,11 @@ then, on the next turn, the repaint of all of it. Measured under Xvfb on 2 cores
 120-170 ms in one piece, right at the click on Run. Split, no piece is much longer than a repaint:
 
 1. at the click, the layer model only (~10 ms), its two editing overlays taken out;
-2. a turn later (a timer, so the viewer's own timers and repaints run first), the insertion without the layer
-   controls and without making the new layer the active one (activating it would build and show its controls, and
-   the dock gives the active layer back to the image anyway): ~20 ms of the ~36 ms a whole insertion takes;
+2. a turn later (a timer, so the viewer's own timers and repaints run first), the insertion into the layer list
+   without its vispy visual and its layer controls, and without making the new layer the active one (activating
+   it would build and show its controls, and the dock gives the active layer back to the image anyway);
+   a turn later, its vispy visual (~13 ms): each step is followed by a repaint (~35-45 ms under Xvfb), so every
+   step taken out of one turn is a shorter stall;
 3. its layer controls (~15-25 ms, and a relayout of the dock area after them: each step was followed by ~50 ms of
    repaint under Xvfb) and its two overlays only when the layer becomes the active one, or is about to be removed
    (napari looks its controls up then). napari's Labels key bindings use the overlays (Escape resets the polygon)
@@ -35,14 +37,14 @@ DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 STEP_MS = 40
 
 
-def _layer_controls_adders(layers: Any) -> list:
-    """The layer controls' ``_add`` callbacks among ``layers.events.inserted``'s (bound methods; may be none)."""
+def _inserted_callbacks(layers: Any, owner_type: str, name: str) -> list:
+    """``owner_type.name`` among ``layers.events.inserted``'s callbacks, as bound methods (none in another napari)."""
     found = []
     for callback in getattr(layers.events.inserted, "callbacks", ()):
-        if isinstance(callback, tuple) and len(callback) == 2 and callback[1] == "_add":
+        if isinstance(callback, tuple) and len(callback) == 2 and callback[1] == name:
             owner = callback[0]() if callable(callback[0]) else None
-            if owner is not None and type(owner).__name__ == "QtLayerControlsContainer":
-                found.append(owner._add)
+            if owner is not None and type(owner).__name__ == owner_type:
+                found.append(getattr(owner, name))
     return found
 
 
@@ -55,6 +57,7 @@ class StagedLayer:
         self._held = {name: overlays.pop(name) for name in DEFERRED_OVERLAYS
                       if overlays is not None and name in overlays}
         self._controls_pending: list = []
+        self._visual_pending: list = []
         self._hook: Any = None
         self._removing_hook: Any = None
         self.inserted = False
@@ -66,25 +69,34 @@ class StagedLayer:
         self.inserted = True
         layers = self.viewer.layers
         activate = getattr(layers, "_activate_on_insert", None)
-        adders = _layer_controls_adders(layers)
+        adders = _inserted_callbacks(layers, "QtLayerControlsContainer", "_add")
+        visuals = _inserted_callbacks(layers, "QtViewer", "_on_add_layer_change")
         if activate is not None:
             layers._activate_on_insert = False
-        for adder in adders:
-            layers.events.inserted.block(adder)
+        for callback in (*adders, *visuals):
+            layers.events.inserted.block(callback)
         try:
             layers.append(self.layer)
         finally:
-            for adder in adders:
-                layers.events.inserted.unblock(adder)
+            for callback in (*adders, *visuals):
+                layers.events.inserted.unblock(callback)
             if activate is not None:
                 layers._activate_on_insert = activate
-        self._controls_pending = adders
+        self._controls_pending, self._visual_pending = adders, visuals
+        if visuals:
+            QTimer.singleShot(STEP_MS, self._on_turn(self._add_visual))
         # before the controls' own handlers, which would look for the controls not made yet; functions, not bound
         # methods, which napari would hold weakly (this object is dropped once the run has its layer)
         self._hook = lambda _event=None: self._on_active()
         self._removing_hook = lambda event=None: self._on_removing(event)
         layers.selection.events.active.connect(self._hook, position="first")
         layers.events.removing.connect(self._removing_hook, position="first")
+
+    def _add_visual(self) -> None:
+        pending, self._visual_pending = self._visual_pending, []
+        if pending and self.layer in self.viewer.layers:
+            for callback in pending:
+                callback(SimpleNamespace(value=self.layer))
 
     def _add_controls(self) -> None:
         pending, self._controls_pending = self._controls_pending, []
@@ -94,12 +106,14 @@ class StagedLayer:
 
     def _on_active(self) -> None:
         if self.viewer.layers.selection.active is self.layer:
+            self._add_visual()
             self._add_controls()
             self._restore_overlays()
 
     def _on_removing(self, event: Any) -> None:
         index = getattr(event, "index", None)
         if isinstance(index, int) and 0 <= index < len(self.viewer.layers) and self.viewer.layers[index] is self.layer:
+            self._add_visual()
             self._add_controls()
 
     def _restore_overlays(self) -> None:
@@ -117,15 +131,17 @@ class StagedLayer:
         return run
 
     def finish(self) -> None:
-        """The layer in the viewer now (its controls still wait for it to be chosen)."""
+        """The layer in the viewer, drawn, now (its controls still wait for it to be chosen)."""
         self._insert()
+        self._add_visual()
 
     def cancel(self) -> None:
         """Take the layer out (or never put it in); its overlays go back so the object stays a whole Labels layer."""
         if not self.inserted:
             self.inserted = True  # the pending insertion does nothing
         else:
-            self._add_controls()  # napari's removal looks its controls up
+            self._add_visual()  # napari's removal looks its visual and controls up
+            self._add_controls()
             if self.layer in self.viewer.layers:
                 self.viewer.layers.remove(self.layer)
             with contextlib.suppress(TypeError, ValueError, RuntimeError):
