@@ -4,6 +4,7 @@ dash-pattern table there (100-140 ms); the dock's catalogue worker now builds it
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 from dockhelpers import make_dock
@@ -32,6 +33,16 @@ def test_vispy_dash_patterns_are_built_by_the_catalogue_worker_not_at_the_first_
     assert built_in == []  # its polygon overlay's line visual found every pattern built
 
 
+def _viewer_with_overlays(make_napari_viewer):
+    """A viewer with an image, the dock's overlay maker over it, and a segmentation model's description."""
+    from napari_xt.widget._overlays import Overlays
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 64), np.uint8))
+    info = SimpleNamespace(tasks=("segmentation",), class_names=["bg", "tumour"], class_colors=[])
+    return viewer, image, Overlays(viewer), info
+
+
 def _turns(qtbot, ms: int = 400) -> None:
     qtbot.wait(ms)  # event-loop turns: the staged steps run on timers
 
@@ -42,13 +53,9 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     bindings use (they act on the active layer only)."""
     from napari.layers.labels._labels_key_bindings import reset_polygon
 
-    from napari_xt.widget._overlays import Overlays
     from napari_xt.widget._staged_layer import DEFERRED_OVERLAYS
 
-    viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((64, 64), np.uint8))
-    overlays = Overlays(viewer)
-    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
+    viewer, image, overlays, info = _viewer_with_overlays(make_napari_viewer)
     overlays.reserve("/tmp/a.xt.zarr", image, info)
     layer = overlays.labels
     assert layer not in viewer.layers  # nothing inserted inside the click
@@ -69,12 +76,7 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
 
 
 def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(make_napari_viewer, qtbot):
-    from napari_xt.widget._overlays import Overlays
-
-    viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((64, 64), np.uint8))
-    overlays = Overlays(viewer)
-    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
+    viewer, image, overlays, info = _viewer_with_overlays(make_napari_viewer)
     overlays.reserve("/tmp/c.xt.zarr", image, info)
     layer = overlays.labels
     overlays._staged._insert()  # the insertion's turn
@@ -95,12 +97,7 @@ def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(mak
 
 
 def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(make_napari_viewer, qtbot):
-    from napari_xt.widget._overlays import Overlays
-
-    viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((64, 64), np.uint8))
-    overlays = Overlays(viewer)
-    info = type("Info", (), {"tasks": ("segmentation",), "class_names": ["bg", "tumour"], "class_colors": []})()
+    viewer, image, overlays, info = _viewer_with_overlays(make_napari_viewer)
     overlays.reserve("/tmp/a.xt.zarr", image, info)
     overlays.release()  # before the insertion's turn
     _turns(qtbot)
