@@ -28,7 +28,7 @@ EXPORT = """
 import os, time, resource
 import psutil
 from napari_xt import export
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 store = ResultStore.open({store!r})
 _ = store.labels[0][0:512, 0:512]  # first read: codecs loaded, as in any real run
 base = psutil.Process().memory_info().rss / 2**20
@@ -56,7 +56,7 @@ def make_store(path: Path, size: int, seed: int = 0):
     """A finished store with many objects; built one 1k region at a time (never the whole map in memory)."""
     from scipy import ndimage
 
-    from napari_xt.engine.store import ResultStore, StoreSpec
+    from napari_xt.store import ResultStore, StoreSpec
 
     rng = np.random.default_rng(seed)
     grid = -(-size // REGION)

@@ -89,7 +89,7 @@ def match(pred: np.ndarray, score: np.ndarray, truth: np.ndarray, rule: str) -> 
 
 def score(folder: Path, store: Path, threshold: float | None = None) -> dict:
     """Precision/recall/F1 of the store's detections against the held-out crowns (both matching rules)."""
-    from napari_xt.engine.store import ResultStore
+    from napari_xt.store import ResultStore
 
     truth = read_boxes(folder / "heldout.csv")
     dets = ResultStore.open(store).detections()

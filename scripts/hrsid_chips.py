@@ -68,7 +68,7 @@ def score(folder: Path, store: Path) -> dict:
     """Ship IoU and pixel F1 (= Dice) of the store's labels against the held-out mosaic's ground truth."""
     import tifffile
 
-    from napari_xt.engine.store import ResultStore
+    from napari_xt.store import ResultStore
 
     truth = tifffile.imread(folder / "heldout_labels.ome.tif").reshape(-1)
     pred = np.asarray(ResultStore.open(store).labels[0][:]).reshape(-1)[:truth.size]

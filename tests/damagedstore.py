@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_xt.engine.store import ResultStore, StoreSpec
 from napari_xt.engine.store_plan import plan_from_meta
+from napari_xt.store import ResultStore, StoreSpec
 
 SHAPE = (600, 700)  # analysis px: 3 x 3 regions of 256 px (the last row and column cut by the edge)
 SIZE, CHUNK = 256, 128

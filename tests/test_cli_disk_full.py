@@ -15,7 +15,7 @@ import pytest
 
 FULL_DISK = """
 import errno, sys
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 real, calls = ResultStore.write_region, []
 def full(self, *args, **kwargs):
     calls.append(1)

@@ -17,7 +17,7 @@ from napari_xt.app.batch import process_image, run_batch
 from napari_xt.app.driver import predict, prepare
 from napari_xt.app.request import PredictRequest, make_request
 from napari_xt.cli._errors import describe as cli_describe
-from napari_xt.engine.store import ResultStore, read_meta
+from napari_xt.store import ResultStore, read_meta
 
 N_GOOD = 4
 OPTIONS = {"device": "cpu", "batch_size": 2}

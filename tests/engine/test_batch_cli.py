@@ -6,7 +6,7 @@ import pytest
 
 from napari_xt.cli import build_parser, main
 from napari_xt.cli._batch import single_image
-from napari_xt.engine.store import read_meta
+from napari_xt.store import read_meta
 
 
 @pytest.fixture(scope="module")

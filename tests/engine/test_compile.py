@@ -11,7 +11,7 @@ import napari_xt.engine.compiling as compiling
 import napari_xt.engine.reader as reader
 from napari_xt.app.driver import prepare
 from napari_xt.app.request import make_request
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 
 def _run(image, model_path, out, **kw):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_xt.engine.store_layout import found_once
 from napari_xt.objects import POINT_RADIUS
+from napari_xt.store.layout import found_once
 
 
 def table(y, x, size, cls, score, region):

@@ -28,8 +28,8 @@ def test_full_first_batch_matches_the_one_thread_path(tissue_ome_tiff, tmp_path)
     the same store bit for bit, every region done."""
     from napari_xt.app.driver import prepare
     from napari_xt.app.request import make_request
-    from napari_xt.engine.store import ResultStore
     from napari_xt.model import XTConfig, build_model, save_model
+    from napari_xt.store import ResultStore
 
     torch.manual_seed(0)
     cfg = XTConfig(region_encoder="tiny", region_size=256, sub_region_size=128, context_encoder="hyper",

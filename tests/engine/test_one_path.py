@@ -23,8 +23,8 @@ from napari_xt.app.events import RegionDone, RunFinished, RunStarted, WindowScor
 from napari_xt.app.request import make_request
 from napari_xt.cli import build_parser, main
 from napari_xt.cli._predict import build_request
-from napari_xt.engine.store import ResultStore
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import ResultStore
 
 #: what differs between runs of the same work: timing, and where each caller put its store
 VOLATILE = ("seconds", "regions_per_s", "peak_rss_mb", "store")

@@ -11,12 +11,12 @@ import zarr
 from napari_xt.app.driver import events, prepare
 from napari_xt.app.events import RunFinished
 from napari_xt.app.request import make_request
-from napari_xt.engine.chunkio import ChunkWriter
 from napari_xt.engine.normalise import Normaliser
 from napari_xt.engine.pipeline import StoreWriteError
 from napari_xt.engine.postprocess import batch_labels
-from napari_xt.engine.store import ResultStore
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import ResultStore
+from napari_xt.store.chunkio import ChunkWriter
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from napari_xt.app.request import PlanOptions, RunOptions
 from napari_xt.cli import build_parser, main
 from napari_xt.cli._predict import build_request
-from napari_xt.engine.store import read_meta
+from napari_xt.store import read_meta
 
 
 def test_predict_json_summary(tissue_ome_tiff, model_path, tmp_path, capsys):

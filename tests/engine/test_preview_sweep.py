@@ -15,8 +15,8 @@ import torch
 from napari_xt.app.driver import predict
 from napari_xt.app.previews import claim_preview, discard_preview, sweep_stale_previews
 from napari_xt.app.request import make_request
-from napari_xt.engine.store import is_store
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import is_store
 
 
 def _real_store(tissue_ome_tiff, tmp_path):

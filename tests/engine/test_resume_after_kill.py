@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_xt.cli import main
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -11,9 +11,9 @@ import torch
 from napari_xt.app.driver import predict, prepare
 from napari_xt.app.events import RegionDone, RunFinished, RunStarted, WindowScored
 from napari_xt.app.request import make_request
-from napari_xt.engine.store import ResultStore
 from napari_xt.errors import StoreExists, StoreMismatch
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import ResultStore
 
 
 def seg_model(context="transformer_xl", seed=0, **ctx):

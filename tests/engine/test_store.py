@@ -7,8 +7,8 @@ import pytest
 import zarr
 
 from napari_xt import _atomic
-from napari_xt.engine.store import ResultStore, StoreSpec, is_store, read_meta
 from napari_xt.errors import NotAStore, StoreError, StoreExists, StoreMismatch
+from napari_xt.store import ResultStore, StoreSpec, is_store, read_meta
 
 IDENTITY = {"model_checksum": "m-aaaa", "image_fingerprint": "i-bbbb", "plan_checksum": "p-cccc"}
 META = {**IDENTITY, "model": "seg.safetensors", "model_config": {"region_size": 256, "heads": {"seg": 4}},

@@ -11,9 +11,10 @@ import pytest
 from damagedstore import DAMAGES, LAYOUT, ROOT, chunk_files, copy, damaged_copy, planned_store
 from legacystore import make_format_1
 from napari_xt.cli import main
-from napari_xt.engine.store import ResultStore
-from napari_xt.engine.store_check import region_cores, repair, verify
 from napari_xt.errors import StoreDamaged, StoreError
+from napari_xt.store import ResultStore
+from napari_xt.store.check import region_cores, repair
+from napari_xt.store.verify import verify
 
 
 @pytest.fixture(scope="module")

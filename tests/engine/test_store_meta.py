@@ -11,8 +11,8 @@ import zarr
 from test_store import IDENTITY, META, dets, spec
 
 from legacystore import make_format_1
-from napari_xt.engine.store import ResultStore, is_store, read_meta
 from napari_xt.errors import StoreDamaged
+from napari_xt.store import ResultStore, is_store, read_meta
 
 
 def _full_store(path):

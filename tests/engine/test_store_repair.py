@@ -14,9 +14,9 @@ from damagedstore import DAMAGES, LAYOUT, ROOT, chunk_files
 from napari_xt.app import driver
 from napari_xt.app.request import make_request
 from napari_xt.cli import main
-from napari_xt.engine.store import ResultStore
 from napari_xt.errors import StoreDamaged
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import ResultStore
 
 OPTIONS = dict(level=0, region_size=256, window_size=2, batch_size=2, use_mask=False, device="cpu",
                score_threshold=0.0, max_detections_per_region=5)

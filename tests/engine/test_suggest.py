@@ -17,9 +17,9 @@ from napari_xt.app.suggest import (
     segmentation_uncertainty,
 )
 from napari_xt.app.suggest_run import SuggestionError, suggest
-from napari_xt.engine.store import ResultStore
 from napari_xt.io import array_image
 from napari_xt.model import XTConfig, build_model
+from napari_xt.store import ResultStore
 
 
 def _model(heads: dict) -> torch.nn.Module:

@@ -14,9 +14,9 @@ import torch
 from napari_xt.engine.normalise import Normaliser
 from napari_xt.engine.plan import make_plan
 from napari_xt.engine.run import InferenceRun, RunOptions
-from napari_xt.engine.store import ResultStore, StoreSpec
 from napari_xt.io._array import array_image
 from napari_xt.model import XTConfig, build_model
+from napari_xt.store import ResultStore, StoreSpec
 
 # Whole-image forward snaps the flush region's start and the cuts between regions to the encoder's finest stride (4
 # for "tiny") so stride-4 outputs paste exactly; the plan (align 1) does not. They coincide when the flush offsets

@@ -20,8 +20,8 @@ import torch
 from napari_xt.app.driver import prepare
 from napari_xt.app.request import make_request
 from napari_xt.engine.lockstep import Cohort, take_companions
-from napari_xt.engine.store import ResultStore
 from napari_xt.model import XTConfig, build_model, save_model
+from napari_xt.store import ResultStore
 
 
 @pytest.fixture(scope="module", params=["transformer_xl", "hyper"])

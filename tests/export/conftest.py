@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from exporthelpers import build_store, make_labels
 
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 
 @pytest.fixture(scope="session")

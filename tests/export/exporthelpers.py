@@ -13,7 +13,7 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry import shape as to_shape
 from skimage.draw import polygon as draw_polygon
 
-from napari_xt.engine.store import ResultStore, StoreSpec
+from napari_xt.store import ResultStore, StoreSpec
 
 SHAPE = (600, 700)
 DOWNSAMPLE = 2.0

@@ -18,9 +18,9 @@ from shapely.geometry import shape
 
 from napari_xt.cli import main
 from napari_xt.engine.plan import make_plan
-from napari_xt.engine.store import ResultStore, StoreSpec
 from napari_xt.export import ExportError, export_geojson, export_geotiff, export_gpkg
 from napari_xt.io import open_image
+from napari_xt.store import ResultStore, StoreSpec
 
 UTM31 = Affine(20.0, 0, 620000.0, 0, -20.0, 4830000.0)  # demo-sar's own 20 m: analysis px == image px
 DEG = Affine(2e-4, 0, 4.48, 0, -2e-4, 43.62)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_xt.model.encoder_catalog import CATALOGUE
-from napari_xt.model.encoder_spec import normalisation
+from napari_xt.model.encoders.catalogue import CATALOGUE, normalisation
 from napari_xt.model.weights import fix_text, resolve_weights, weight_state
 from napari_xt.model.zoo import get_entry
 

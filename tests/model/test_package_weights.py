@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from napari_xt.app.catalog import default_fresh_encoder, encoder_weight_state
 from napari_xt.errors import CheckpointError, WeightsUnavailable
 from napari_xt.model import create_region_encoder
-from napari_xt.model.encoder_spec import recipe_for
+from napari_xt.model.encoders.catalogue import recipe_for
 from napari_xt.model.weights import PackageWeights, resolve_weights, weight_state
 from napari_xt.model.zoo import find_entry
 
@@ -33,7 +33,7 @@ def test_the_package_weights_classify_real_pictures_with_imagenet_normalisation(
     import timm
     from skimage import data
 
-    from napari_xt.model.vit_pyramid import checked_state
+    from napari_xt.model.encoders.loading import checked_state
 
     recipe = recipe_for("efficientnet-lite0")
     path = resolve_weights(recipe.name, recipe.hub)
@@ -52,7 +52,7 @@ def test_the_region_encoder_loads_the_package_features_at_strides_4_to_32():
     assert list(enc.reductions) == [4, 8, 16, 32]
     import timm
 
-    from napari_xt.model.vit_pyramid import checked_state
+    from napari_xt.model.encoders.loading import checked_state
 
     full = timm.create_model("efficientnet_lite0", num_classes=0)
     recipe = recipe_for("efficientnet-lite0")

@@ -9,7 +9,8 @@ import torch
 
 import napari_xt.model  # noqa: F401  (registers everything)
 from napari_xt.errors import CheckpointError, WeightsUnavailable
-from napari_xt.model.region_encoders import TIMM_ENCODERS, RegionEncoder, create_region_encoder
+from napari_xt.model.encoders.base import RegionEncoder
+from napari_xt.model.encoders.catalogue import TIMM_ENCODERS, create_region_encoder
 from napari_xt.model.registry import list_region_encoders
 
 BIG = sorted(TIMM_ENCODERS)

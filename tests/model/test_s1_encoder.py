@@ -11,7 +11,7 @@ import torch
 
 from napari_xt.errors import CheckpointError, WeightsUnavailable
 from napari_xt.model import XTConfig, build_model, create_region_encoder
-from napari_xt.model.encoder_catalog import CATALOGUE
+from napari_xt.model.encoders.catalogue import CATALOGUE
 from napari_xt.model.zoo import get_entry
 
 NAME = "ssl4eo-s1-rn50-moco"

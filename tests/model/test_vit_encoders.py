@@ -9,8 +9,8 @@ from vit_weights import TINY_VITS, tiny_vit_state, write_weights
 from napari_xt.errors import CheckpointError, WeightsUnavailable
 from napari_xt.model import XTConfig, build_model, create_region_encoder, load_model, save_model
 from napari_xt.model.config import ConfigError
-from napari_xt.model.encoder_catalog import CATALOGUE
-from napari_xt.model.vit_pyramid import ViTRegionEncoder
+from napari_xt.model.encoders.catalogue import CATALOGUE
+from napari_xt.model.encoders.vit_neck import ViTRegionEncoder
 from napari_xt.model.zoo import get_entry
 
 
@@ -108,7 +108,7 @@ def test_fake_hub_cache_resolves_offline_and_checkpoint_needs_no_hub(offline_hub
                    context_encoder="none", heads={"segmentation": {"num_classes": 2}})
     from safetensors.torch import load_file
 
-    from napari_xt.model.encoder_spec import pin_options
+    from napari_xt.model.encoders.catalogue import pin_options
 
     cfg = cfg.replace(region_encoder_kwargs=pin_options(cfg.region_encoder))
     model = build_model(cfg, pretrained=True)

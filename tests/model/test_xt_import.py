@@ -119,7 +119,7 @@ def _released_shapes(encoder: str, num_classes: int = 284, hidden: int = 768, la
     """A released-style state dict (meta tensors) for any Swin-V2 size: timm's keys + the Hyper decoder's."""
     import timm
 
-    from napari_xt.model.region_encoders import TIMM_ENCODERS
+    from napari_xt.model.encoders.catalogue import TIMM_ENCODERS
 
     with torch.device("meta"):
         swin = timm.create_model(TIMM_ENCODERS[encoder][0], features_only=True, pretrained=False)

@@ -14,8 +14,7 @@ from napari_xt.app import catalog
 from napari_xt.errors import CheckpointError, EncoderIsNotAModel, UnknownModel, XTError
 from napari_xt.model import list_context_encoders, list_region_encoders, load_model, save_model
 from napari_xt.model.checkpoint import DEMO_MODELS, PRESETS, demo_model_path, list_demo_models
-from napari_xt.model.encoder_catalog import CATALOGUE
-from napari_xt.model.region_encoders import TIMM_ENCODERS
+from napari_xt.model.encoders.catalogue import CATALOGUE, TIMM_ENCODERS
 from napari_xt.model.zoo import (
     KINDS,
     WeightSource,

@@ -12,9 +12,9 @@ from napari_xt.app.driver import predict
 from napari_xt.app.request import make_request
 from napari_xt.engine.plan import make_plan
 from napari_xt.engine.postprocess import region_outputs
-from napari_xt.engine.store import ResultStore
 from napari_xt.io import array_image
 from napari_xt.model import load_model
+from napari_xt.store import ResultStore
 from napari_xt.train import DetectionAnnotations, SegmentationLabels, Trainer, TrainingImage, TrainOptions
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from dockhelpers import CLS_CLASSES, CLS_COLORS, configure, make_dock
 
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 
 def _heat_at(dock, image, box) -> float:

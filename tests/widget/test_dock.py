@@ -20,8 +20,8 @@ from napari_xt.app.layers import (
     results_dir,
     unique_store_path,
 )
-from napari_xt.engine.store import ResultStore
 from napari_xt.model import list_context_encoders, list_presets, list_region_encoders
+from napari_xt.store import ResultStore
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "napari_xt"
 

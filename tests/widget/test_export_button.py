@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 from dockhelpers import configure, make_dock
 
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 
 def test_export_after_a_run_writes_geojson_and_ome_zarr(make_napari_viewer, qtbot, tissue_ome_tiff, seg_checkpoint,

@@ -9,8 +9,8 @@ import numpy as np
 from dockhelpers import make_dock
 
 from napari_xt.app.finetune import capped_view
-from napari_xt.engine.store import ResultStore
 from napari_xt.model import load_model
+from napari_xt.store import ResultStore
 from napari_xt.synthetic import TissueSample
 from napari_xt.train.loop import weights_digest
 from napari_xt.widget._fields import camera

@@ -10,7 +10,7 @@ import torch
 from dockhelpers import CLASSES, buttons, make_dock
 from qtpy.QtWidgets import QFileDialog
 
-from napari_xt.model.region_encoders import TIMM_ENCODERS
+from napari_xt.model.encoders.catalogue import TIMM_ENCODERS
 from napari_xt.widget._fields import BROWSE
 
 

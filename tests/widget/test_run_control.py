@@ -11,7 +11,7 @@ from dockhelpers import buttons, configure, make_dock
 from napari.utils import progress
 
 from napari_xt.engine.run import InferenceRun
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 from napari_xt.widget import _fields as F
 
 

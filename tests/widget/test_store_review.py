@@ -13,7 +13,7 @@ from dockhelpers import CLS_CLASSES, make_dock
 from legacystore import make_format_1
 from napari_xt.app import driver
 from napari_xt.app.request import make_request
-from napari_xt.engine.store import ResultStore
+from napari_xt.store import ResultStore
 
 
 @pytest.fixture

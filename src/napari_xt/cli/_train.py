@@ -185,7 +185,7 @@ def encoder_pretrained(args: argparse.Namespace) -> bool:
         return True
     if args.random_init:
         return False
-    from ..model.encoder_spec import has_pretrained
+    from ..model.encoders.catalogue import has_pretrained
 
     return has_pretrained(args.region_encoder)
 

@@ -269,7 +269,7 @@ _preset("swinv2_tiny-hyper-seg", "random weights: Swin-V2-T encoder + Hyper cont
         region_encoder="swinv2_tiny", region_size=1024, sub_region_size=256, context_encoder="hyper",
         heads={"segmentation": {"num_classes": 3}})
 
-# Region encoders (kind "encoder") are registered next to their builders, in model/region_encoders.py.
+# Region encoders (kind "encoder") are registered next to their builders, in model/encoders/catalogue.py.
 
 __all__ = [
     "DATA_DIR", "FILE_SUFFIXES", "KINDS", "Kind", "WeightKind", "WeightSource", "ZooEntry", "find_entry",

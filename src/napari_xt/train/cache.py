@@ -4,8 +4,8 @@ The region encoder's backbone is by far the most expensive part of a training st
 default for big foundation models) its output never changes. ``FeatureCache`` keeps each region's backbone output
 (:class:`~napari_xt.model.xt.BackboneFeatures`: per sub-region, before the encoder's neck and before stitching) as
 float16 in a zarr v3 folder. Each step runs the neck, the stitching, the context encoder and the heads over it. For
-a plain ViT the neck is the random-init feature pyramid of ``model/vit_pyramid.py``, which must train even when the
-ViT is frozen: caching after it (as the first version did) froze it at random. For hierarchical backbones (Swin,
+a plain ViT the neck is the random-init feature pyramid of ``model/encoders/vit_neck.py``, which must train even when
+the ViT is frozen: caching after it (as the first version did) froze it at random. For hierarchical backbones (Swin,
 ConvNeXt, Hiera, tiny) the neck is the identity and the cache holds their stage maps, as before.
 
 Invalidation is by name, never by trust: the folder is keyed by the backbone (config + a digest of its weights, the

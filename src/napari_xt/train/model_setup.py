@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model import XTConfig, build_model, encoder_spec, load_model
+from ..model import XTConfig, build_model, load_model
+from ..model.encoders import catalogue as encoder_facts
+from ..model.encoders.recipe import is_spec
 from ..model.weights import PackageWeights
 from ..model.xt import XTModel
 from ..palette import default_colors
@@ -113,13 +115,13 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
     mean = std = None
     if np.dtype(first_image.levels[0].dtype).kind == "f" or channels not in (1, 3):
         mean, std = data_statistics(first_image, channels)
-    elif channels == 3 and (norm := encoder_spec.normalisation(region_encoder)) is not None:
+    elif channels == 3 and (norm := encoder_facts.normalisation(region_encoder)) is not None:
         mean, std = list(norm[0]), list(norm[1])  # the encoder's own normalisation (H-optimus, Lunit)
     region = int(region_size or 256)
-    sub = int(sub_region_size or encoder_spec.suggest_sub_region(region_encoder, region))
+    sub = int(sub_region_size or encoder_facts.suggest_sub_region(region_encoder, region))
     pretrained = bool(pretrained or encoder_weights)
-    pinned = pretrained or encoder_spec.is_spec(region_encoder)
-    enc_kwargs = encoder_spec.pin_options(region_encoder, options) if pinned else dict(options)
+    pinned = pretrained or is_spec(region_encoder)
+    enc_kwargs = encoder_facts.pin_options(region_encoder, options) if pinned else dict(options)
     if encoder_weights:
         enc_kwargs["weights"] = str(encoder_weights)
     cfg = XTConfig(region_encoder=region_encoder, region_encoder_kwargs=enc_kwargs, region_size=region,
@@ -131,9 +133,9 @@ def make_model(tasks: dict[str, dict], class_names: dict[str, list[str]], class_
     model.config.region_encoder_kwargs.pop("weights", None)  # a local path: used once, never stored
     if encoder_weights:
         model.config.description = f"{region_encoder} region encoder from {Path(encoder_weights).name}"
-    elif not pretrained and encoder_spec.has_pretrained(region_encoder):
+    elif not pretrained and encoder_facts.has_pretrained(region_encoder):
         model.config.description = f"random-init {region_encoder} region encoder (not pretrained)"
-    elif pretrained and isinstance(source := encoder_spec.weights_source(region_encoder), PackageWeights):
+    elif pretrained and isinstance(source := encoder_facts.weights_source(region_encoder), PackageWeights):
         model.config.description = (f"{region_encoder} region encoder with pretrained weights from the installed "
                                     f"package {source.distribution}")
     return model
