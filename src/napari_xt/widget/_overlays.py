@@ -44,11 +44,18 @@ def open_label_levels(store_path: str | Path) -> list:
 
 def _view_whole_level(layer) -> None:
     """After a data swap, slice the whole current level, as a new layer would (napari keeps the old view's corner
-    pixels until the canvas next draws, which a hidden viewer never does)."""
+    pixels until the canvas next draws, which a hidden viewer never does).
+
+    Without the layer-list thumbnail: napari makes it with a scipy zoom of the displayed tile (tens of ms at the
+    run's start, a 100,000 px slide's; issue 25), the store is empty then, and the run's last full refresh makes it.
+    """
     corners = np.zeros((2, layer.ndim), dtype=int)
     corners[1] = np.asarray(layer.level_shapes[layer.data_level]) - 1
     layer.corner_pixels = corners
-    layer.refresh()
+    try:
+        layer.refresh(thumbnail=False)
+    except TypeError:  # a napari whose refresh() takes no such option
+        layer.refresh()
 
 
 class Overlays:
