@@ -48,9 +48,9 @@ def _turns(qtbot, ms: int = 400) -> None:
 
 
 def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(make_napari_viewer, qtbot):
-    """The click only makes the layer model; the insertion comes on a later turn, the image stays the active
-    layer, and once the user makes it active the layer has its controls and every overlay napari's Labels key
-    bindings use (they act on the active layer only)."""
+    """The click only makes the layer model; the insertion, its visual and its controls come on later turns, the
+    image stays the active layer, and once the user makes it active the layer has every overlay napari's Labels
+    key bindings use (they act on the active layer only)."""
     from napari.layers.labels._labels_key_bindings import reset_polygon
 
     from napari_xt.widget._staged_layer import DEFERRED_OVERLAYS
@@ -64,6 +64,7 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     canvas = viewer.window._qt_viewer.canvas
     qtbot.waitUntil(lambda: layer in canvas.layer_to_visual, timeout=2000)  # its vispy visual, a turn later
     controls = viewer.window._qt_viewer.controls
+    qtbot.waitUntil(lambda: layer in controls.widgets, timeout=2000)  # its controls, a turn after that
     assert viewer.layers.selection.active is image
     overlays.labels = overlays._staged = None  # as after attach: the staging object is dropped
     import gc
@@ -94,6 +95,8 @@ def test_the_layer_gets_its_controls_when_chosen_and_can_be_removed_unchosen(mak
     overlays.reserve("/tmp/e.xt.zarr", image, info)
     overlays._staged.finish()  # the run was prepared first: in and drawn at once
     assert overlays.labels in viewer.window._qt_viewer.canvas.layer_to_visual
+    viewer.layers.clear()  # as closing the viewer does
+    assert len(viewer.layers) == 0 and not controls.widgets
 
 
 def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(make_napari_viewer, qtbot):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
 from .._layer_data import detection_points, labels_settings, store_marker
@@ -31,6 +32,7 @@ from ._scores import ScoreMap
 from ._staged_layer import StagedLayer
 
 REFRESH_MS = 100  # <= 10 refreshes per second
+VIEW_AFTER_MS = 40  # the store's first slice, a turn after attaching it
 
 
 def open_label_levels(store_path: str | Path) -> list:
@@ -69,6 +71,7 @@ class Overlays:
         self.points = None
         self._reserved = None  # a Labels layer made at Run, not attached to its store yet
         self._staged: StagedLayer | None = None  # how far the reserved layer got into the viewer
+        self._view_pending = None  # the labels layer given the store's levels, not sliced from them yet
         self.n_shown = 0
         self.n_refreshes = 0
         self._pending: list[dict[str, np.ndarray]] = []
@@ -129,6 +132,7 @@ class Overlays:
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
         units = tuple(image_layer.units)[-2:]
         self._stop_reading()
+        self._view_pending = None
         if self._staged is not None:  # prepared before the reserved layer was in: put it in now
             self._staged.finish()
             self._staged = None
@@ -151,8 +155,10 @@ class Overlays:
                         if not (layer is self._reserved and key in ("colormap", "features", "metadata")):  # at Run
                             setattr(layer, key, value)
                     layer.name = f"xT labels [{name}]"
-                _view_whole_level(layer)
-                self.labels = layer
+                self.labels = self._view_pending = layer
+                # the first slice and draw of the store a turn later: in this turn the run starts (and the window
+                # repaints), each of the two was half of one 70-90 ms stall (bench_widget.py; issue 25)
+                QTimer.singleShot(VIEW_AFTER_MS, self._show_store)
             else:
                 if layer is not None:  # a one-level store does not fit the two-level reserved layer
                     self.viewer.layers.remove(layer)
@@ -194,6 +200,15 @@ class Overlays:
             self._pending.append({k: np.asarray(v) for k, v in table.items()})
             self.flush()
 
+    def _show_store(self) -> None:
+        """The first slice of the store's levels (after ``attach``); regions that finished meanwhile show now."""
+        layer, self._view_pending = self._view_pending, None
+        if layer is None or layer is not self.labels or layer not in self.viewer.layers:
+            return
+        _view_whole_level(layer)
+        if self._cores:
+            self.flush()
+
     # -- feeding ---------------------------------------------------------------------------------------------------
     def add_region(self, payload: RegionDone) -> None:
         """Note one finished region (main thread); the layers catch up on the next throttled flush."""
@@ -220,6 +235,13 @@ class Overlays:
         if labels is not None and labels not in self.viewer.layers:  # removed by the user: nothing to show it in
             self._stop_reading()
             labels = None
+        if self._view_pending is not None:
+            if full:  # the run ended before the store's first slice: slice it now (the refresh below shows all)
+                pending, self._view_pending = self._view_pending, None
+                if pending is labels:
+                    _view_whole_level(pending)
+            else:
+                labels = None  # not sliced from the store yet: its regions wait (in ``_cores``) for that turn
         if full:
             self._stop_reading()  # its regions are in what the refresh reads
             n_new, self._cores = len(self._cores), []
@@ -227,7 +249,9 @@ class Overlays:
                 labels.refresh()
                 self.n_full_refreshes += 1
         elif labels is None:
-            n_new, self._cores = len(self._cores), []
+            n_new = 0
+            if self._view_pending is None:
+                n_new, self._cores = len(self._cores), []
         else:
             n_new = self._read_labels(labels)
         if self.points is not None and self._pending:

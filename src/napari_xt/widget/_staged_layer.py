@@ -11,11 +11,13 @@ then, on the next turn, the repaint of all of it. Measured under Xvfb on 2 cores
    it would build and show its controls, and the dock gives the active layer back to the image anyway);
    a turn later, its vispy visual (~13 ms): each step is followed by a repaint (~35-45 ms under Xvfb), so every
    step taken out of one turn is a shorter stall;
-3. its layer controls (~15-25 ms, and a relayout of the dock area after them: each step was followed by ~50 ms of
-   repaint under Xvfb) and its two overlays only when the layer becomes the active one, or is about to be removed
-   (napari looks its controls up then). napari's Labels key bindings use the overlays (Escape resets the polygon)
-   and act on the active layer only; a result layer is multiscale, hence never editable, so nothing draws with them.
-   Their vispy visuals cost 15-45 ms more: paid, if ever, at the user's own click on the layer.
+3. a turn after its visual, its layer controls (~15-25 ms and a relayout of the dock area), or at once when the
+   user makes it active or it is being removed (napari looks them up then). Left until the user chose the layer,
+   they went missing when the demo closed its viewer (napari's removal found no controls; not understood, so they
+   are made on a turn of their own, while the run prepares);
+4. its two editing overlays only when the layer becomes the active one: napari's Labels key bindings use them
+   (Escape resets the polygon) and act on the active layer only; a result layer is multiscale, hence never
+   editable, so nothing draws with them. Their vispy visuals cost 15-45 ms: paid, if ever, at the user's own click.
 
 Everything here leans on napari internals (``Labels._overlays``, ``LayerList._activate_on_insert``, the layer
 controls' ``_add`` callback); each is looked up defensively, and a napari without one gets that step undivided.
@@ -90,17 +92,21 @@ class StagedLayer:
         self._hook = lambda _event=None: self._on_active()
         self._removing_hook = lambda event=None: self._on_removing(event)
         layers.selection.events.active.connect(self._hook, position="first")
-        layers.events.removing.connect(self._removing_hook, position="first")
+        # "removing": napari's own handlers of "removed" look the visual and controls up, and a plugin's callback
+        # cannot go before napari's own on the same event
+        layers.events.removing.connect(self._removing_hook)
 
-    def _add_visual(self) -> None:
+    def _add_visual(self, leaving: bool = False) -> None:
         pending, self._visual_pending = self._visual_pending, []
-        if pending and self.layer in self.viewer.layers:
+        if pending and (leaving or self.layer in self.viewer.layers):
             for callback in pending:
                 callback(SimpleNamespace(value=self.layer))
+        if self._controls_pending and not leaving:
+            QTimer.singleShot(STEP_MS, self._on_turn(self._add_controls))
 
-    def _add_controls(self) -> None:
+    def _add_controls(self, leaving: bool = False) -> None:
         pending, self._controls_pending = self._controls_pending, []
-        if pending and self.layer in self.viewer.layers:
+        if pending and (leaving or self.layer in self.viewer.layers):
             for adder in pending:
                 adder(SimpleNamespace(value=self.layer))
 
@@ -109,12 +115,24 @@ class StagedLayer:
             self._add_visual()
             self._add_controls()
             self._restore_overlays()
+            QTimer.singleShot(0, self._disconnect)  # whole now: nothing left to do for it (not while emitting)
 
     def _on_removing(self, event: Any) -> None:
-        index = getattr(event, "index", None)
-        if isinstance(index, int) and 0 <= index < len(self.viewer.layers) and self.viewer.layers[index] is self.layer:
-            self._add_visual()
-            self._add_controls()
+        """Before napari's handlers of "removed", which look the layer's visual and controls up."""
+        layers, index = self.viewer.layers, getattr(event, "index", None)
+        if self.layer not in layers or (isinstance(index, int) and 0 <= index < len(layers)
+                                        and layers[index] is self.layer):
+            self._add_visual(leaving=True)
+            self._add_controls(leaving=True)
+            QTimer.singleShot(0, self._disconnect)
+
+    def _disconnect(self) -> None:
+        """Let go of the viewer's events (they would keep this object and its layer alive)."""
+        for emitter, hook in ((self.viewer.layers.selection.events.active, self._hook),
+                              (self.viewer.layers.events.removing, self._removing_hook)):
+            if hook is not None:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    emitter.disconnect(hook)
 
     def _restore_overlays(self) -> None:
         held, self._held = self._held, {}
@@ -140,12 +158,8 @@ class StagedLayer:
         if not self.inserted:
             self.inserted = True  # the pending insertion does nothing
         else:
-            self._add_visual()  # napari's removal looks its visual and controls up
-            self._add_controls()
             if self.layer in self.viewer.layers:
                 self.viewer.layers.remove(self.layer)
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                self.viewer.layers.selection.events.active.disconnect(self._hook)
-                self.viewer.layers.events.removing.disconnect(self._removing_hook)
+            self._disconnect()
         with contextlib.suppress(Exception):
             self._restore_overlays()
