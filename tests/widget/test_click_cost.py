@@ -110,3 +110,28 @@ def test_a_run_that_never_starts_leaves_no_layer_whether_or_not_it_was_inserted(
     overlays.release()  # inserted, overlays maybe still held
     _turns(qtbot)
     assert [type(la).__name__ for la in viewer.layers] == ["Image"]
+
+
+def test_staging_works_through_the_proxied_viewer_a_plugin_dock_gets(make_napari_viewer, qtbot):
+    """napari hands a plugin's dock a ``PublicOnlyProxy`` of the viewer, whose layer list returns proxies (another
+    object each time): the staged layer must still know itself when chosen, and when removed before its controls
+    were made (closing the demo's viewer raised a KeyError in napari's removal)."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_xt.widget._overlays import Overlays
+    from napari_xt.widget._staged_layer import DEFERRED_OVERLAYS
+
+    viewer = make_napari_viewer()
+    proxied = PublicOnlyProxy(viewer)
+    image = proxied.add_image(np.zeros((64, 64), np.uint8))
+    overlays = Overlays(proxied)
+    info = SimpleNamespace(tasks=("segmentation",), class_names=["bg", "tumour"], class_colors=[])
+    overlays.reserve("/tmp/p.xt.zarr", image, info)
+    layer = overlays.labels
+    overlays._staged.finish()  # inserted and drawn, its controls not made yet
+    viewer.layers.selection.active = viewer.layers[-1]
+    assert set(DEFERRED_OVERLAYS) <= set(layer._overlays)  # it knew itself behind the proxy
+    overlays.reserve("/tmp/q.xt.zarr", image, info)
+    overlays._staged.finish()
+    proxied.layers.clear()  # as closing the demo does, before the controls' turn
+    assert len(viewer.layers) == 0 and not viewer.window._qt_viewer.controls.widgets

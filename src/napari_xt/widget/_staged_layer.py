@@ -39,6 +39,12 @@ DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 STEP_MS = 40
 
 
+def _unwrapped(obj: Any) -> Any:
+    """The object behind napari's ``PublicOnlyProxy``: a plugin's dock gets a proxied viewer, whose layer list hands
+    out proxies (another object each time), so ``is`` against our own layer needs the object itself."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def _inserted_callbacks(layers: Any, owner_type: str, name: str) -> list:
     """``owner_type.name`` among ``layers.events.inserted``'s callbacks, as bound methods (none in another napari)."""
     found = []
@@ -54,7 +60,9 @@ class StagedLayer:
     """Inserts ``layer`` into ``viewer`` step by step (module docstring)."""
 
     def __init__(self, viewer: Any, layer: Any):
-        self.viewer, self.layer = viewer, layer
+        # the viewer itself, not the proxy napari hands a plugin's dock: the steps below use private attributes,
+        # which the proxy warns about (and a later napari refuses)
+        self.viewer, self.layer = _unwrapped(viewer), layer
         overlays = getattr(layer, "_overlays", None)
         self._held = {name: overlays.pop(name) for name in DEFERRED_OVERLAYS
                       if overlays is not None and name in overlays}
@@ -111,7 +119,7 @@ class StagedLayer:
                 adder(SimpleNamespace(value=self.layer))
 
     def _on_active(self) -> None:
-        if self.viewer.layers.selection.active is self.layer:
+        if _unwrapped(self.viewer.layers.selection.active) is self.layer:
             self._add_visual()
             self._add_controls()
             self._restore_overlays()
@@ -121,7 +129,7 @@ class StagedLayer:
         """Before napari's handlers of "removed", which look the layer's visual and controls up."""
         layers, index = self.viewer.layers, getattr(event, "index", None)
         if self.layer not in layers or (isinstance(index, int) and 0 <= index < len(layers)
-                                        and layers[index] is self.layer):
+                                        and _unwrapped(layers[index]) is self.layer):
             self._add_visual(leaving=True)
             self._add_controls(leaving=True)
             QTimer.singleShot(0, self._disconnect)
