@@ -12,9 +12,9 @@ then, on the next turn, the repaint of all of it. Measured under Xvfb on 2 cores
    a turn later, its vispy visual (~13 ms): each step is followed by a repaint (~35-45 ms under Xvfb), so every
    step taken out of one turn is a shorter stall;
 3. a turn after its visual, its layer controls (~15-25 ms and a relayout of the dock area), or at once when the
-   user makes it active or it is being removed (napari looks them up then). Left until the user chose the layer,
-   they went missing when the demo closed its viewer (napari's removal found no controls; not understood, so they
-   are made on a turn of their own, while the run prepares);
+   user makes it active or it is being removed (napari looks them up then). (Left until the user chose the layer,
+   they went missing when the demo closed its viewer: its dock's viewer is napari's ``PublicOnlyProxy``, whose layer
+   list returns new proxies, so ``is`` missed the layer; see ``_unwrapped``. They keep a turn of their own.)
 4. its two editing overlays only when the layer becomes the active one: napari's Labels key bindings use them
    (Escape resets the polygon) and act on the active layer only; a result layer is multiscale, hence never
    editable, so nothing draws with them. Their vispy visuals cost 15-45 ms: paid, if ever, at the user's own click.
