@@ -248,3 +248,35 @@ def test_frozen_vit_keeps_its_backbone_and_trains_its_pyramid(tmp_path):
     assert backbone and neck
     assert all(torch.equal(after[k], start[k]) for k in backbone)
     assert any(not torch.equal(after[k], start[k]) for k in neck)
+
+
+def _empty_but_annotated(size=512, seed=5):
+    """A pale, empty image annotated as holding no object: no detector can score F1 > 0 there."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(215, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+    return TrainingImage(array_image(pixels), detection=DetectionAnnotations([], [], 14.0, 14.0, 0, ["blob"]))
+
+
+def test_a_detector_whose_validation_finds_nothing_keeps_its_last_epoch_and_a_threshold_from_training(tmp_path):
+    pixels, ys, xs, d = blob_image(0)
+    items = [TrainingImage(array_image(pixels), detection=DetectionAnnotations(ys, xs, d, d, 0, ["blob"])),
+             _empty_but_annotated()]
+
+    def options(seed):
+        return TrainOptions(out=str(tmp_path / "det.safetensors"), epochs=3, window_size=2, use_mask=False,
+                            context_kwargs=SMALL_CONTEXT, val_fraction=0.2, seed=seed, initial_validation=False)
+
+    # the seed whose one validation window is the blank image's (the split is a fixed hash of seed, image, window)
+    probe = Trainer(items, options(0))
+    seed = next(s for s in range(64) if [r.image for r in probe.windows.split(0.2, s)[1]] == [1])
+    trainer = Trainer(items, options(seed))
+    epochs = []
+    summary = trainer.fit(lambda e: epochs.append(e) if isinstance(e, EpochDone) else None)
+    assert [e.val["f1"] for e in epochs] == [0.0, 0.0, 0.0]
+    assert all(e.saved for e in epochs) and summary["best_epoch"] == epochs[-1].epoch == 3  # not epoch 1 kept for good
+    on_train = trainer.evaluate(trainer.train_refs)
+    assert on_train["f1"] > 0.5
+    stored = load_model(tmp_path / "det.safetensors").config.score_threshold
+    assert stored == pytest.approx(on_train["score_threshold"])
+    # a validation that found objects keeps its own threshold
+    assert trainer._threshold({"f1": 0.4, "score_threshold": 0.123}) == 0.123

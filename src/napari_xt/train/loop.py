@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from ..model import save_model
 from ..model.xt import RegionFeatures
 from .annotations import AnnotationError
 from .cache import FeatureCache, cache_key, cached_features, default_root
-from .data import RegionCache, TrainingImage, build_windows, iter_window
+from .data import RegionCache, TrainingImage, WindowRef, build_windows, iter_window
 from .events import CancelHandle, EpochDone, StepDone, TrainEvent, TrainFinished, TrainStarted
 from .losses import class_weights, detection_loss, detection_targets, segmentation_loss
 from .model_setup import encoder_parameters, has_trainable_neck, make_model, resolve_freeze
@@ -225,16 +225,17 @@ class Trainer:
 
     # -- validation ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self) -> dict:
+    def evaluate(self, refs: Sequence[WindowRef] | None = None) -> dict:
         """Validation metrics: mIoU (segmentation), F1 (detection), accuracy (classification), and their mean.
 
-        Every validation window runs as inference runs it (no augmentation, the memory carried over); the outputs
-        go to a :class:`~napari_xt.train.validation.Validation` accumulator, which alone decides what they score."""
+        Every validation window (or each of ``refs``) runs as inference runs it (no augmentation, the memory carried
+        over); the outputs go to a :class:`~napari_xt.train.validation.Validation` accumulator, which alone decides
+        what they score."""
         model = self.model.eval()
         cfg = model.config
         metric = Validation(self.tasks, det_stride=self.det_stride, dominant=self.dominant,
                             class_names=cfg.class_names.get("segmentation"), score_threshold=cfg.score_threshold)
-        for ref in self.val_refs:
+        for ref in self.val_refs if refs is None else refs:
             memory = model.init_memory(1, device=self.device)
             token_sum, n_tokens = torch.zeros((), device=self.device), 0
             for chunk in self._chunks(ref, None, augment=False):
@@ -334,11 +335,13 @@ class Trainer:
             val = self.evaluate() if self.val_refs else {}
             val_seconds = time.perf_counter() - t_val
             score = val.get("score", float("nan")) if val else -float(np.mean(losses))
-            improved = not np.isnan(score) and score > best
+            # while validation has scored nothing right (a few regions, a young detector) it cannot tell epochs
+            # apart: the later one, trained longer, replaces the earlier rather than the first being kept for good
+            improved = not np.isnan(score) and (score > best or score == best == 0)
             if improved:
                 best, best_epoch, since_best = score, epoch, 0
                 if "score_threshold" in val:  # the detection threshold this checkpoint's F1 was measured at
-                    model.config.score_threshold = float(val["score_threshold"])
+                    model.config.score_threshold = self._threshold(val)
                 self._save()
             elif best > 0:  # patience counts only once something was learnt: early epochs often score 0
                 since_best += 1
@@ -362,6 +365,20 @@ class Trainer:
             train_windows=len(self.train_refs), val_windows=len(self.val_refs),
             seconds=round(time.perf_counter() - t0, 2), tasks=sorted(self.tasks), base=o.base,
             class_counts=[int(v) for v in self.class_counts])
+
+    def _threshold(self, val: dict) -> float:
+        """The detection threshold to store: validation's best, or, when validation found no object right (F1 0 or
+        nothing to score), the one best on the training windows. A threshold calibrated on the regions the model
+        learnt from is optimistic, but the fallback of the defaults can sit above every peak a young detector makes:
+        on the tree tile a detector taught on 10 regions, whose 2 validation regions found nothing, kept 0.3 and
+        reported no crown where its best threshold scored F1 0.33 on unseen crowns."""
+        f1 = val.get("f1", float("nan"))
+        if not (np.isnan(f1) or f1 <= 0) or not self.train_refs:
+            return float(val["score_threshold"])
+        on_train = self.evaluate(self.train_refs)
+        if on_train.get("f1", 0.0) > 0:
+            return float(on_train["score_threshold"])
+        return float(val["score_threshold"])
 
     @property
     def pretrained_encoder(self) -> bool:
