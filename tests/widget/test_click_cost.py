@@ -48,9 +48,9 @@ def _turns(qtbot, ms: int = 400) -> None:
 
 
 def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(make_napari_viewer, qtbot):
-    """The click only makes the layer model; the insertion, its visual and its controls come on later turns, the
-    image stays the active layer, and once the user makes it active the layer has every overlay napari's Labels
-    key bindings use (they act on the active layer only)."""
+    """The click only makes the layer model; the insertion and its visual come on later turns, its controls only
+    when it is chosen, the image stays the active layer, and once the user makes it active the layer has every
+    overlay napari's Labels key bindings use (they act on the active layer only)."""
     from napari.layers.labels._labels_key_bindings import reset_polygon
 
     from napari_xt.widget._staged_layer import DEFERRED_OVERLAYS
@@ -64,7 +64,8 @@ def test_the_run_layer_goes_in_over_several_turns_and_ends_whole_and_not_active(
     canvas = viewer.window._qt_viewer.canvas
     qtbot.waitUntil(lambda: layer in canvas.layer_to_visual, timeout=2000)  # its vispy visual, a turn later
     controls = viewer.window._qt_viewer.controls
-    qtbot.waitUntil(lambda: layer in controls.widgets, timeout=2000)  # its controls, a turn after that
+    _turns(qtbot)
+    assert layer not in controls.widgets  # its controls wait until the user chooses it
     assert viewer.layers.selection.active is image
     overlays.labels = overlays._staged = None  # as after attach: the staging object is dropped
     import gc
@@ -129,9 +130,10 @@ def test_staging_works_through_the_proxied_viewer_a_plugin_dock_gets(make_napari
     overlays.reserve("/tmp/p.xt.zarr", image, info)
     layer = overlays.labels
     overlays._staged.finish()  # inserted and drawn, its controls not made yet
+    assert overlays._find("labels", "/tmp/p.xt.zarr") is layer  # attach reuses the reserved layer by identity
     viewer.layers.selection.active = viewer.layers[-1]
     assert set(DEFERRED_OVERLAYS) <= set(layer._overlays)  # it knew itself behind the proxy
     overlays.reserve("/tmp/q.xt.zarr", image, info)
     overlays._staged.finish()
-    proxied.layers.clear()  # as closing the demo does, before the controls' turn
+    proxied.layers.clear()  # as closing the demo does: its controls were never made
     assert len(viewer.layers) == 0 and not viewer.window._qt_viewer.controls.widgets

@@ -29,7 +29,7 @@ from .._layer_data import detection_points, labels_settings, store_marker
 from ..app.events import RegionDone, WindowScored
 from ._partial import BoxReader, Plan, apply_boxes, plan_regions, tile_changed
 from ._scores import ScoreMap
-from ._staged_layer import StagedLayer
+from ._staged_layer import StagedLayer, unwrapped
 
 REFRESH_MS = 100  # <= 10 refreshes per second
 VIEW_AFTER_MS = 40  # the store's first slice, a turn after attaching it
@@ -66,7 +66,9 @@ class Overlays:
     refreshed = Signal(int)  # emitted after each (throttled) refresh with the number of regions shown
 
     def __init__(self, viewer):
-        self.viewer = viewer
+        # the viewer itself, not the proxy napari hands a plugin's dock: the proxy's layer list returns a new proxy
+        # per look-up, and the layers found here are compared by identity (the reserved layer, the layer being read)
+        self.viewer = unwrapped(viewer)
         self.labels = None
         self.points = None
         self._reserved = None  # a Labels layer made at Run, not attached to its store yet

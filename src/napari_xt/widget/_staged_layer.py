@@ -11,10 +11,10 @@ then, on the next turn, the repaint of all of it. Measured under Xvfb on 2 cores
    it would build and show its controls, and the dock gives the active layer back to the image anyway);
    a turn later, its vispy visual (~13 ms): each step is followed by a repaint (~35-45 ms under Xvfb), so every
    step taken out of one turn is a shorter stall;
-3. a turn after its visual, its layer controls (~15-25 ms and a relayout of the dock area), or at once when the
-   user makes it active or it is being removed (napari looks them up then). (Left until the user chose the layer,
-   they went missing when the demo closed its viewer: its dock's viewer is napari's ``PublicOnlyProxy``, whose layer
-   list returns new proxies, so ``is`` missed the layer; see ``_unwrapped``. They keep a turn of their own.)
+3. its layer controls (~15-25 ms and a relayout of the dock area) only when the user makes it active or it is
+   being removed (napari looks them up then). (A run's layer is often never chosen. The demo's close once found no
+   controls for it: its dock's viewer is napari's ``PublicOnlyProxy``, whose layer list returns new proxies, so
+   ``is`` missed the layer at its removal; hence ``unwrapped``, tested with a proxy in ``test_click_cost.py``.)
 4. its two editing overlays only when the layer becomes the active one: napari's Labels key bindings use them
    (Escape resets the polygon) and act on the active layer only; a result layer is multiscale, hence never
    editable, so nothing draws with them. Their vispy visuals cost 15-45 ms: paid, if ever, at the user's own click.
@@ -39,7 +39,7 @@ DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 STEP_MS = 40
 
 
-def _unwrapped(obj: Any) -> Any:
+def unwrapped(obj: Any) -> Any:
     """The object behind napari's ``PublicOnlyProxy``: a plugin's dock gets a proxied viewer, whose layer list hands
     out proxies (another object each time), so ``is`` against our own layer needs the object itself."""
     return getattr(obj, "__wrapped__", obj)
@@ -62,7 +62,7 @@ class StagedLayer:
     def __init__(self, viewer: Any, layer: Any):
         # the viewer itself, not the proxy napari hands a plugin's dock: the steps below use private attributes,
         # which the proxy warns about (and a later napari refuses)
-        self.viewer, self.layer = _unwrapped(viewer), layer
+        self.viewer, self.layer = unwrapped(viewer), layer
         overlays = getattr(layer, "_overlays", None)
         self._held = {name: overlays.pop(name) for name in DEFERRED_OVERLAYS
                       if overlays is not None and name in overlays}
@@ -109,8 +109,6 @@ class StagedLayer:
         if pending and (leaving or self.layer in self.viewer.layers):
             for callback in pending:
                 callback(SimpleNamespace(value=self.layer))
-        if self._controls_pending and not leaving:
-            QTimer.singleShot(STEP_MS, self._on_turn(self._add_controls))
 
     def _add_controls(self, leaving: bool = False) -> None:
         pending, self._controls_pending = self._controls_pending, []
@@ -119,7 +117,7 @@ class StagedLayer:
                 adder(SimpleNamespace(value=self.layer))
 
     def _on_active(self) -> None:
-        if _unwrapped(self.viewer.layers.selection.active) is self.layer:
+        if unwrapped(self.viewer.layers.selection.active) is self.layer:
             self._add_visual()
             self._add_controls()
             self._restore_overlays()
@@ -129,7 +127,7 @@ class StagedLayer:
         """Before napari's handlers of "removed", which look the layer's visual and controls up."""
         layers, index = self.viewer.layers, getattr(event, "index", None)
         if self.layer not in layers or (isinstance(index, int) and 0 <= index < len(layers)
-                                        and _unwrapped(layers[index]) is self.layer):
+                                        and unwrapped(layers[index]) is self.layer):
             self._add_visual(leaving=True)
             self._add_controls(leaving=True)
             QTimer.singleShot(0, self._disconnect)
@@ -157,7 +155,7 @@ class StagedLayer:
         return run
 
     def finish(self) -> None:
-        """The layer in the viewer, drawn, now (its controls still wait for it to be chosen)."""
+        """The layer in the viewer, drawn, now (its controls still wait for it to be chosen or removed)."""
         self._insert()
         self._add_visual()
 
