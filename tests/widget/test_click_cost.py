@@ -137,3 +137,28 @@ def test_staging_works_through_the_proxied_viewer_a_plugin_dock_gets(make_napari
     overlays._staged.finish()
     proxied.layers.clear()  # as closing the demo does: its controls were never made
     assert len(viewer.layers) == 0 and not viewer.window._qt_viewer.controls.widgets
+
+
+def test_one_update_leaves_the_viewer_and_the_visual_in_step_with_the_layer(make_napari_viewer, qtbot):
+    """Data, scale and translate changed with their listeners held back: the viewer's extent and the layer's vispy
+    transform must be what napari's own updates would make of the new settings (the run's layer lies over its
+    image), and only the layer's own transform changed."""
+    from napari_xt.widget._overlays import _one_update
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((300, 200), np.uint8))
+    layer = viewer.add_labels([np.zeros((2, 2), np.uint8), np.zeros((1, 1), np.uint8)], multiscale=True)
+    _turns(qtbot, 100)
+    visual = viewer.window._qt_viewer.canvas.layer_to_visual[layer]
+    before = (viewer.dims.range, np.array(visual.node.transform.matrix))
+    with _one_update(viewer, layer):
+        layer.data = [np.zeros((256, 192), np.uint8), np.zeros((128, 96), np.uint8)]
+        layer.scale, layer.translate = (2.0, 2.0), (10.5, -3.5)
+    after = (viewer.dims.range, np.array(visual.node.transform.matrix))
+    assert after[0] != before[0] and not np.allclose(after[1], before[1])  # the update happened...
+    viewer._on_layers_change()
+    visual._on_matrix_change()
+    assert viewer.dims.range == after[0]  # ...and napari's own updates find nothing left to change
+    np.testing.assert_allclose(visual.node.transform.matrix, after[1])
+    np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+    np.testing.assert_allclose(layer.translate, (10.5, -3.5))

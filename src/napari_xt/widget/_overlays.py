@@ -60,6 +60,29 @@ def _view_whole_level(layer) -> None:
         layer.refresh()
 
 
+@contextlib.contextmanager
+def _one_update(viewer, layer):
+    """Give ``layer`` new data, scale and translate with one re-slice and one update of the viewer and the visual.
+
+    Each of the three setters alone makes napari re-slice the layer, recompute the viewer's dims from every layer's
+    extent (``ViewerModel._on_layers_change``) and, for scale and translate, the visual's transform: 5-7 ms apiece at
+    the run's start (bench_widget.py's demo; issue 25). Blocked: the re-slices (napari's private ``_block_refresh``),
+    the viewer's dims update on the data event, and every listener of the scale and translate events; one translate
+    event at the end updates the viewer, the visual and the layer list from the whole new transform (napari's own
+    listeners of scale and translate are the same ones). A napari without ``_block_refresh`` re-slices each time."""
+    refresh = getattr(layer, "_block_refresh", None)
+    dims = getattr(viewer, "_on_layers_change", None)
+    with refresh() if refresh is not None else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if dims is not None:
+                layer.events.data.block(dims)
+                stack.callback(layer.events.data.unblock, dims)
+            stack.enter_context(layer.events.scale.blocker())
+            stack.enter_context(layer.events.translate.blocker())
+            yield
+        layer.events.translate()  # one event: its listeners read the whole transform (and the viewer every extent)
+
+
 class Overlays:
     """Creates, feeds and refreshes the overlay layers of one run in ``viewer``."""
 
@@ -150,8 +173,7 @@ class Overlays:
                 # reserved at Run, or Resume: reuse the layer (building a Labels layer's visuals is the slow part)
                 # one re-slice for the data and its placement, not one per setting (napari's private blocker;
                 # without it, each re-slices: 5-15 ms apiece at the run's start)
-                blocker = getattr(layer, "_block_refresh", None)
-                with blocker() if blocker is not None else contextlib.nullcontext():
+                with _one_update(self.viewer, layer):
                     layer.data = data
                     for key, value in kwargs.items():
                         if not (layer is self._reserved and key in ("colormap", "features", "metadata")):  # at Run

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import create_worker
@@ -74,6 +75,7 @@ class Runner:
         self._gen: Iterator[RunEvent] | None = None
         self._cancel_requested = False
         self._done_start = 0
+        self._bar_total = 0  # regions the bar counts to (set on a turn after the run starts)
         self._bar_moved = 0.0  # perf_counter of the last progress-bar update
         self._last_region: RegionDone | RegionFailed | None = None  # the newest one delivered (the bar's count)
         self._queue: list[RunEvent] = []  # region and window events not handed on yet (see _deliver)
@@ -94,6 +96,7 @@ class Runner:
             raise RuntimeError("a run is already going; cancel it first")
         self.request, self.run, self.layout, self._cancel_requested = request, None, None, False
         self.progress = None  # the last run's bar was closed when its worker finished
+        self._bar_total = 0
         self._queue = []
         model = self._model if self._model_key == request.model else None
         self._set_state("preparing")
@@ -113,7 +116,15 @@ class Runner:
         if self.state == "preparing" and self.progress is None:
             from napari.utils import progress
 
-            self.progress = progress(total=0, desc="xT: preparing")
+            # its final description now: changing it later relays the main window out (~10 ms, in the turn the
+            # run starts and its layer gets the store; bench_widget.py --sample)
+            name = Path(self.request.out).name if self.request is not None else "preparing"
+            self.progress = progress(total=0, desc=f"xT: {name}")
+
+    def _size_bar(self) -> None:
+        bar = self.progress
+        if bar is not None and self._bar_total and bar.total != self._bar_total:
+            bar.total = self._bar_total
 
     def _close_bar(self) -> None:
         bar, self.progress = self.progress, None
@@ -160,11 +171,11 @@ class Runner:
         self._make_bar()  # (when the preparation was quicker than the bar's turn)
         # the bar counts finished regions (napari would count every yield; ours include window scores, re-encoded
         # context regions and the end), so it reaches its total exactly when the last region is stored
-        bar = self.progress
-        if bar is not None:
-            bar.total = remaining
-            bar.set_description(f"xT: {run.store.path.name}")
-            worker.finished.connect(bar.close)
+        self._bar_total = remaining
+        if self.progress is not None:
+            worker.finished.connect(self.progress.close)
+            # its total a turn later: not in this turn's stall (the store's layer, the stream's start)
+            QTimer.singleShot(BAR_AFTER_MS, self._size_bar)
         self._done_start = run.n_done
         self._last_region, self._bar_moved = None, 0.0
         worker.yielded.connect(self._on_yielded)
@@ -186,6 +197,7 @@ class Runner:
     def _deliver(self, final: bool = False) -> None:
         """Hand the queued region and window events on, in order, then move the progress bar (see ``BAR_S``)."""
         events, self._queue = self._queue, []
+        self._size_bar()  # (the first region came before the bar's turn)
         for event in events:
             if isinstance(event, WindowScored):
                 self.window.emit(event)
