@@ -166,6 +166,36 @@ class Trees(Pool):
         return {"score": s["centre"]["f1"], "best_f1": best, "box_f1": s["box"]["f1"],
                 "detections": s["detections"], "threshold": threshold}
 
+    def dev_score(self, model, labelled: list[int], tmp: Path) -> float:
+        """Crown F1 (centre rule, the model's threshold) on the pool's regions not labelled yet: a score to choose
+        the method's settings by, so that the held-out crowns only ever report (they are never tuned to)."""
+        import deepforest_tile
+
+        from napari_xt.app.driver import predict
+        from napari_xt.app.request import make_request
+        from napari_xt.store import ResultStore
+
+        out = tmp / f"d{time.monotonic_ns()}.xt.zarr"
+        threshold = float(model.config.score_threshold or 0.3)
+        predict(make_request(str(self.pool_path), "m", str(out), use_mask=False, window_size=self.window,
+                             score_threshold=threshold), model=model)
+        dets = ResultStore.open(out).detections()
+        pred = np.stack([dets["y"], dets["x"], dets["h"], dets["w"]], 1).astype(np.float64)
+        free = np.ones(len(self.cells), bool)
+        free[labelled] = False
+
+        def unlabelled(y, x):
+            return np.array([any(free[i] and self._in_cell(i, yy, xx) for i in range(len(self.cells)))
+                             for yy, xx in zip(y, x, strict=True)], bool)
+
+        keep, truth = unlabelled(pred[:, 0], pred[:, 1]), self.boxes[unlabelled(self.boxes[:, 0], self.boxes[:, 1])]
+        tp, fp, fn = deepforest_tile.match(pred[keep], dets["score"][keep], truth, "centre")
+        return round(2 * tp / max(2 * tp + fp + fn, 1), 4)
+
+    def _in_cell(self, i: int, y: float, x: float) -> bool:
+        y0, x0, y1, x1 = self.cells[i]
+        return bool(y0 <= y < y1 and x0 <= x < x1)
+
 
 def train(pool: Pool, labelled: list[int], args, seed: int, tmp: Path):
     """A model trained from the same start on ``labelled`` (Quick, a fixed number of steps); returns it loaded."""
@@ -178,7 +208,8 @@ def train(pool: Pool, labelled: list[int], args, seed: int, tmp: Path):
     options = TrainOptions(out=str(out), region_encoder=args.encoder, pretrained=True, region_size=REGION,
                            window_size=pool.window, epochs=1, mode="quick",
                            feature_cache_dir=str(args.cache / "features"),
-                           use_mask=False, initial_validation=False, seed=seed, val_fraction=pool.val_fraction)
+                           use_mask=False, initial_validation=False, seed=seed, val_fraction=pool.val_fraction,
+                           calibration_objects=args.calibration_objects)
     trainer = Trainer(items, options)
     # an epoch is the labelled windows, those holding the rare class repeated (the trainer's own sampling)
     per_epoch = (expected_epoch_length(trainer.window_counts) if trainer.window_counts.shape[1]
@@ -230,12 +261,15 @@ def run_seed(pool: Pool, seed: int, args) -> dict:
                 labelled += new
                 model = train(pool, labelled, args, seed, tmp)
                 s = pool.score(model, tmp)
+                if args.dev and hasattr(pool, "dev_score"):
+                    s["dev"] = pool.dev_score(model, labelled, tmp)
                 row.append({"labelled": len(labelled), **s, "rare": int(pool.rare[labelled].sum()),
                             "coverage": coverage})
+                dev = f" (dev {s['dev']:.3f})" if "dev" in s else ""
                 print(f"  {pool.name} seed {seed} {strategy:7s} round {r}: {len(labelled)} regions "
                       f"({row[-1]['rare']} with {'ships' if pool.name == 'ships' else 'crowns'}"
                       f"{f'; {coverage} picked for coverage' if coverage else ''}) -> "
-                      f"{s['score']:.3f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+                      f"{s['score']:.3f}{dev}  [{time.perf_counter() - t0:.0f} s]", flush=True)
             curves[strategy] = row
     return {"seed": seed, "start": start, "curves": curves, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -256,6 +290,11 @@ def summarise(name: str, runs: list[dict], metric: str) -> dict:
         for s in ("random", "suggest"):
             vals = np.array([[p["best_f1"] for p in r["curves"][s]] for r in runs])
             print(f"  {s:8s}  " + "  ".join(f"{m:15.3f}" for m in vals.mean(0)) + "   (F1 at the best threshold)")
+    if "dev" in runs[0]["curves"]["random"][-1]:
+        for s in ("random", "suggest"):
+            vals = np.array([[p.get("dev", np.nan) for p in r["curves"][s]] for r in runs])
+            print(f"  {s:8s}  " + "  ".join(f"{m:15.3f}" for m in np.nanmean(vals, 0)) + "   (dev: the pool's "
+                  "unlabelled regions)")
     rare = {s: np.mean([[p["rare"] for p in r["curves"][s]] for r in runs], axis=0) for s in ("random", "suggest")}
     print("  regions holding the rare class (mean): " + "; ".join(
         f"{s} " + " ".join(f"{v:.1f}" for v in rare[s]) for s in ("random", "suggest")))
@@ -280,6 +319,10 @@ def main() -> None:
     p.add_argument("--encoder", default="efficientnet-lite0")
     p.add_argument("--window", type=int, default=1, help="context window side in regions (training, suggestions and "
                    "scoring; 1: each step trains the labelled region alone, not 3 unlabelled neighbours with it)")
+    p.add_argument("--calibration-objects", type=int, default=50, help="the trainer's own (detection: a threshold "
+                   "calibrated on every labelled window while validation holds fewer objects; 0: validation alone)")
+    p.add_argument("--dev", action="store_true", help="also score each round on the pool's unlabelled regions (trees): "
+                   "the number to choose settings by, never the held-out one")
     p.add_argument("--json", type=Path, default=None, help="write (or with --plot-only read) every number here")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "images" / "active_learning.png")
     p.add_argument("--plot-only", action="store_true")

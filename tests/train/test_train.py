@@ -257,7 +257,7 @@ def _empty_but_annotated(size=512, seed=5):
     return TrainingImage(array_image(pixels), detection=DetectionAnnotations([], [], 14.0, 14.0, 0, ["blob"]))
 
 
-def test_a_detector_whose_validation_finds_nothing_keeps_its_last_epoch_and_a_threshold_from_training(tmp_path):
+def test_a_detector_whose_validation_finds_nothing_keeps_its_last_epoch_and_a_threshold_from_every_window(tmp_path):
     pixels, ys, xs, d = blob_image(0)
     items = [TrainingImage(array_image(pixels), detection=DetectionAnnotations(ys, xs, d, d, 0, ["blob"])),
              _empty_but_annotated()]
@@ -274,9 +274,13 @@ def test_a_detector_whose_validation_finds_nothing_keeps_its_last_epoch_and_a_th
     summary = trainer.fit(lambda e: epochs.append(e) if isinstance(e, EpochDone) else None)
     assert [e.val["f1"] for e in epochs] == [0.0, 0.0, 0.0]
     assert all(e.saved for e in epochs) and summary["best_epoch"] == epochs[-1].epoch == 3  # not epoch 1 kept for good
-    on_train = trainer.evaluate(trainer.train_refs)
-    assert on_train["f1"] > 0.5
+    on_all = trainer.evaluate([*trainer.train_refs, *trainer.val_refs])
+    assert on_all["f1"] > 0.5
     stored = load_model(tmp_path / "det.safetensors").config.score_threshold
-    assert stored == pytest.approx(on_train["score_threshold"])
-    # a validation that found objects keeps its own threshold
-    assert trainer._threshold({"f1": 0.4, "score_threshold": 0.123}) == 0.123
+    assert stored == pytest.approx(on_all["score_threshold"])
+    # a validation that found some of enough objects keeps its own threshold; on too few, every window calibrates
+    assert trainer._threshold({"f1": 0.4, "objects": 50, "score_threshold": 0.123}) == 0.123
+    assert trainer._threshold({"f1": 0.4, "objects": 49, "score_threshold": 0.123}) == pytest.approx(
+        on_all["score_threshold"])
+    trainer.options.calibration_objects = 0  # validation alone, whatever it holds
+    assert trainer._threshold({"f1": 0.4, "objects": 3, "score_threshold": 0.123}) == 0.123

@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
                    "cache; also $NAPARI_XT_FEATURE_CACHE)")
     p.add_argument("--grad-fraction", type=float, default=1.0, help="share of regions with gradients (default 1)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of windows held out (default 0.2)")
+    p.add_argument("--calibration-objects", type=int, default=50,
+                   help="detection: calibrate the score threshold on every labelled window while the held-out ones "
+                   "hold fewer objects than this (default 50; 0: on the held-out windows alone)")
     p.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping (counted once "
                    "the validation score is above 0; segmentation scores the mean IoU of the non-dominant classes)")
     p.add_argument("--max-windows", type=int, help="training windows per epoch (random subset)")
@@ -285,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         window_size=args.window_size, epochs=epochs, time_budget_s=budget, lr=args.lr,
         freeze_encoder=args.freeze, class_balance=args.loss == "balanced",
         dice=1.0 if args.loss == "balanced" else 0.0, mode=args.mode, feature_cache_dir=args.feature_cache,
-        grad_fraction=args.grad_fraction, val_fraction=args.val_fraction, patience=args.patience,
+        grad_fraction=args.grad_fraction, val_fraction=args.val_fraction, calibration_objects=args.calibration_objects,
+        patience=args.patience,
         max_windows=args.max_windows, device=args.device, precision=args.precision, seed=args.seed,
         augment=Augment(geometric=False, translate=False, colour=0, speckle_looks=0) if args.no_augment else Augment(),
         use_mask=not args.no_mask, overwrite=args.overwrite, pretrained=encoder_pretrained(args),

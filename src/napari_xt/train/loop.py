@@ -367,17 +367,19 @@ class Trainer:
             class_counts=[int(v) for v in self.class_counts])
 
     def _threshold(self, val: dict) -> float:
-        """The detection threshold to store: validation's best, or, when validation found no object right (F1 0 or
-        nothing to score), the one best on the training windows. A threshold calibrated on the regions the model
-        learnt from is optimistic, but the fallback of the defaults can sit above every peak a young detector makes:
-        on the tree tile a detector taught on 10 regions, whose 2 validation regions found nothing, kept 0.3 and
-        reported no crown where its best threshold scored F1 0.33 on unseen crowns."""
+        """The detection threshold to store: validation's best when it rests on enough objects
+        (``calibration_objects``) and found some of them; else the best over every labelled window, training ones
+        included. Those are optimistic (the model learnt from them), but the alternatives were worse: a threshold
+        best on a dozen validation crowns is noise, and the default can sit above every peak a young detector makes
+        (on the tree tile a detector taught on 10 regions, whose 2 validation regions found nothing, kept 0.3 and
+        reported no crown where its best threshold scored F1 0.33 on unseen crowns)."""
         f1 = val.get("f1", float("nan"))
-        if not (np.isnan(f1) or f1 <= 0) or not self.train_refs:
+        enough = val.get("objects", 0) >= self.options.calibration_objects
+        if (enough and f1 > 0) or not self.train_refs:
             return float(val["score_threshold"])
-        on_train = self.evaluate(self.train_refs)
-        if on_train.get("f1", 0.0) > 0:
-            return float(on_train["score_threshold"])
+        pooled = self.evaluate([*self.train_refs, *self.val_refs])
+        if pooled.get("f1", 0.0) > 0:
+            return float(pooled["score_threshold"])
         return float(val["score_threshold"])
 
     @property

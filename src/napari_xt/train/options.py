@@ -55,6 +55,10 @@ class TrainOptions:
     chunk: int = 1  # regions per backward chunk
     grad_fraction: float = 1.0  # share of chunks that get gradients (others only advance the memory)
     val_fraction: float = 0.2
+    #: a detection threshold is calibrated on every labelled window (training and validation) while the validation
+    #: windows hold fewer annotated objects than this: the best threshold on a dozen objects is noise (0: always on
+    #: validation alone)
+    calibration_objects: int = 50
     initial_validation: bool = True  # score the untrained model first (a baseline; the tab's Quick loop skips it)
     patience: int = 5  # epochs without validation improvement (once the score is above 0) before stopping
     class_balance: bool = True  # CE weighted by capped inverse class frequency of the annotated pixels

@@ -65,6 +65,7 @@ class Validation:
             tp, fp, fn = self.det.counts(out["score_threshold"])
             out["precision"] = tp / max(tp + fp, 1)
             out["recall"] = tp / max(tp + fn, 1)
+            out["objects"] = self.det.objects  # how much evidence the threshold rests on
         if self.seen:
             out["accuracy"] = self.correct / self.seen
         scores = [v for k, v in out.items() if k in ("minority_iou", "f1", "accuracy") and not np.isnan(v)]

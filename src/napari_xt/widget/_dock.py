@@ -320,7 +320,8 @@ class XTDock(Container):
     # -- runner events (main thread) ----------------------------------------------------------------------------
     def _on_prepared(self, run) -> None:
         layout = self.runner.layout
-        self.overlays.attach(run.store.path, self._run_layer, self._run_info, run.plan.downsample_to_level0, layout)
+        self.overlays.attach(run.store.path, self._run_layer, self._run_info, run.plan.downsample_to_level0, layout,
+                             levels=self.runner.label_levels)
         if layout is not None:
             with self.score_class.changed.blocked():
                 chosen = self.score_class.value

@@ -149,9 +149,10 @@ class Overlays:
             if self.labels is layer:
                 self.labels = None
 
-    def attach(self, store_path, image_layer, info, downsample: float, layout=None) -> None:
+    def attach(self, store_path, image_layer, info, downsample: float, layout=None, levels=None) -> None:
         """Show the store at ``store_path`` over ``image_layer`` (level-0 px per analysis px = ``downsample``);
-        ``layout`` (a ScoreLayout) adds the window-score heat map of a classification head."""
+        ``layout`` (a ScoreLayout) adds the window-score heat map of a classification head; ``levels``: the store's
+        label pyramid when already opened (:func:`open_label_levels`, off the main thread)."""
         name = Path(store_path).name
         scale = np.asarray(image_layer.scale, dtype=float)[-2:]
         translate = np.asarray(image_layer.translate, dtype=float)[-2:]
@@ -163,7 +164,10 @@ class Overlays:
             self._staged = None
         self.n_shown = 0
         self._pending, self._cores, self._reading = [], [], []
-        levels = open_label_levels(store_path) if "segmentation" in info.tasks else []
+        if "segmentation" not in info.tasks:
+            levels = []
+        elif not levels:
+            levels = open_label_levels(store_path)
         if levels:
             kwargs = self._labels_settings(info, image_layer, downsample, store_path)
             multiscale = len(levels) > 1

@@ -39,6 +39,7 @@ from ..app.events import (
 )
 from ..app.request import PredictRequest
 from ._messages import describe
+from ._overlays import open_label_levels
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ DELIVER_MS = 125
 BAR_S = 0.5
 # the bar is made this long after the click: after the run's Labels layer goes in (``_staged_layer.STEP_MS``)
 BAR_AFTER_MS = 120
+# the stream starts this long after the preparation ends (see ``_on_prepared``)
+STREAM_AFTER_MS = 40
+
+
+def _prepare(request: PredictRequest, layer: Any, model: Any) -> tuple[PreparedRun, list]:
+    """The preparation, and the new store's label pyramid opened in the same worker: opening zarr arrays on the main
+    thread waits on zarr's one I/O loop, which the run's image reads keep busy (bench_widget.py --sample)."""
+    prepared = session.prepare(request, layer, model)
+    return prepared, open_label_levels(prepared.run.store.path)
 
 
 class Runner:
@@ -69,6 +79,7 @@ class Runner:
         self.state = "idle"  # idle | preparing | running | cancelling
         self.progress: Any = None  # napari progress bar of the stream (Activity dock)
         self._model_key: str | None = None
+        self.label_levels: list = []  # the store's label pyramid, opened by the preparing worker (see ``_prepare``)
         self._model: Any = None  # kept so Resume of a random-init preset continues with the very same weights
         self._prep_worker: Any = None
         self._worker: Any = None
@@ -102,7 +113,7 @@ class Runner:
         self._set_state("preparing")
         # no napari progress bar for this short step: making its widget in the Activity dock cost the click on Run
         # 20-50 ms of main thread under software GL (bench_widget.py --sample; issue 25); the status line says it
-        worker = create_worker(session.prepare, request, layer, model, _ignore_errors=True)
+        worker = create_worker(_prepare, request, layer, model, _ignore_errors=True)
         worker.returned.connect(self._on_prepared)
         worker.errored.connect(self._on_prepare_error)
         self._prep_worker = worker
@@ -153,7 +164,8 @@ class Runner:
         self._set_state("idle")
         self.failed.emit(describe(err))
 
-    def _on_prepared(self, prepared: PreparedRun) -> None:
+    def _on_prepared(self, result: tuple[PreparedRun, list]) -> None:
+        prepared, self.label_levels = result
         self._prep_worker = None
         run = prepared.run
         assert self.request is not None
@@ -183,7 +195,9 @@ class Runner:
         worker.aborted.connect(self._on_aborted)
         self._worker = worker
         self._set_state("running")
-        worker.start()
+        # a turn later: this turn gives the run's layer its store and repaints it, and the stream's first moments
+        # (its threads starting, the model's tensors converted, the first reads) would contend with both for the GIL
+        QTimer.singleShot(STREAM_AFTER_MS, worker.start)
 
     def _on_yielded(self, event: RunEvent) -> None:
         if isinstance(event, RunFinished):
