@@ -246,6 +246,8 @@ def run_seed(pool: Pool, seed: int, args) -> dict:
         t0 = time.perf_counter()
         model0 = train(pool, start, args, seed, tmp)
         s0 = pool.score(model0, tmp)
+        if args.dev and hasattr(pool, "dev_score"):
+            s0["dev"] = pool.dev_score(model0, start, tmp)
         print(f"  {pool.name} seed {seed}: {len(start)} regions -> {s0['score']:.3f}", flush=True)
         for strategy in ("random", "suggest"):
             labelled, model = list(start), model0
