@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -264,6 +265,8 @@ class Suggestions:
     info: dict = field(default_factory=dict)
     #: why each suggestion (in ``order``) was picked: "doubt" or "coverage" (empty: all doubt)
     reasons: tuple[str, ...] = ()
+    #: the image's CRS and level-0 transform (``io.Georef``) when it is georeferenced: GeoJSON can then be lon/lat
+    georef: Any = None
 
     def reason(self, i: int) -> str:
         """"doubt" or "coverage": why suggestion ``i`` (0: the first) was picked."""
@@ -282,26 +285,40 @@ class Suggestions:
         y0, x0, y1, x1 = self.boxes[i]
         return (float(y0 + y1) / 2, float(x0 + x1) / 2)
 
-    def to_geojson(self) -> dict:
-        """A FeatureCollection of the suggestions as QuPath annotations (level-0 px, x then y; pixel corners)."""
+    def to_geojson(self, coords: str = "pixel") -> dict:
+        """A FeatureCollection of the suggestions: QuPath annotations in level-0 px (x then y; pixel corners), or
+        with ``coords="map"`` WGS 84 longitude/latitude polygons (RFC 7946; a georeferenced image only) for a GIS.
+        Each feature keeps its level-0 ``pixel_box`` (x0, y0, x1, y1) either way, which ``--exclude`` reads."""
+        mapper = None
+        if coords == "map":
+            if self.georef is None:
+                raise ValueError("map coordinates need a georeferenced image (a GeoTIFF with a CRS); this one has "
+                                 "none: use pixel coordinates")
+            from ..export._geo import to_wgs84
+
+            mapper = to_wgs84(self.georef)
         features = []
         for rank, i in enumerate(self.order, start=1):
             y0, x0, y1, x1 = (float(v) for v in self.cells[i])
             ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+            if mapper is not None:
+                ring = mapper(np.asarray(ring, dtype=np.float64)).tolist()
             features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
                              "properties": {"objectType": "annotation", "name": f"suggestion {rank}",
                                             "classification": {"name": "suggestion", "color": [255, 170, 0]},
                                             "measurements": {"rank": rank, "uncertainty": float(self.scores[i])},
                                             "rank": rank, "uncertainty": float(self.scores[i]),
-                                            "reason": self.reason(rank - 1)}})
+                                            "reason": self.reason(rank - 1), "pixel_box": [x0, y0, x1, y1]}})
         return {"type": "FeatureCollection", "features": features,
                 "properties": {"software": "napari-xt suggest", "task": self.task, "measure": self.measure,
-                               "threshold": self.threshold, "coordinates": "level-0 pixels (x, y)",
+                               "threshold": self.threshold,
+                               "coordinates": ("WGS 84 longitude, latitude" if mapper is not None
+                                               else "level-0 pixels (x, y)"),
                                "regions": self.regions, "explore": self.info.get("explore", 0.0)}}
 
-    def write_geojson(self, path: str | Path) -> Path:
+    def write_geojson(self, path: str | Path, coords: str = "pixel") -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_geojson(), indent=1))
+        path.write_text(json.dumps(self.to_geojson(coords), indent=1))
         return path
 
 

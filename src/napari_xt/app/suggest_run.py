@@ -117,6 +117,7 @@ def suggestion_events(image: str, model: str, options: SuggestOptions | None = N
             cores, np.array([values[i] for i in ids], dtype=np.float64), options, task, shape0,
             heat_step=max(1.0, plan_.region_size * f / 8), threshold=threshold,
             calibrated=cfg.score_threshold is not None)
+        result.georef = inputs.image.georef
         result.info.update({"cancelled": bool(end is not None and end.status == "cancelled"),
                             "region_size_level0": plan_.region_size * f, "window_size": plan_.window_size,
                             "scope": "view" if roi is not None and view_only else ("roi" if roi is not None

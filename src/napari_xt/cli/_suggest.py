@@ -58,6 +58,10 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude", metavar="GEOJSON", action="append", default=[],
                    help="polygons already annotated (e.g. an earlier --out); cells mostly inside their bounding "
                    "boxes are not suggested (repeatable)")
+    p.add_argument("--coords", choices=("auto", "pixel", "map"), default="auto",
+                   help="the GeoJSON's coordinates: level-0 pixels (QuPath) or WGS 84 lon/lat (a GIS; a georeferenced "
+                   "image only); auto: map when the image is georeferenced (default). Each suggestion also keeps "
+                   "its pixel box")
     p.add_argument("--heatmap", metavar="TIFF", help="also write every region's uncertainty as a float32 TIFF "
                    "(one pixel = heat_step level-0 px, NaN where no region ran)")
     p.add_argument("--window-size", type=int, default=None, help="regions per context window side "
@@ -83,7 +87,8 @@ def _explore(text: str) -> float | None:
 
 
 def exclusion_boxes(paths: list[str]) -> tuple[tuple[float, float, float, float], ...]:
-    """Bounding boxes (level-0 y0, x0, y1, x1) of the polygons of GeoJSON files in pixel coordinates (x, y)."""
+    """Bounding boxes (level-0 y0, x0, y1, x1) of the polygons of GeoJSON files in pixel coordinates (x, y), or of
+    the ``pixel_box`` each of ``napari-xt suggest``'s own features carries (its map-coordinate files too)."""
     boxes = []
     for path in paths:
         try:
@@ -92,6 +97,11 @@ def exclusion_boxes(paths: list[str]) -> tuple[tuple[float, float, float, float]
             raise ValueError(f"--exclude {path}: cannot read it as GeoJSON ({err})") from None
         features = data.get("features", []) if isinstance(data, dict) else []
         for feature in features:
+            box = ((feature or {}).get("properties") or {}).get("pixel_box")
+            if isinstance(box, list) and len(box) == 4:  # our own suggestions, whatever their coordinates
+                x0, y0, x1, y1 = (float(v) for v in box)
+                boxes.append((y0, x0, y1, x1))
+                continue
             geom = (feature or {}).get("geometry") or {}
             kind, coords = str(geom.get("type")), geom.get("coordinates") or []
             rings = coords[:1] if kind == "Polygon" else ([p[0] for p in coords if p] if kind == "MultiPolygon" else [])
@@ -119,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     found = suggest(args.image, args.model, options, roi=parse_roi(args.roi), window_size=args.window_size,
                     use_mask=not args.no_mask, device=args.device, batch_size=args.batch_size)
-    found.write_geojson(args.out)
+    coords = args.coords if args.coords != "auto" else ("map" if found.georef is not None else "pixel")
+    found.write_geojson(args.out, coords)
     if args.heatmap:
         import tifffile
 
@@ -129,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
                          "uncertainty": float(found.scores[i]), "reason": found.reason(n)}
                         for n, i in enumerate(found.order)]
     if args.json:
-        print(json.dumps({"out": args.out, "task": found.task, "measure": found.measure, "threshold": found.threshold,
+        print(json.dumps({"out": args.out, "coords": coords, "task": found.task, "measure": found.measure,
+                          "threshold": found.threshold,
                           "regions": found.regions, "explore": found.info.get("explore", 0.0),
                           "suggestions": rows, "heat_step": found.heat_step,
                           "seconds": seconds}))
