@@ -174,9 +174,8 @@ class Overlays:
             data = levels if multiscale else levels[0]
             layer = self._find("labels", store_path)
             if layer is not None and layer.multiscale == multiscale:
-                # reserved at Run, or Resume: reuse the layer (building a Labels layer's visuals is the slow part)
-                # one re-slice for the data and its placement, not one per setting (napari's private blocker;
-                # without it, each re-slices: 5-15 ms apiece at the run's start)
+                # reserved at Run, or Resume: reuse the layer (building a Labels layer's visuals is the slow part),
+                # its new data and placement given in one update (see _one_update)
                 with _one_update(self.viewer, layer):
                     layer.data = data
                     for key, value in kwargs.items():
